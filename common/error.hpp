@@ -1,0 +1,41 @@
+// Errors at the boundary: an exception carrying context (file, op, tensor, what was expected).
+#pragma once
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace ne {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+namespace detail {
+inline void cat(std::ostringstream&) {}
+template <class T, class... R>
+void cat(std::ostringstream& os, const T& v, const R&... r) {
+  os << v;
+  cat(os, r...);
+}
+}  // namespace detail
+
+template <class... A>
+std::string str_cat(const A&... a) {
+  std::ostringstream os;
+  detail::cat(os, a...);
+  return os.str();
+}
+
+template <class... A>
+[[noreturn]] void fail(const A&... a) {
+  throw Error(str_cat(a...));
+}
+
+}  // namespace ne
+
+// Checked in release builds too: invariants on untrusted input.
+#define NE_CHECK(cond, ...)                 \
+  do {                                      \
+    if (!(cond)) ::ne::fail(__VA_ARGS__);   \
+  } while (0)

@@ -1,0 +1,70 @@
+// The executor: builds operators from a Model, plans per input shape (cached), runs.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/ir.hpp"
+#include "executor/operator.hpp"
+
+namespace ne {
+
+// An owned host tensor (inputs given to / outputs returned from the executor).
+struct HostTensor {
+  DType dtype = DType::fp32;
+  Shape shape;
+  std::vector<uint8_t> bytes;
+  int64_t numel() const { return shape_numel(shape); }
+  template <class T> T* ptr() { return reinterpret_cast<T*>(bytes.data()); }
+  template <class T> const T* ptr() const { return reinterpret_cast<const T*>(bytes.data()); }
+  template <class T>
+  static HostTensor make(DType dt, const Shape& s, const std::vector<T>& v) {
+    HostTensor h;
+    h.dtype = dt;
+    h.shape = s;
+    h.bytes.resize(v.size() * sizeof(T));
+    if (!v.empty()) std::memcpy(h.bytes.data(), v.data(), h.bytes.size());
+    return h;
+  }
+};
+
+struct ExecOptions {
+  OpConfig op;           // sparse threshold etc.
+  bool profile = false;  // time every operator
+};
+
+struct OpProfile {
+  std::string name, type, kernel, reason;
+  double total_ms = 0;
+  int64_t calls = 0;
+};
+
+struct MemoryStats {
+  size_t arena_bytes = 0;       // activation arena of the current plan
+  size_t peak_live_bytes = 0;   // largest sum of simultaneously live activations (lower bound)
+  size_t weight_bytes = 0;      // weights referenced by the model
+};
+
+class Executor {
+ public:
+  explicit Executor(Model model, ExecOptions opt = {});
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  const Model& model() const;
+  // Runs with inputs by name (all model inputs required; dtypes and ranks checked against the
+  // declared ones). Returns the model outputs in the order of model().output_names().
+  std::vector<HostTensor> run(const std::map<std::string, HostTensor>& inputs);
+
+  std::vector<OpProfile> profile() const;  // in execution order (Input/Output left out)
+  void reset_profile();
+  MemoryStats memory() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ne
