@@ -1,0 +1,272 @@
+// neural_engine: runs an IR (conf.yaml + model.bin) or an ONNX model; latency, throughput,
+// per-operator profile, outputs as .npy. Flags follow Intel Neural Engine's binary.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <omp.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "common/npy.hpp"
+#include "common/proc_mem.hpp"
+#include "executor/executor.hpp"
+#ifdef NE_HAVE_COMPILE
+#include "compile/compile.hpp"
+#endif
+
+DEFINE_string(config, "", "IR conf.yaml");
+DEFINE_string(weight, "", "IR model.bin");
+DEFINE_string(model, "", "an ONNX model, compiled in memory (instead of --config/--weight)");
+DEFINE_int32(batch_size, 1, "batch of generated inputs");
+DEFINE_int32(seq_len, 128, "sequence length of generated inputs");
+DEFINE_int32(iterations, 10, "timed iterations");
+DEFINE_int32(w, 2, "warm-up iterations");
+DEFINE_string(input, "", "real inputs: name=a.npy,name2=b.npy");
+DEFINE_string(output_dir, "", "write every model output as DIR/<name>.npy");
+DEFINE_bool(profile, false, "print a per-operator table");
+DEFINE_string(report_json, "", "write the run as JSON to this file");
+DEFINE_double(sparse_threshold, -1, "block sparsity above which sparse kernels run (default 0.7, env NE_SPARSE_THRESHOLD)");
+DEFINE_int32(seed, 1, "seed of generated inputs");
+DEFINE_string(precision, "fp32", "with --model: fp32|int8|bf16");
+
+namespace {
+
+std::vector<std::string> split(const std::string& s, char c) {
+  std::vector<std::string> r;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, c))
+    if (!item.empty()) r.push_back(item);
+  return r;
+}
+
+// Vocabulary size of an id input: the rows of the table of a Gather that reads it (through
+// Cast/Reshape-like ops).
+int64_t find_vocab(const ne::Model& m, const std::string& input) {
+  std::set<std::string> reach = {input};
+  int64_t vocab = -1;
+  for (auto& op : m.ops) {
+    bool reads = false;
+    for (auto& i : op.inputs) reads |= reach.count(i) > 0;
+    if (!reads) continue;
+    if (op.type == "Gather" && op.inputs.size() >= 2 && reach.count(op.inputs[1])) {
+      const ne::TensorInfo* t = m.find(op.inputs[0]);
+      if (t && t->is_weight && !t->shape.empty() && op.attr_int("axis", 0) == 0)
+        vocab = vocab < 0 ? t->shape[0] : std::min(vocab, t->shape[0]);
+    } else if (op.type == "Cast" || op.type == "Reshape" || op.type == "Squeeze" ||
+               op.type == "Unsqueeze" || op.type == "Flatten" || op.type == "Identity") {
+      for (auto& o : op.outputs) reach.insert(o);
+    }
+  }
+  return vocab;
+}
+
+std::map<std::string, ne::HostTensor> make_inputs(const ne::Model& m, int batch, int seq, int seed) {
+  std::map<std::string, ne::HostTensor> r;
+  std::mt19937 rng(seed);
+  for (auto& name : m.input_names()) {
+    const ne::TensorInfo* t = m.find(name);
+    ne::HostTensor h;
+    h.dtype = t ? t->dtype : ne::DType::int64;
+    ne::Shape s = t && t->has_shape ? t->shape : ne::Shape{-1, -1};
+    int dyn = 0;
+    for (auto& d : s)
+      if (d < 0) d = dyn++ == 0 ? batch : seq;
+    if (dyn > 2)
+      ne::fail("input '", name, "' has ", dyn, " dynamic dims; give it with --input");
+    h.shape = s;
+    int64_t n = ne::shape_numel(s);
+    h.bytes.resize(size_t(n) * ne::dtype_size(h.dtype));
+    std::string lname = name;
+    std::transform(lname.begin(), lname.end(), lname.begin(), ::tolower);
+    bool is_mask = lname.find("mask") != std::string::npos;
+    bool is_type = lname.find("token_type") != std::string::npos || lname.find("segment") != std::string::npos;
+    int64_t vocab = find_vocab(m, name);
+    if (vocab <= 0) vocab = 2;
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t iv = is_mask ? 1 : is_type ? 0 : int64_t(rng() % uint64_t(vocab));
+      switch (h.dtype) {
+        case ne::DType::int64: h.ptr<int64_t>()[i] = iv; break;
+        case ne::DType::int32: case ne::DType::s32: h.ptr<int32_t>()[i] = int32_t(iv); break;
+        case ne::DType::fp32: h.ptr<float>()[i] = is_mask ? 1.f : std::uniform_real_distribution<float>(-1, 1)(rng); break;
+        case ne::DType::u8: case ne::DType::s8: case ne::DType::boolean: h.bytes[size_t(i)] = uint8_t(is_mask ? 1 : iv & 1); break;
+        default: ne::fail("cannot generate input '", name, "' of dtype ", ne::dtype_name(h.dtype));
+      }
+    }
+    r[name] = std::move(h);
+  }
+  return r;
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = size_t(std::ceil(p / 100.0 * double(v.size()))) ;
+  i = i == 0 ? 0 : i - 1;
+  return v[std::min(i, v.size() - 1)];
+}
+
+std::string json_str(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\', r += c;
+    else if (c == '\n') r += "\\n";
+    else if (static_cast<unsigned char>(c) < 0x20) r += ' ';
+    else r += c;
+  }
+  return r + "\"";
+}
+
+std::string safe_file(const std::string& n) {
+  std::string r = n;
+  for (auto& c : r)
+    if (c == '/' || c == '\\' || c == ':') c = '_';
+  return r;
+}
+
+int run() {
+  ne::Model model;
+  std::string mapped_path;
+  if (!FLAGS_model.empty()) {
+#ifdef NE_HAVE_COMPILE
+    ne::CompileOptions co;
+    co.precision = FLAGS_precision;
+    model = ne::compile_onnx(FLAGS_model, co);
+#else
+    ne::fail("--model: this build has no ONNX compiler");
+#endif
+  } else {
+    NE_CHECK(!FLAGS_config.empty(), "give --config conf.yaml --weight model.bin, or --model model.onnx");
+    model = ne::load_ir(FLAGS_config, FLAGS_weight);
+    mapped_path = FLAGS_weight;
+  }
+  ne::ExecOptions eo;
+  eo.profile = FLAGS_profile || !FLAGS_report_json.empty();
+  double thr = FLAGS_sparse_threshold;
+  if (thr < 0 && std::getenv("NE_SPARSE_THRESHOLD")) thr = std::atof(std::getenv("NE_SPARSE_THRESHOLD"));
+  if (thr >= 0) eo.op.sparse_threshold = float(thr);
+  eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
+  ne::Executor ex(std::move(model), eo);
+
+  std::map<std::string, ne::HostTensor> inputs;
+  int batch = FLAGS_batch_size, seq = FLAGS_seq_len;
+  NE_CHECK(batch > 0 && seq > 0, "--batch_size and --seq_len must be positive");
+  if (!FLAGS_input.empty()) {
+    for (auto& kv : split(FLAGS_input, ',')) {
+      auto eq = kv.find('=');
+      NE_CHECK(eq != std::string::npos, "--input: expected name=file.npy, got '", kv, "'");
+      ne::NpyArray a = ne::read_npy(kv.substr(eq + 1));
+      ne::HostTensor h;
+      h.dtype = a.dtype;
+      h.shape = a.shape;
+      h.bytes = std::move(a.bytes);
+      inputs[kv.substr(0, eq)] = std::move(h);
+    }
+    // Generated inputs for whatever was not given.
+    auto gen = make_inputs(ex.model(), batch, seq, FLAGS_seed);
+    for (auto& kv : gen)
+      if (!inputs.count(kv.first)) inputs[kv.first] = kv.second;
+    auto& first = inputs.begin()->second;
+    if (!first.shape.empty()) batch = int(first.shape[0]);
+    if (first.shape.size() > 1) seq = int(first.shape[1]);
+  } else {
+    inputs = make_inputs(ex.model(), batch, seq, FLAGS_seed);
+  }
+
+  std::vector<ne::HostTensor> outputs;
+  for (int i = 0; i < FLAGS_w; ++i) outputs = ex.run(inputs);
+  ex.reset_profile();
+  std::vector<double> lat;
+  using clk = std::chrono::steady_clock;
+  for (int i = 0; i < FLAGS_iterations; ++i) {
+    auto t0 = clk::now();
+    outputs = ex.run(inputs);
+    lat.push_back(std::chrono::duration<double, std::milli>(clk::now() - t0).count());
+  }
+  if (FLAGS_iterations == 0 && FLAGS_w == 0) outputs = ex.run(inputs);
+
+  double mean = 0;
+  for (double v : lat) mean += v;
+  mean = lat.empty() ? 0 : mean / double(lat.size());
+  double throughput = mean > 0 ? 1000.0 * batch / mean : 0;
+  std::cout << " Batch Size is " << batch << "\n";
+  std::cout << " Latency is " << std::fixed << std::setprecision(3) << (batch ? mean / batch : 0) << " ms\n";
+  std::cout << " Throughput is " << std::setprecision(2) << throughput << "\n";
+  std::cout << " Batch latency is " << std::setprecision(3) << mean << " ms (P50 " << pct(lat, 50) << ", P90 "
+            << pct(lat, 90) << ", P99 " << pct(lat, 99) << ")\n";
+
+  if (!FLAGS_output_dir.empty()) {
+    ::mkdir(FLAGS_output_dir.c_str(), 0755);
+    auto names = ex.model().output_names();
+    for (size_t i = 0; i < outputs.size(); ++i)
+      ne::write_npy(FLAGS_output_dir + "/" + safe_file(names[i]) + ".npy", outputs[i].dtype, outputs[i].shape,
+                    outputs[i].bytes.data());
+  }
+
+  auto prof = ex.profile();
+  double total = 0;
+  for (auto& p : prof) total += p.total_ms;
+  int iters = std::max(1, FLAGS_iterations);
+  if (FLAGS_profile) {
+    std::cout << "\n" << std::left << std::setw(44) << "operator" << std::setw(14) << "type" << std::setw(40)
+              << "kernel" << std::right << std::setw(10) << "ms/iter" << std::setw(8) << "share"
+              << "  reason\n";
+    for (auto& p : prof) {
+      std::cout << std::left << std::setw(44) << p.name.substr(0, 43) << std::setw(14) << p.type.substr(0, 13)
+                << std::setw(40) << p.kernel.substr(0, 39) << std::right << std::setw(10) << std::setprecision(3)
+                << p.total_ms / iters << std::setw(7) << std::setprecision(1)
+                << (total > 0 ? 100 * p.total_ms / total : 0) << "%  " << p.reason << "\n";
+    }
+  }
+  if (!FLAGS_report_json.empty()) {
+    ne::MemoryStats ms = ex.memory();
+    ne::ProcMem pm = ne::read_proc_mem(mapped_path);
+    std::ofstream f(FLAGS_report_json);
+    NE_CHECK(f.good(), FLAGS_report_json, ": cannot open for writing");
+    f << std::setprecision(6) << "{\n";
+    f << "  \"batch\": " << batch << ", \"seq\": " << seq << ", \"threads\": " << omp_get_max_threads()
+      << ", \"iterations\": " << FLAGS_iterations << ",\n";
+    f << "  \"latency_ms\": {\"mean\": " << mean << ", \"p50\": " << pct(lat, 50) << ", \"p90\": " << pct(lat, 90)
+      << ", \"p99\": " << pct(lat, 99) << "},\n";
+    f << "  \"latency_per_sample_ms\": " << (batch ? mean / batch : 0) << ",\n";
+    f << "  \"throughput\": " << throughput << ",\n";
+    f << "  \"memory\": {\"weight_bytes\": " << ms.weight_bytes << ", \"weight_mapped_bytes\": " << pm.file_size
+      << ", \"weight_resident_bytes\": " << pm.file_rss << ", \"weight_pss_bytes\": " << pm.file_pss
+      << ", \"private_bytes\": " << pm.private_bytes << ", \"rss_bytes\": " << pm.rss
+      << ", \"arena_bytes\": " << ms.arena_bytes << ", \"peak_live_activation_bytes\": " << ms.peak_live_bytes << "},\n";
+    f << "  \"profile\": [\n";
+    for (size_t i = 0; i < prof.size(); ++i) {
+      auto& p = prof[i];
+      f << "    {\"name\": " << json_str(p.name) << ", \"type\": " << json_str(p.type) << ", \"kernel\": "
+        << json_str(p.kernel) << ", \"reason\": " << json_str(p.reason) << ", \"ms_per_iter\": "
+        << p.total_ms / iters << "}" << (i + 1 < prof.size() ? "," : "") << "\n";
+    }
+    f << "  ]\n}\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("neural_engine --config conf.yaml --weight model.bin [--batch_size N --seq_len S ...]\n"
+                          "       neural_engine --model model.onnx ...");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+}

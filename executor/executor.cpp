@@ -1,0 +1,407 @@
+#include "executor/executor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <set>
+#include <unordered_map>
+
+namespace ne {
+
+namespace {
+
+struct AlignedBuf {
+  void* p = nullptr;
+  size_t n = 0;
+  AlignedBuf() = default;
+  explicit AlignedBuf(size_t bytes) { reserve(bytes); }
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf(AlignedBuf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; o.n = 0; }
+  ~AlignedBuf() { std::free(p); }
+  void reserve(size_t bytes) {
+    if (bytes <= n && p) return;
+    std::free(p);
+    size_t sz = (std::max<size_t>(bytes, 64) + 63) / 64 * 64;
+    p = std::aligned_alloc(64, sz);
+    if (!p) fail("out of memory allocating ", sz, " bytes");
+    n = sz;
+  }
+};
+
+size_t align64(size_t x) { return (x + 63) / 64 * 64; }
+
+}  // namespace
+
+struct Executor::Impl {
+  Model model;
+  ExecOptions opt;
+
+  std::vector<std::string> names;
+  std::unordered_map<std::string, int> id;
+  std::vector<Tensor> base;       // per tensor: weights carry data
+  std::vector<bool> weight;       // tensor is a weight
+  std::vector<AlignedBuf> weight_copies;  // weights realigned from unaligned offsets
+
+  struct Node {
+    std::unique_ptr<Operator> op;
+    std::vector<int> in, out;  // tensor ids; -1 = optional input left out
+    bool at_plan = false;      // computed at plan time (inputs all const, or shape-only)
+    OpProfile prof;
+  };
+  std::vector<Node> nodes;
+  std::vector<int> inputs, outputs;  // model inputs / outputs (tensor ids)
+  std::vector<bool> plan_const;      // tensor is a weight or computed at plan time
+
+  struct Plan {
+    std::vector<Tensor> t;
+    std::vector<AlignedBuf> const_store;
+    std::vector<int64_t> offset;  // arena offset per tensor, -1 if not in arena
+    size_t arena = 0, peak_live = 0;
+  };
+  std::map<std::string, std::unique_ptr<Plan>> plans;
+  Plan* last_plan = nullptr;
+  AlignedBuf arena;
+
+  int tensor_id(const std::string& n) {
+    auto it = id.find(n);
+    if (it != id.end()) return it->second;
+    int i = int(names.size());
+    names.push_back(n);
+    id[n] = i;
+    Tensor t;
+    t.name = n;
+    base.push_back(t);
+    weight.push_back(false);
+    return i;
+  }
+
+  void build() {
+    validate(model);
+    // Unknown op types: one message listing all of them.
+    std::map<std::string, std::vector<std::string>> unknown;
+    for (auto& op : model.ops)
+      if (op.type != "Input" && op.type != "Output" && !create_op(op)) unknown[op.type].push_back(op.name);
+    if (!unknown.empty()) {
+      std::string msg = model.source + ": unknown operator type(s): ";
+      bool first = true;
+      for (auto& kv : unknown) {
+        msg += (first ? "" : "; ") + kv.first + " (";
+        for (size_t i = 0; i < kv.second.size() && i < 5; ++i) msg += (i ? ", " : "") + kv.second[i];
+        if (kv.second.size() > 5) msg += ", ...";
+        msg += ")";
+        first = false;
+      }
+      fail(msg);
+    }
+    for (auto& kv : model.tensors) {
+      const TensorInfo& ti = kv.second;
+      if (!ti.is_weight) continue;
+      int i = tensor_id(ti.name);
+      weight[i] = true;
+      Tensor& t = base[i];
+      t.dtype = ti.dtype;
+      t.shape = ti.shape;
+      t.is_const = true;
+      const uint8_t* d = ti.data;
+      if (reinterpret_cast<uintptr_t>(d) % 64 != 0 && ti.nbytes > 0) {
+        weight_copies.emplace_back(ti.nbytes);
+        std::memcpy(weight_copies.back().p, d, ti.nbytes);
+        d = static_cast<const uint8_t*>(weight_copies.back().p);
+      }
+      t.data = const_cast<uint8_t*>(d);
+    }
+    for (auto& n : model.input_names()) inputs.push_back(tensor_id(n));
+    for (auto& n : model.output_names()) outputs.push_back(tensor_id(n));
+    plan_const.assign(names.size(), false);
+    for (size_t i = 0; i < names.size(); ++i) plan_const[i] = weight[i];
+    for (auto& op : model.ops) {
+      if (op.type == "Input" || op.type == "Output") continue;
+      Node nd;
+      nd.op = create_op(op);
+      nd.op->set_config(opt.op);
+      for (auto& n : op.inputs) nd.in.push_back(n.empty() ? -1 : tensor_id(n));
+      for (auto& n : op.outputs) nd.out.push_back(tensor_id(n));
+      plan_const.resize(names.size(), false);
+      bool all_const = true;
+      for (int i : nd.in)
+        if (i >= 0 && !plan_const[i]) all_const = false;
+      nd.at_plan = all_const || nd.op->shape_only();
+      if (nd.at_plan)
+        for (int o : nd.out) plan_const[o] = true;
+      nd.prof.name = op.name;
+      nd.prof.type = op.type;
+      nodes.push_back(std::move(nd));
+    }
+    plan_const.resize(names.size(), false);
+    // init(): weights visible.
+    for (auto& nd : nodes) {
+      TensorList in;
+      std::vector<Tensor> tmp;
+      tmp.reserve(nd.in.size());
+      for (int i : nd.in) {
+        if (i < 0) { in.push_back(nullptr); continue; }
+        tmp.push_back(base[i]);
+        in.push_back(&tmp.back());
+      }
+      nd.op->init(in);
+      nd.prof.kernel = nd.op->kernel();
+      nd.prof.reason = nd.op->reason();
+    }
+  }
+
+  TensorList list(Plan& p, const std::vector<int>& ids) {
+    TensorList l;
+    for (int i : ids) l.push_back(i < 0 ? nullptr : &p.t[i]);
+    return l;
+  }
+
+  std::unique_ptr<Plan> make_plan(const std::map<std::string, HostTensor>& in) {
+    auto p = std::make_unique<Plan>();
+    p->t = base;
+    for (int i : inputs) {
+      const HostTensor& h = in.at(names[i]);
+      p->t[i].dtype = h.dtype;
+      p->t[i].shape = h.shape;
+      p->t[i].is_const = false;
+    }
+    // Shapes, and plan-time evaluation of constant / shape-derived chains.
+    for (auto& nd : nodes) {
+      TensorList ins = list(*p, nd.in), outs = list(*p, nd.out);
+      try {
+        nd.op->reshape(ins, outs);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        fail("operator '", nd.op->name(), "' (", nd.op->type(), "): ", e.what());
+      }
+      for (Tensor* o : outs) {
+        for (int64_t d : o->shape)
+          NE_CHECK(d >= 0, "operator '", nd.op->name(), "' (", nd.op->type(), "): output '", o->name,
+                   "' got invalid shape ", shape_str(o->shape));
+        (void)shape_numel(o->shape);  // overflow check
+      }
+      if (nd.at_plan) {
+        if (nd.op->is_view()) {
+          outs[0]->data = ins[0]->data;
+        } else {
+          for (Tensor* o : outs) {
+            p->const_store.emplace_back(o->nbytes());
+            o->data = p->const_store.back().p;
+          }
+          nd.op->forward(ins, outs);
+        }
+        for (Tensor* o : outs) o->is_const = true;
+      }
+    }
+    plan_memory(*p);
+    return p;
+  }
+
+  // Assigns arena offsets from tensor lifetimes: buffers shared by views and in-place ops,
+  // placed greedily by size (largest first) at the lowest offset free during their lifetime.
+  void plan_memory(Plan& p) {
+    const int T = int(names.size()), N = int(nodes.size());
+    const int END = N + 1;
+    std::vector<int> last(T, -2), def(T, -2);
+    for (int i : inputs) def[i] = -1;
+    for (int j = 0; j < N; ++j) {
+      if (nodes[j].at_plan) continue;
+      for (int i : nodes[j].in)
+        if (i >= 0) last[i] = std::max(last[i], j);
+      for (int o : nodes[j].out) def[o] = j;
+    }
+    for (int o : outputs) last[o] = END;
+    std::vector<int> buf(T, -1);
+    struct Buffer { size_t size = 0; int first = 0, last = 0; };
+    std::vector<Buffer> bufs;
+    auto in_arena = [&](int i) { return i >= 0 && !p.t[i].is_const; };
+    for (int i : inputs) {
+      buf[i] = int(bufs.size());
+      bufs.push_back({align64(p.t[i].nbytes()), -1, std::max(last[i], -1)});
+    }
+    for (int j = 0; j < N; ++j) {
+      Node& nd = nodes[j];
+      if (nd.at_plan) continue;
+      for (size_t k = 0; k < nd.out.size(); ++k) {
+        int o = nd.out[k];
+        size_t sz = align64(p.t[o].nbytes());
+        int lo = std::max(last[o], j);
+        int share = -1;
+        if (k == 0 && nd.op->is_view() && in_arena(nd.in[0])) {
+          share = buf[nd.in[0]];
+        } else if (k == 0 && nd.op->inplace_input() >= 0) {
+          int ii = nd.in[size_t(nd.op->inplace_input())];
+          if (in_arena(ii) && bufs[buf[ii]].last == j && bufs[buf[ii]].size >= sz &&
+              std::find(outputs.begin(), outputs.end(), ii) == outputs.end() &&
+              std::find(inputs.begin(), inputs.end(), ii) == inputs.end()) {
+            int cnt = 0;
+            for (int x : nd.in)
+              if (x >= 0 && in_arena(x) && buf[x] == buf[ii]) ++cnt;
+            if (cnt == 1) share = buf[ii];
+          }
+        }
+        if (share >= 0) {
+          buf[o] = share;
+          bufs[share].size = std::max(bufs[share].size, sz);
+          bufs[share].last = std::max(bufs[share].last, lo);
+        } else {
+          buf[o] = int(bufs.size());
+          bufs.push_back({sz, j, lo});
+        }
+      }
+    }
+    // Greedy by size.
+    std::vector<int> order(bufs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return bufs[a].size > bufs[b].size; });
+    std::vector<int64_t> boff(bufs.size(), -1);
+    std::vector<int> placed;
+    size_t arena = 0;
+    for (int b : order) {
+      std::vector<std::pair<size_t, size_t>> busy;
+      for (int q : placed)
+        if (!(bufs[q].last < bufs[b].first || bufs[b].last < bufs[q].first))
+          busy.emplace_back(size_t(boff[q]), size_t(boff[q]) + bufs[q].size);
+      std::sort(busy.begin(), busy.end());
+      size_t off = 0;
+      for (auto& r : busy) {
+        if (off + bufs[b].size <= r.first) break;
+        off = std::max(off, r.second);
+      }
+      boff[b] = int64_t(off);
+      arena = std::max(arena, off + bufs[b].size);
+      placed.push_back(b);
+    }
+    p.offset.assign(T, -1);
+    for (int i = 0; i < T; ++i)
+      if (buf[i] >= 0) p.offset[i] = boff[buf[i]];
+    p.arena = arena;
+    size_t peak = 0;
+    for (int j = -1; j <= N; ++j) {
+      size_t live = 0;
+      for (auto& b : bufs)
+        if (b.first <= j && j <= b.last) live += b.size;
+      peak = std::max(peak, live);
+    }
+    p.peak_live = peak;
+  }
+
+  void check_inputs(const std::map<std::string, HostTensor>& in) {
+    for (auto& kv : in)
+      NE_CHECK(std::find(inputs.begin(), inputs.end(), id.count(kv.first) ? id[kv.first] : -1) != inputs.end(),
+               "input '", kv.first, "' is not an input of the model (inputs: ", join_inputs(), ")");
+    for (int i : inputs) {
+      auto it = in.find(names[i]);
+      NE_CHECK(it != in.end(), "model input '", names[i], "' was not given (inputs: ", join_inputs(), ")");
+      const HostTensor& h = it->second;
+      NE_CHECK(h.bytes.size() == size_t(h.numel()) * dtype_size(h.dtype), "input '", names[i],
+               "': ", h.bytes.size(), " bytes do not match shape ", shape_str(h.shape));
+      const TensorInfo* ti = model.find(names[i]);
+      if (!ti) continue;
+      NE_CHECK(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
+                                        (ti->dtype == DType::int32 || ti->dtype == DType::s32)),
+               "input '", names[i], "': dtype ", dtype_name(h.dtype), " given, the model expects ",
+               dtype_name(ti->dtype));
+      if (ti->has_shape) {
+        NE_CHECK(h.shape.size() == ti->shape.size(), "input '", names[i], "': rank ", h.shape.size(),
+                 " (shape ", shape_str(h.shape), ") given, the model expects rank ", ti->shape.size(),
+                 " ", shape_str(ti->shape));
+        for (size_t d = 0; d < h.shape.size(); ++d)
+          NE_CHECK(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", names[i], "': shape ",
+                   shape_str(h.shape), " given, the model expects ", shape_str(ti->shape));
+      }
+    }
+  }
+  std::string join_inputs() {
+    std::string s;
+    for (int i : inputs) s += (s.empty() ? "" : ", ") + names[i];
+    return s;
+  }
+
+  std::vector<HostTensor> run(const std::map<std::string, HostTensor>& in) {
+    check_inputs(in);
+    std::string key;
+    for (int i : inputs) {
+      const HostTensor& h = in.at(names[i]);
+      key += std::string(dtype_name(h.dtype)) + shape_str(h.shape) + ";";
+    }
+    auto it = plans.find(key);
+    if (it == plans.end()) it = plans.emplace(key, make_plan(in)).first;
+    Plan& p = *it->second;
+    last_plan = &p;
+    arena.reserve(p.arena);
+    uint8_t* a = static_cast<uint8_t*>(arena.p);
+    for (size_t i = 0; i < p.t.size(); ++i)
+      if (p.offset[i] >= 0) p.t[i].data = a + p.offset[i];
+    for (int i : inputs) {
+      const HostTensor& h = in.at(names[i]);
+      if (!h.bytes.empty()) std::memcpy(p.t[i].data, h.bytes.data(), h.bytes.size());
+    }
+    using clk = std::chrono::steady_clock;
+    for (auto& nd : nodes) {
+      if (nd.at_plan) continue;
+      TensorList ins = list(p, nd.in), outs = list(p, nd.out);
+      if (nd.op->is_view()) {
+        outs[0]->data = ins[0]->data;
+        continue;
+      }
+      if (opt.profile) {
+        auto t0 = clk::now();
+        nd.op->forward(ins, outs);
+        nd.prof.total_ms += std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+        nd.prof.calls++;
+      } else {
+        nd.op->forward(ins, outs);
+      }
+    }
+    std::vector<HostTensor> res;
+    for (int o : outputs) {
+      HostTensor h;
+      h.dtype = p.t[o].dtype;
+      h.shape = p.t[o].shape;
+      h.bytes.resize(p.t[o].nbytes());
+      if (!h.bytes.empty()) std::memcpy(h.bytes.data(), p.t[o].data, h.bytes.size());
+      res.push_back(std::move(h));
+    }
+    return res;
+  }
+};
+
+Executor::Executor(Model model, ExecOptions opt) : impl_(new Impl) {
+  impl_->model = std::move(model);
+  impl_->opt = opt;
+  impl_->build();
+}
+Executor::~Executor() = default;
+const Model& Executor::model() const { return impl_->model; }
+std::vector<HostTensor> Executor::run(const std::map<std::string, HostTensor>& inputs) {
+  return impl_->run(inputs);
+}
+std::vector<OpProfile> Executor::profile() const {
+  std::vector<OpProfile> r;
+  for (auto& nd : impl_->nodes) {
+    OpProfile p = nd.prof;
+    p.kernel = nd.at_plan ? "plan-time" : nd.op->is_view() ? "view" : nd.op->kernel();
+    p.reason = nd.at_plan ? "inputs are constants or shapes" : nd.op->reason();
+    r.push_back(p);
+  }
+  return r;
+}
+void Executor::reset_profile() {
+  for (auto& nd : impl_->nodes) {
+    nd.prof.total_ms = 0;
+    nd.prof.calls = 0;
+  }
+}
+MemoryStats Executor::memory() const {
+  MemoryStats s;
+  if (impl_->last_plan) {
+    s.arena_bytes = impl_->last_plan->arena;
+    s.peak_live_bytes = impl_->last_plan->peak_live;
+  }
+  for (auto& kv : impl_->model.tensors)
+    if (kv.second.is_weight) s.weight_bytes += kv.second.nbytes;
+  return s;
+}
+
+}  // namespace ne

@@ -1,0 +1,119 @@
+// The hand-written IR (embeddings -> 2 x [InnerProduct+gelu -> InnerProduct+residual -> LayerNorm])
+// against a float64 numpy reference, through the library and through bin/neural_engine; and the
+// command line's bad-input errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/npy.hpp"
+#include "executor/executor.hpp"
+#include "tests/core/test_util.hpp"
+
+namespace {
+const std::string kHand = std::string(NE_TEST_DATA) + "/hand_ir";
+const std::string kBin = std::string(NE_BIN_DIR) + "/neural_engine";
+
+ne::HostTensor load(const std::string& p) {
+  ne::NpyArray a = ne::read_npy(p);
+  ne::HostTensor h;
+  h.dtype = a.dtype;
+  h.shape = a.shape;
+  h.bytes = a.bytes;
+  return h;
+}
+
+// Reference is float64; fp32 evaluation of 2 layers of width <= 40 stays well inside 1e-5.
+void expect_close(const ne::HostTensor& got, const ne::NpyArray& ref, double tol) {
+  ASSERT_EQ(got.shape, ref.shape);
+  const float* g = got.ptr<float>();
+  const float* r = reinterpret_cast<const float*>(ref.bytes.data());
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::fabs(double(g[i]) - r[i]));
+  EXPECT_LE(worst, tol);
+}
+}  // namespace
+
+TEST(HandIR, LibraryMatchesReference) {
+  ne::Executor ex(ne::load_ir(kHand + "/conf.yaml", kHand + "/model.bin"));
+  auto out = ex.run({{"input_ids", load(kHand + "/input_ids.npy")},
+                     {"position_ids", load(kHand + "/position_ids.npy")}});
+  ASSERT_EQ(out.size(), 1u);
+  expect_close(out[0], ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
+}
+
+TEST(HandIR, CommandLineMatchesReference) {
+  std::string d = ne_test::tmp_dir("cli");
+  std::string out;
+  int rc = ne_test::run_cmd(kBin + " --config " + kHand + "/conf.yaml --weight " + kHand +
+                                "/model.bin --input input_ids=" + kHand + "/input_ids.npy,position_ids=" +
+                                kHand + "/position_ids.npy --output_dir " + d + " --iterations 2 --w 1",
+                            &out);
+  ASSERT_EQ(rc, 0) << out;
+  ne::NpyArray a = ne::read_npy(d + "/x2.npy");
+  ne::HostTensor h;
+  h.dtype = a.dtype;
+  h.shape = a.shape;
+  h.bytes = a.bytes;
+  expect_close(h, ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
+}
+
+TEST(HandIR, BenchmarkLinesProfileAndReport) {
+  std::string d = ne_test::tmp_dir("bench");
+  std::string out;
+  int rc = ne_test::run_cmd(kBin + " --config " + kHand + "/conf.yaml --weight " + kHand +
+                                "/model.bin --batch_size 8 --seq_len 32 --iterations 4 --w 1 --profile"
+                                " --report_json " + d + "/r.json",
+                            &out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(" Batch Size is 8"), std::string::npos) << out;
+  EXPECT_NE(out.find(" Latency is "), std::string::npos) << out;
+  EXPECT_NE(out.find(" Throughput is "), std::string::npos) << out;
+  EXPECT_NE(out.find("P99"), std::string::npos) << out;
+  EXPECT_NE(out.find("l0_fc1"), std::string::npos) << out;  // profile rows
+  std::string js = ne_test::read_file(d + "/r.json");
+  for (auto key : {"\"latency_ms\"", "\"p99\"", "\"throughput\"", "\"arena_bytes\"", "\"weight_resident_bytes\"",
+                   "\"profile\"", "\"kernel\""})
+    EXPECT_NE(js.find(key), std::string::npos) << key << "\n" << js;
+}
+
+struct BadCase {
+  const char* name;
+  std::string args;
+  std::vector<std::string> expect;
+};
+
+TEST(CommandLineBadInput, ClearErrorsAndNonZeroExit) {
+  std::string d = ne_test::tmp_dir("clibad");
+  ne_test::write_file(d + "/notnpy.npy", "hello");
+  float f[21] = {0};
+  ne::write_npy(d + "/float_ids.npy", ne::DType::fp32, {3, 7}, f);
+  int32_t ids3[2 * 3 * 4] = {0};
+  ne::write_npy(d + "/rank3.npy", ne::DType::int32, {2, 3, 4}, ids3);
+  ne_test::write_file(d + "/bad.yaml", "model: [unclosed\n");
+  std::string conf = ne_test::read_file(kHand + "/conf.yaml");
+  auto p = conf.find("type: LayerNorm");
+  conf.replace(p, 15, "type: LayerNormX");
+  ne_test::write_file(d + "/unknown.yaml", conf);
+  std::string bin = ne_test::read_file(kHand + "/model.bin");
+  ne_test::write_file(d + "/trunc.bin", bin.substr(0, bin.size() / 2));
+  std::string hand = " --config " + kHand + "/conf.yaml --weight " + kHand + "/model.bin";
+  std::vector<BadCase> cases = {
+      {"missing config", " --config " + d + "/none.yaml --weight " + d + "/none.bin", {"none.yaml"}},
+      {"yaml does not parse", " --config " + d + "/bad.yaml --weight " + kHand + "/model.bin", {"bad.yaml", "YAML"}},
+      {"unknown op", " --config " + d + "/unknown.yaml --weight " + kHand + "/model.bin", {"LayerNormX"}},
+      {"truncated bin", " --config " + kHand + "/conf.yaml --weight " + d + "/trunc.bin", {"trunc.bin", "past the end"}},
+      {"input not npy", hand + " --input input_ids=" + d + "/notnpy.npy", {"notnpy.npy", "not a .npy"}},
+      {"input dtype", hand + " --input input_ids=" + d + "/float_ids.npy", {"input_ids", "dtype"}},
+      {"input rank", hand + " --input input_ids=" + d + "/rank3.npy", {"input_ids", "rank"}},
+      {"input unknown", hand + " --input bogus=" + d + "/float_ids.npy", {"bogus"}},
+      {"input missing file", hand + " --input input_ids=" + d + "/absent.npy", {"absent.npy"}},
+  };
+  for (auto& c : cases) {
+    std::string out;
+    int rc = ne_test::run_cmd(kBin + c.args + " --iterations 1 --w 0", &out);
+    EXPECT_NE(rc, 0) << c.name << "\n" << out;
+    EXPECT_LT(rc, 128) << c.name << ": crashed\n" << out;
+    for (auto& e : c.expect) EXPECT_NE(out.find(e), std::string::npos) << c.name << ": no '" << e << "' in\n" << out;
+    EXPECT_NE(out.find("error: "), std::string::npos) << c.name << "\n" << out;
+  }
+}

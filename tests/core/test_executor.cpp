@@ -1,0 +1,218 @@
+// The executor alone, with test-only operators registered here: plan caching across shapes,
+// views, in-place buffers, plan-time shape chains, the memory planner, input checks.
+#include <gtest/gtest.h>
+
+#include "executor/executor.hpp"
+
+namespace {
+
+// y = x + c (c from attr), any shape, fp32.
+class TAddConst : public ne::Operator {
+ public:
+  using Operator::Operator;
+  void reshape(const ne::TensorList& in, const ne::TensorList& out) override {
+    out[0]->dtype = in[0]->dtype;
+    out[0]->shape = in[0]->shape;
+  }
+  void forward(const ne::TensorList& in, const ne::TensorList& out) override {
+    float c = info_.attr_float("c", 0);
+    for (int64_t i = 0; i < in[0]->numel(); ++i) out[0]->ptr<float>()[i] = in[0]->ptr<float>()[i] + c;
+  }
+};
+// y = a + b, may overwrite a.
+class TAddInplace : public TAddConst {
+ public:
+  using TAddConst::TAddConst;
+  int inplace_input() const override { return 0; }
+  void forward(const ne::TensorList& in, const ne::TensorList& out) override {
+    for (int64_t i = 0; i < in[0]->numel(); ++i)
+      out[0]->ptr<float>()[i] = in[0]->ptr<float>()[i] + in[1]->ptr<float>()[i];
+  }
+};
+// Flatten to 1-D, as a view.
+class TView : public ne::Operator {
+ public:
+  using Operator::Operator;
+  bool is_view() const override { return true; }
+  void reshape(const ne::TensorList& in, const ne::TensorList& out) override {
+    out[0]->dtype = in[0]->dtype;
+    out[0]->shape = {in[0]->numel()};
+  }
+  void forward(const ne::TensorList&, const ne::TensorList&) override { FAIL() << "view forward"; }
+};
+// int64 shape of its input (plan time).
+class TShape : public ne::Operator {
+ public:
+  using Operator::Operator;
+  bool shape_only() const override { return true; }
+  void reshape(const ne::TensorList& in, const ne::TensorList& out) override {
+    out[0]->dtype = ne::DType::int64;
+    out[0]->shape = {int64_t(in[0]->shape.size())};
+  }
+  void forward(const ne::TensorList& in, const ne::TensorList& out) override {
+    for (size_t i = 0; i < in[0]->shape.size(); ++i) out[0]->ptr<int64_t>()[i] = in[0]->shape[i];
+  }
+};
+// y = x * (product of the const int64 input's values): needs a plan-time value in reshape.
+class TScaleByShape : public ne::Operator {
+ public:
+  using Operator::Operator;
+  void reshape(const ne::TensorList& in, const ne::TensorList& out) override {
+    if (!in[1]->is_const) op_error("input '", in[1]->name, "' must be constant");
+    out[0]->dtype = in[0]->dtype;
+    out[0]->shape = in[0]->shape;
+  }
+  void forward(const ne::TensorList& in, const ne::TensorList& out) override {
+    int64_t p = 1;
+    for (int64_t i = 0; i < in[1]->numel(); ++i) p *= in[1]->ptr<int64_t>()[i];
+    for (int64_t i = 0; i < in[0]->numel(); ++i) out[0]->ptr<float>()[i] = in[0]->ptr<float>()[i] * float(p);
+  }
+};
+NE_REGISTER_OP("T_AddConst", TAddConst);
+NE_REGISTER_OP("T_AddInplace", TAddInplace);
+NE_REGISTER_OP("T_View", TView);
+NE_REGISTER_OP("T_Shape", TShape);
+NE_REGISTER_OP("T_ScaleByShape", TScaleByShape);
+
+ne::Model chain_model() {
+  ne::Model m;
+  m.source = "test";
+  m.tensors["x"].name = "x";
+  m.tensors["x"].shape = {-1, -1};
+  m.tensors["x"].has_shape = true;
+  m.ops = {
+      {"in", "Input", {}, {"x"}, {}},
+      {"a1", "T_AddConst", {"x"}, {"t1"}, {{"c", "1"}}},
+      {"a2", "T_AddConst", {"t1"}, {"t2"}, {{"c", "2"}}},
+      {"ip", "T_AddInplace", {"t2", "t1"}, {"t3"}, {}},  // t3 = t2 + t1 may reuse t2
+      {"v", "T_View", {"t3"}, {"t4"}, {}},
+      {"sh", "T_Shape", {"x"}, {"s"}, {}},
+      {"sc", "T_ScaleByShape", {"t4", "s"}, {"t5"}, {}},
+      {"a3", "T_AddConst", {"t1"}, {"t6"}, {{"c", "0.5"}}},
+      {"out", "Output", {}, {}, {}},
+  };
+  m.ops.back().inputs = {"t5", "t6"};
+  return m;
+}
+
+ne::HostTensor filled(ne::Shape s, float start) {
+  std::vector<float> v(size_t(ne::shape_numel(s)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = start + float(i);
+  return ne::HostTensor::make(ne::DType::fp32, s, v);
+}
+
+void check_chain(ne::Executor& ex, ne::Shape s) {
+  auto x = filled(s, 0.25f);
+  auto out = ex.run({{"x", x}});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].shape, (ne::Shape{ne::shape_numel(s)}));
+  EXPECT_EQ(out[1].shape, s);
+  float scale = float(s[0] * s[1]);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    float xi = x.ptr<float>()[i];
+    EXPECT_FLOAT_EQ(out[0].ptr<float>()[i], ((xi + 3) + (xi + 1)) * scale);
+    EXPECT_FLOAT_EQ(out[1].ptr<float>()[i], xi + 1.5f);
+  }
+}
+
+}  // namespace
+
+TEST(Executor, PlansPerShapeAndCachesThem) {
+  ne::Executor ex(chain_model());
+  check_chain(ex, {2, 3});
+  check_chain(ex, {5, 7});
+  check_chain(ex, {2, 3});  // cached plan again
+  check_chain(ex, {1, 1});
+}
+
+TEST(Executor, ProfileNamesKernels) {
+  ne::ExecOptions o;
+  o.profile = true;
+  ne::Executor ex(chain_model(), o);
+  check_chain(ex, {3, 4});
+  auto p = ex.profile();
+  ASSERT_EQ(p.size(), 7u);
+  EXPECT_EQ(p[3].kernel, "view");
+  EXPECT_EQ(p[4].kernel, "plan-time");
+  EXPECT_EQ(p[0].calls, 1);
+}
+
+TEST(Executor, MemoryPlanReusesBuffers) {
+  // A long chain of same-size ops: only two buffers are ever live at once.
+  ne::Model m;
+  m.tensors["x"].name = "x";
+  m.ops.push_back({"in", "Input", {}, {"x"}, {}});
+  std::string prev = "x";
+  for (int i = 0; i < 20; ++i) {
+    std::string o = "t" + std::to_string(i);
+    m.ops.push_back({"a" + std::to_string(i), "T_AddConst", {prev}, {o}, {{"c", "1"}}});
+    prev = o;
+  }
+  m.ops.push_back({"out", "Output", {prev}, {}, {}});
+  ne::Executor ex(std::move(m));
+  auto out = ex.run({{"x", filled({64, 64}, 0)}});
+  EXPECT_FLOAT_EQ(out[0].ptr<float>()[10], 30.f);
+  auto ms = ex.memory();
+  size_t one = 64 * 64 * 4;
+  EXPECT_LE(ms.arena_bytes, 3 * one);
+  EXPECT_GE(ms.arena_bytes, ms.peak_live_bytes);
+  EXPECT_LE(ms.arena_bytes, ms.peak_live_bytes * 3 / 2);
+}
+
+TEST(Executor, InputChecks) {
+  ne::Model m = chain_model();
+  ne::Executor ex(std::move(m));
+  // wrong dtype
+  auto bad = ne::HostTensor::make<int32_t>(ne::DType::int32, {2, 2}, {1, 2, 3, 4});
+  try {
+    ex.run({{"x", bad}});
+    FAIL();
+  } catch (const ne::Error& e) {
+    std::string s = e.what();
+    EXPECT_NE(s.find("'x'"), std::string::npos) << s;
+    EXPECT_NE(s.find("dtype"), std::string::npos) << s;
+  }
+  // wrong rank
+  try {
+    ex.run({{"x", filled({2, 2, 2}, 0)}});
+    FAIL();
+  } catch (const ne::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank"), std::string::npos) << e.what();
+  }
+  // missing / unknown input
+  EXPECT_THROW(ex.run({}), ne::Error);
+  EXPECT_THROW(ex.run({{"x", filled({2, 2}, 0)}, {"nope", filled({1}, 0)}}), ne::Error);
+}
+
+TEST(Executor, UnknownOpTypesListedTogether) {
+  ne::Model m;
+  m.tensors["x"].name = "x";
+  m.ops = {{"in", "Input", {}, {"x"}, {}},
+           {"f1", "Frobnicate", {"x"}, {"y"}, {}},
+           {"f2", "Blorp", {"y"}, {"z"}, {}},
+           {"out", "Output", {"z"}, {}, {}}};
+  try {
+    ne::Executor ex(std::move(m));
+    FAIL();
+  } catch (const ne::Error& e) {
+    std::string s = e.what();
+    EXPECT_NE(s.find("Frobnicate (f1)"), std::string::npos) << s;
+    EXPECT_NE(s.find("Blorp (f2)"), std::string::npos) << s;
+  }
+}
+
+TEST(Executor, OperatorErrorsNameTheOperator) {
+  ne::Model m;
+  m.tensors["x"].name = "x";
+  m.tensors["y"].name = "y";
+  m.ops = {{"in", "Input", {}, {"x", "y"}, {}},
+           {"sc", "T_ScaleByShape", {"x", "y"}, {"z"}, {}},
+           {"out", "Output", {"z"}, {}, {}}};
+  ne::Executor ex(std::move(m));
+  try {
+    ex.run({{"x", filled({2}, 0)}, {"y", filled({2}, 0)}});
+    FAIL();
+  } catch (const ne::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("operator 'sc'"), std::string::npos) << e.what();
+  }
+}
