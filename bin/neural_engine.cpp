@@ -18,7 +18,9 @@
 
 #include "common/npy.hpp"
 #include "common/proc_mem.hpp"
+#include "bin/launcher.hpp"
 #include "executor/executor.hpp"
+#include "executor/weight_cache.hpp"
 #ifdef NE_HAVE_COMPILE
 #include "compile/compile.hpp"
 #endif
@@ -37,6 +39,8 @@ DEFINE_string(report_json, "", "write the run as JSON to this file");
 DEFINE_double(sparse_threshold, -1, "block sparsity above which sparse kernels run (default 0.7, env NE_SPARSE_THRESHOLD)");
 DEFINE_int32(seed, 1, "seed of generated inputs");
 DEFINE_string(precision, "fp32", "with --model: fp32|int8|bf16");
+DEFINE_int32(instances, 0, "start this many instances (processes), each pinned to its own cores, sharing weights");
+DEFINE_int32(cores_per_instance, 1, "with --instances: cores (and OpenMP threads) per instance");
 
 namespace {
 
@@ -184,6 +188,7 @@ int run() {
 
   std::vector<ne::HostTensor> outputs;
   for (int i = 0; i < FLAGS_w; ++i) outputs = ex.run(inputs);
+  ne::instance_barrier();  // under the launcher: start the timed runs together
   ex.reset_profile();
   std::vector<double> lat;
   using clk = std::chrono::steady_clock;
@@ -230,6 +235,7 @@ int run() {
   if (!FLAGS_report_json.empty()) {
     ne::MemoryStats ms = ex.memory();
     ne::ProcMem pm = ne::read_proc_mem(mapped_path);
+    ne::ProcMem pk = ne::read_proc_mem(ne::mapped_cache_paths());
     std::ofstream f(FLAGS_report_json);
     NE_CHECK(f.good(), FLAGS_report_json, ": cannot open for writing");
     f << std::setprecision(6) << "{\n";
@@ -241,6 +247,8 @@ int run() {
     f << "  \"throughput\": " << throughput << ",\n";
     f << "  \"memory\": {\"weight_bytes\": " << ms.weight_bytes << ", \"weight_mapped_bytes\": " << pm.file_size
       << ", \"weight_resident_bytes\": " << pm.file_rss << ", \"weight_pss_bytes\": " << pm.file_pss
+      << ", \"packed_mapped_bytes\": " << pk.file_size << ", \"packed_resident_bytes\": " << pk.file_rss
+      << ", \"packed_pss_bytes\": " << pk.file_pss << ", \"weight_sharing\": " << (ne::weight_sharing_enabled() ? 1 : 0)
       << ", \"private_bytes\": " << pm.private_bytes << ", \"rss_bytes\": " << pm.rss
       << ", \"arena_bytes\": " << ms.arena_bytes << ", \"peak_live_activation_bytes\": " << ms.peak_live_bytes << "},\n";
     f << "  \"profile\": [\n";
@@ -260,10 +268,26 @@ int run() {
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("neural_engine --config conf.yaml --weight model.bin [--batch_size N --seq_len S ...]\n"
                           "       neural_engine --model model.onnx ...");
+  std::vector<std::string> original(argv + 1, argv + argc);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   try {
+    if (FLAGS_instances > 0) {
+      std::vector<std::string> args;
+      for (size_t i = 0; i < original.size(); ++i) {
+        const std::string& a = original[i];
+        bool with_value = a == "--instances" || a == "--cores_per_instance" || a == "--report_json" ||
+                          a == "-instances" || a == "-cores_per_instance" || a == "-report_json";
+        if (with_value) { ++i; continue; }
+        if (a.rfind("--instances=", 0) == 0 || a.rfind("--cores_per_instance=", 0) == 0 ||
+            a.rfind("--report_json=", 0) == 0 || a.rfind("-instances=", 0) == 0 ||
+            a.rfind("-cores_per_instance=", 0) == 0 || a.rfind("-report_json=", 0) == 0)
+          continue;
+        args.push_back(a);
+      }
+      return ne::launch_instances(FLAGS_instances, FLAGS_cores_per_instance, args, FLAGS_report_json);
+    }
     return run();
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;

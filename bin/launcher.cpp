@@ -1,0 +1,168 @@
+#include "bin/launcher.hpp"
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "common/error.hpp"
+
+namespace ne {
+
+namespace {
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> r;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) r.push_back(c);
+  return r;
+}
+bool have_numactl() { return std::system("numactl --show >/dev/null 2>&1") == 0; }
+double json_number(const std::string& js, const std::string& key, size_t from = 0) {
+  size_t p = js.find("\"" + key + "\"", from);
+  if (p == std::string::npos) return 0;
+  p = js.find(':', p);
+  return std::strtod(js.c_str() + p + 1, nullptr);
+}
+std::string read_all(const std::string& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+void instance_barrier() {
+  const char* e = std::getenv("NE_BARRIER_FDS");
+  if (!e) return;
+  int rd = -1, wr = -1;
+  if (std::sscanf(e, "%d,%d", &rd, &wr) != 2) return;
+  char c = 1;
+  if (write(wr, &c, 1) != 1) return;
+  close(wr);
+  // The launcher closes its end when all are ready: read returns 0 (EOF).
+  while (read(rd, &c, 1) > 0) {
+  }
+  close(rd);
+}
+
+int launch_instances(int n, int c, const std::vector<std::string>& args, const std::string& report_json) {
+  NE_CHECK(n > 0 && c > 0, "--instances and --cores_per_instance must be positive");
+  std::vector<int> cpus = allowed_cpus();
+  NE_CHECK(size_t(n) * size_t(c) <= cpus.size(), "--instances ", n, " x --cores_per_instance ", c, " = ",
+           n * c, " cores, but this process may use only ", cpus.size(), " cores");
+  bool numactl = have_numactl();
+  int ready[2], go[2];
+  NE_CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe failed");
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  NE_CHECK(len > 0, "cannot find this binary (/proc/self/exe)");
+  self[len] = 0;
+  std::string tmpdir = "/tmp/ne_launch_" + std::to_string(getpid());
+  ::mkdir(tmpdir.c_str(), 0755);
+  std::vector<pid_t> pids;
+  std::vector<std::string> reports, corelists;
+  for (int i = 0; i < n; ++i) {
+    std::string cores;
+    for (int k = 0; k < c; ++k) cores += (k ? "," : "") + std::to_string(cpus[size_t(i * c + k)]);
+    std::string rep = tmpdir + "/instance" + std::to_string(i) + ".json";
+    reports.push_back(rep);
+    corelists.push_back(cores);
+    pid_t pid = fork();
+    NE_CHECK(pid >= 0, "fork failed");
+    if (pid == 0) {
+      close(ready[0]);
+      close(go[1]);
+      setenv("OMP_NUM_THREADS", std::to_string(c).c_str(), 1);
+      const char* ws = std::getenv("WEIGHT_SHARING");
+      if (!ws) setenv("WEIGHT_SHARING", "1", 1);
+      setenv("INST_NUM", std::to_string(n).c_str(), 1);
+      setenv("NE_INSTANCE", std::to_string(i).c_str(), 1);
+      std::string fds = std::to_string(go[0]) + "," + std::to_string(ready[1]);
+      setenv("NE_BARRIER_FDS", fds.c_str(), 1);
+      std::vector<std::string> argv;
+      if (numactl) {
+        argv = {"numactl", "-C", cores};
+      } else {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        for (int k = 0; k < c; ++k) CPU_SET(cpus[size_t(i * c + k)], &set);
+        sched_setaffinity(0, sizeof set, &set);
+      }
+      argv.push_back(self);
+      for (auto& a : args) argv.push_back(a);
+      argv.push_back("--report_json=" + rep);
+      argv.push_back("--instances=0");
+      std::vector<char*> av;
+      for (auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+      av.push_back(nullptr);
+      execvp(av[0], av.data());
+      std::perror("exec");
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  close(ready[1]);
+  close(go[0]);
+  // Wait until every instance is warm (or has died), then release them together.
+  int got = 0;
+  char ch;
+  while (got < n && read(ready[0], &ch, 1) == 1) ++got;
+  close(go[1]);
+  close(ready[0]);
+  int failed = 0;
+  for (int i = 0; i < n; ++i) {
+    int st = 0;
+    waitpid(pids[size_t(i)], &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::cerr << "error: instance " << i << " failed (" << (WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st))
+                                                                           : "signal " + std::to_string(WTERMSIG(st)))
+                << ")\n";
+      ++failed;
+    }
+  }
+  if (failed) return 1;
+  double total = 0, lat_sum = 0;
+  int batch = 0;
+  std::ostringstream js;
+  js << "{\n  \"instances\": " << n << ", \"cores_per_instance\": " << c << ",\n  \"per_instance\": [\n";
+  std::cout << std::fixed;
+  for (int i = 0; i < n; ++i) {
+    std::string r = read_all(reports[size_t(i)]);
+    double thr = json_number(r, "throughput");
+    double lat = json_number(r, "mean", r.find("\"latency_ms\""));
+    batch = int(json_number(r, "batch"));
+    total += thr;
+    lat_sum += lat;
+    double wpss = json_number(r, "weight_pss_bytes"), wrss = json_number(r, "weight_resident_bytes");
+    double priv = json_number(r, "private_bytes"), arena = json_number(r, "arena_bytes");
+    std::cout << " Instance " << i << " (cores " << corelists[size_t(i)] << "): Latency is " << std::setprecision(3)
+              << (batch ? lat / batch : 0) << " ms, Throughput is " << std::setprecision(2) << thr
+              << ", weights resident " << std::setprecision(1) << wrss / 1048576 << " MiB (PSS " << wpss / 1048576
+              << " MiB), private " << priv / 1048576 << " MiB, arena " << arena / 1048576 << " MiB\n";
+    js << "    " << r.substr(0, r.find_last_not_of(" \n") + 1) << (i + 1 < n ? "," : "") << "\n";
+  }
+  std::cout << " Batch Size is " << batch << "\n";
+  std::cout << " Instances is " << n << " x " << c << " cores\n";
+  std::cout << " Latency is " << std::setprecision(3) << (batch ? lat_sum / n / batch : 0) << " ms\n";
+  std::cout << " Throughput is " << std::setprecision(2) << total << "\n";
+  js << "  ],\n  \"throughput\": " << total << ",\n  \"latency_ms_mean\": " << lat_sum / n << "\n}\n";
+  if (!report_json.empty()) {
+    std::ofstream f(report_json);
+    f << js.str();
+  }
+  for (auto& r : reports) ::unlink(r.c_str());
+  ::rmdir(tmpdir.c_str());
+  return 0;
+}
+
+}  // namespace ne
