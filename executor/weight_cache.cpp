@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <cstdint>
 #include <mutex>
 #include <set>
 
@@ -69,6 +70,14 @@ std::shared_ptr<const PackedBuffer> try_map(const std::string& path, const std::
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) return nullptr;
   struct stat st;
+  if (size == SIZE_MAX) {  // size from the header
+    Header h{};
+    if (pread(fd, &h, sizeof h, 0) != ssize_t(sizeof h) || h.magic != kMagic) {
+      ::close(fd);
+      return nullptr;
+    }
+    size = h.size;
+  }
   size_t total = kHeader + size;
   if (fstat(fd, &st) != 0 || size_t(st.st_size) != total) {
     ::close(fd);
@@ -202,6 +211,18 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
   NE_CHECK(b != nullptr, path, ": weight cache file vanished after publishing");
   std::lock_guard<std::mutex> g(g_mu);
   g_paths.insert(path);
+  return b;
+}
+
+std::shared_ptr<const PackedBuffer> find_packed(const std::string& key) {
+  if (!weight_sharing_enabled()) return nullptr;
+  std::string path = weight_cache_dir() + "/" + hex64(hash_bytes(key.data(), key.size())) + ".pack";
+  const char* v = std::getenv("NE_CACHE_VERIFY");
+  auto b = try_map(path, key, SIZE_MAX, !(v && std::string(v) == "0"));
+  if (b) {
+    std::lock_guard<std::mutex> g(g_mu);
+    g_paths.insert(path);
+  }
   return b;
 }
 

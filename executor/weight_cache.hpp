@@ -42,6 +42,10 @@ std::string weight_cache_dir();
 std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t size,
                                                const std::function<void(uint8_t*)>& build);
 
+// The cached buffer for `key` if one was already published (any size), else nullptr. Without
+// WEIGHT_SHARING always nullptr.
+std::shared_ptr<const PackedBuffer> find_packed(const std::string& key);
+
 // All cache files mapped by this process (for memory reports), ':'-separated.
 std::string mapped_cache_paths();
 

@@ -1,0 +1,58 @@
+#include "executor/sparse_dispatch.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace ne {
+
+float default_sparse_threshold() {
+  const char* e = std::getenv("NE_SPARSE_THRESHOLD");
+  return e && *e ? float(std::atof(e)) : 0.7f;
+}
+
+SparseDecision decide_sparse(const void* W, sparse::DType dt, int K, int N, const OpConfig& cfg) {
+  SparseDecision d;
+  for (int p = 0; p < sparse::kNumPatterns; ++p)
+    d.sparsity[p] = sparse::block_sparsity(W, dt, K, N, sparse::Pattern(p));
+  int64_t zeros = 0, total = int64_t(K) * N;
+  const size_t es = sparse::dtype_size(dt);
+  const uint8_t* b = static_cast<const uint8_t*>(W);
+  for (int64_t i = 0; i < total; ++i) {
+    bool z = true;
+    for (size_t k = 0; k < es; ++k) z &= b[size_t(i) * es + k] == 0;
+    zeros += z;
+  }
+  d.element_sparsity = total ? double(zeros) / double(total) : 0;
+  // Kernels exist for 1x4 and 4x1 (2:4 and channel weights run through the 1x4 packing).
+  double s14 = d.sparsity[int(sparse::Pattern::p1x4)], s41 = d.sparsity[int(sparse::Pattern::p4x1)];
+  d.best = s41 > s14 ? sparse::Pattern::p4x1 : sparse::Pattern::p1x4;
+  d.best_sparsity = std::max(s14, s41);
+  char buf[256];
+  float thr = cfg.sparse_threshold;
+  if (!cfg.allow_sparse) {
+    d.reason = "sparse kernels disabled";
+  } else if (d.best_sparsity > thr) {
+    d.sparse = true;
+    std::snprintf(buf, sizeof buf, "weight %.1f%% %s-sparse > %.0f%%", 100 * d.best_sparsity,
+                  sparse::pattern_name(d.best), 100 * thr);
+    d.reason = buf;
+  } else {
+    std::snprintf(buf, sizeof buf, "weight %.1f%% sparse (best %s) <= %.0f%%", 100 * d.best_sparsity,
+                  sparse::pattern_name(d.best), 100 * thr);
+    d.reason = buf;
+  }
+  if (d.sparse) {
+    // Ask the kernel list which kernel runs this blocking here (M does not change the choice).
+    sparse::PackedWeight pw = sparse::PackedWeight::pack(W, dt, K, N, d.best);
+    sparse::GemmArgs a;
+    a.M = 128;
+    a.src_dtype = dt == sparse::DType::s8 ? sparse::DType::u8 : dt;
+    auto ch = sparse::choose_kernel(a, pw);
+    d.kernel = ch.kernel ? ch.kernel->name : "none";
+  } else {
+    d.kernel = "onednn";
+  }
+  return d;
+}
+
+}  // namespace ne
