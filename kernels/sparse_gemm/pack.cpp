@@ -1,0 +1,350 @@
+// Sparsity measurement, packing / unpacking of block-sparse weights. No ISA flags.
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/sparse_gemm/bsgemm_internal.hpp"
+
+namespace ne::sparse {
+
+const char* pattern_name(Pattern p) {
+  switch (p) {
+    case Pattern::p1x4: return "1x4";
+    case Pattern::p4x1: return "4x1";
+    case Pattern::p2of4: return "2:4";
+    case Pattern::channel: return "channel";
+  }
+  return "?";
+}
+
+bool parse_pattern(const char* s, Pattern* out) {
+  for (int i = 0; i < kNumPatterns; ++i)
+    if (!std::strcmp(s, pattern_name(Pattern(i)))) { *out = Pattern(i); return true; }
+  return false;
+}
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f32: return "f32";
+    case DType::bf16: return "bf16";
+    case DType::s8: return "s8";
+    case DType::u8: return "u8";
+    case DType::s32: return "s32";
+  }
+  return "?";
+}
+
+size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::f32: case DType::s32: return 4;
+    case DType::bf16: return 2;
+    default: return 1;
+  }
+}
+
+const char* act_name(Act a) {
+  switch (a) {
+    case Act::none: return "none";
+    case Act::relu: return "relu";
+    case Act::gelu_erf: return "gelu_erf";
+    case Act::gelu_tanh: return "gelu_tanh";
+    case Act::tanh: return "tanh";
+  }
+  return "?";
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+namespace {
+
+// Bitwise "is non-zero" element accessor over the three weight dtypes.
+struct WView {
+  const uint8_t* p;
+  DType dt;
+  int64_t ld;  // elements
+  size_t es;
+  bool nz(int k, int n) const {
+    const uint8_t* e = p + (size_t(k) * ld + n) * es;
+    switch (es) {
+      case 4: { uint32_t v; std::memcpy(&v, e, 4); return v != 0; }
+      case 2: { uint16_t v; std::memcpy(&v, e, 2); return v != 0; }
+      default: return *e != 0;
+    }
+  }
+};
+
+void check_dtype(DType dt) {
+  if (dt != DType::f32 && dt != DType::bf16 && dt != DType::s8)
+    throw std::invalid_argument(std::string("sparse weight dtype must be f32, bf16 or s8, got ") +
+                                dtype_name(dt));
+}
+
+// Non-zero blocks / total blocks of the pattern (2:4: groups with <=2 nz / groups;
+// channel: zero rows / K). Returns {count, total} where sparsity = count / total.
+void count_blocks(const WView& w, int K, int N, Pattern p, int64_t* zero, int64_t* total) {
+  int64_t z = 0, t = 0;
+  switch (p) {
+    case Pattern::p1x4:
+      for (int k = 0; k < K; ++k)
+        for (int n0 = 0; n0 < N; n0 += 4) {
+          bool any = false;
+          for (int n = n0; n < n0 + 4 && n < N && !any; ++n) any = w.nz(k, n);
+          z += !any;
+          ++t;
+        }
+      break;
+    case Pattern::p4x1:
+      for (int k0 = 0; k0 < K; k0 += 4)
+        for (int n = 0; n < N; ++n) {
+          bool any = false;
+          for (int k = k0; k < k0 + 4 && k < K && !any; ++k) any = w.nz(k, n);
+          z += !any;
+          ++t;
+        }
+      break;
+    case Pattern::p2of4:
+      for (int k0 = 0; k0 < K; k0 += 4)
+        for (int n = 0; n < N; ++n) {
+          int c = 0;
+          for (int k = k0; k < k0 + 4 && k < K; ++k) c += w.nz(k, n);
+          z += c <= 2;
+          ++t;
+        }
+      break;
+    case Pattern::channel:
+      for (int k = 0; k < K; ++k) {
+        bool any = false;
+        for (int n = 0; n < N && !any; ++n) any = w.nz(k, n);
+        z += !any;
+        ++t;
+      }
+      break;
+  }
+  *zero = z;
+  *total = t;
+}
+
+constexpr int64_t align64(int64_t x) { return (x + 63) & ~int64_t(63); }
+
+}  // namespace
+
+double block_sparsity(const void* W, DType dt, int K, int N, Pattern p, int64_t ldw) {
+  check_dtype(dt);
+  if (K <= 0 || N <= 0) return 0.0;
+  WView w{static_cast<const uint8_t*>(W), dt, ldw ? ldw : N, dtype_size(dt)};
+  int64_t z, t;
+  count_blocks(w, K, N, p, &z, &t);
+  return t ? double(z) / double(t) : 0.0;
+}
+double block_sparsity(const float* W, int K, int N, Pattern p, int64_t ldw) {
+  return block_sparsity(W, DType::f32, K, N, p, ldw);
+}
+double block_sparsity(const uint16_t* W, int K, int N, Pattern p, int64_t ldw) {
+  return block_sparsity(W, DType::bf16, K, N, p, ldw);
+}
+double block_sparsity(const int8_t* W, int K, int N, Pattern p, int64_t ldw) {
+  return block_sparsity(W, DType::s8, K, N, p, ldw);
+}
+
+PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern p, int64_t ldw) {
+  check_dtype(dt);
+  if (K <= 0 || N <= 0) throw std::invalid_argument("pack: K and N must be > 0");
+  if (!Wv) throw std::invalid_argument("pack: null weight");
+  const size_t es = dtype_size(dt);
+  WView w{static_cast<const uint8_t*>(Wv), dt, ldw ? ldw : N, es};
+  const int kq_by_dt = dt == DType::f32 ? 1 : dt == DType::bf16 ? 2 : 4;
+  const bool quad = p == Pattern::p4x1;
+  const int nb = quad ? 1 : 4;
+  const int kq = quad ? 4 : kq_by_dt;
+  const int G = (N + nb - 1) / nb;
+
+  // Pass 1: list the steps (k indices) per group.
+  std::vector<int64_t> gptr(G + 1, 0);
+  std::vector<int32_t> kidx;
+  std::vector<int32_t> rows;
+  for (int g = 0; g < G; ++g) {
+    if (quad) {
+      const int n = g;
+      for (int k0 = 0; k0 < K; k0 += 4) {
+        bool any = false;
+        for (int k = k0; k < k0 + 4 && k < K && !any; ++k) any = w.nz(k, n);
+        if (any)
+          for (int j = 0; j < 4; ++j) kidx.push_back(k0 + j);
+      }
+    } else {
+      rows.clear();
+      for (int k = 0; k < K; ++k) {
+        bool any = false;
+        for (int n = g * 4; n < g * 4 + 4 && n < N && !any; ++n) any = w.nz(k, n);
+        if (any) rows.push_back(k);
+      }
+      for (size_t i = 0; i < rows.size(); ++i) kidx.push_back(rows[i]);
+      while (!rows.empty() && kidx.size() % kq) kidx.push_back(rows.back());  // padding
+    }
+    gptr[g + 1] = int64_t(kidx.size() / kq);
+  }
+  const int64_t steps = gptr[G];
+
+  PackedHeader h{};
+  h.magic = kPackMagic;
+  h.version = kPackVersion;
+  h.pattern = uint8_t(p);
+  h.dtype = uint8_t(dt);
+  h.K = K;
+  h.N = N;
+  h.nb = nb;
+  h.kq = kq;
+  h.groups = G;
+  h.steps = steps;
+  {
+    int64_t z, t;
+    count_blocks(w, K, N, p, &z, &t);
+    h.total_blocks = t;
+    h.nonzero_blocks = t - z;
+  }
+  int64_t off = sizeof(PackedHeader);
+  h.off_group_ptr = off;
+  off = align64(off + int64_t(sizeof(int64_t)) * (G + 1));
+  h.off_kidx = off;
+  off = align64(off + int64_t(sizeof(int32_t)) * steps * kq);
+  h.off_values = off;
+  off = align64(off + int64_t(es) * steps * nb * kq);
+  h.off_colsum = 0;
+  if (dt == DType::s8) {
+    h.off_colsum = off;
+    off = align64(off + int64_t(sizeof(int32_t)) * G * nb);
+  }
+  // 64 spare bytes at the end so vector loads of the last values never leave the buffer.
+  h.total_size = off + 64;
+
+  void* mem = std::aligned_alloc(64, size_t(h.total_size));
+  if (!mem) throw std::bad_alloc();
+  std::shared_ptr<void> owner(mem, std::free);
+  uint8_t* b = static_cast<uint8_t*>(mem);
+  std::memset(b, 0, size_t(h.total_size));
+  std::memcpy(b, &h, sizeof(h));
+  std::memcpy(b + h.off_group_ptr, gptr.data(), sizeof(int64_t) * (G + 1));
+  if (!kidx.empty()) std::memcpy(b + h.off_kidx, kidx.data(), sizeof(int32_t) * kidx.size());
+  uint8_t* vals = b + h.off_values;
+  int32_t* colsum = dt == DType::s8 ? reinterpret_cast<int32_t*>(b + h.off_colsum) : nullptr;
+  for (int g = 0; g < G; ++g) {
+    for (int64_t s = gptr[g]; s < gptr[g + 1]; ++s) {
+      for (int i = 0; i < nb; ++i) {
+        const int n = g * nb + i;
+        for (int j = 0; j < kq; ++j) {
+          const int k = kidx[s * kq + j];
+          // padding entries (repeated k) and out-of-range k/n stay zero
+          bool pad = !quad && j > 0 && k == kidx[s * kq + j - 1];
+          if (n >= N || k >= K || pad) continue;
+          std::memcpy(vals + ((s * nb + i) * kq + j) * es, w.p + (size_t(k) * w.ld + n) * es, es);
+        }
+      }
+    }
+  }
+  if (colsum)
+    for (int n = 0; n < N; ++n) {
+      int32_t sum = 0;
+      for (int k = 0; k < K; ++k) sum += int8_t(w.p[size_t(k) * w.ld + n]);
+      colsum[n] = sum;
+    }
+  PackedWeight pw;
+  pw.owner_ = owner;
+  pw.data_ = b;
+  pw.size_ = size_t(h.total_size);
+  return pw;
+}
+
+PackedWeight PackedWeight::from_bytes(const void* data, size_t size) {
+  if (!data || size < sizeof(PackedHeader))
+    throw std::runtime_error("PackedWeight::from_bytes: buffer smaller than the header");
+  PackedHeader h;
+  std::memcpy(&h, data, sizeof(h));
+  if (h.magic != kPackMagic) throw std::runtime_error("PackedWeight::from_bytes: bad magic");
+  if (h.version != kPackVersion)
+    throw std::runtime_error("PackedWeight::from_bytes: version " + std::to_string(h.version) +
+                             ", expected " + std::to_string(kPackVersion));
+  if (h.total_size < 0 || size_t(h.total_size) > size)
+    throw std::runtime_error("PackedWeight::from_bytes: buffer of " + std::to_string(size) +
+                             " bytes, header says " + std::to_string(h.total_size));
+  if (h.K <= 0 || h.N <= 0 || (h.nb != 1 && h.nb != 4) || h.kq < 1 || h.kq > 4 ||
+      h.groups != (h.N + h.nb - 1) / h.nb)
+    throw std::runtime_error("PackedWeight::from_bytes: inconsistent header");
+  PackedWeight pw;
+  pw.data_ = static_cast<const uint8_t*>(data);
+  pw.size_ = size_t(h.total_size);
+  return pw;
+}
+
+static const PackedHeader& hdr(const uint8_t* d) {
+  if (!d) throw std::logic_error("empty PackedWeight");
+  return *reinterpret_cast<const PackedHeader*>(d);
+}
+
+int PackedWeight::K() const { return hdr(data_).K; }
+int PackedWeight::N() const { return hdr(data_).N; }
+DType PackedWeight::dtype() const { return DType(hdr(data_).dtype); }
+Pattern PackedWeight::pattern() const { return Pattern(hdr(data_).pattern); }
+int64_t PackedWeight::nonzero_blocks() const { return hdr(data_).nonzero_blocks; }
+int64_t PackedWeight::total_blocks() const { return hdr(data_).total_blocks; }
+int64_t PackedWeight::steps() const { return hdr(data_).steps; }
+double PackedWeight::sparsity() const {
+  const PackedHeader& h = hdr(data_);
+  return h.total_blocks ? 1.0 - double(h.nonzero_blocks) / double(h.total_blocks) : 0.0;
+}
+
+void PackedWeight::unpack(void* Wv, int64_t ldw) const {
+  const PackedHeader& h = hdr(data_);
+  const size_t es = dtype_size(DType(h.dtype));
+  if (!ldw) ldw = h.N;
+  uint8_t* W = static_cast<uint8_t*>(Wv);
+  for (int k = 0; k < h.K; ++k) std::memset(W + size_t(k) * ldw * es, 0, size_t(h.N) * es);
+  const int64_t* gp = h.group_ptr();
+  const int32_t* ki = h.kidx();
+  const uint8_t* vals = static_cast<const uint8_t*>(h.values());
+  static const uint8_t zero[4] = {0, 0, 0, 0};
+  for (int g = 0; g < h.groups; ++g)
+    for (int64_t s = gp[g]; s < gp[g + 1]; ++s)
+      for (int i = 0; i < h.nb; ++i) {
+        const int n = g * h.nb + i;
+        if (n >= h.N) continue;
+        for (int j = 0; j < h.kq; ++j) {
+          const int k = ki[s * h.kq + j];
+          const uint8_t* v = vals + ((s * h.nb + i) * h.kq + j) * es;
+          if (k >= h.K || std::memcmp(v, zero, es) == 0) continue;  // zero bits: nothing to write
+          std::memcpy(W + (size_t(k) * ldw + n) * es, v, es);
+        }
+      }
+}
+
+void reorder_to_vnni4(const uint8_t* src, int K, int M, int64_t ld, uint8_t* dst) {
+  if (!ld) ld = M;
+  const int Kq = (K + 3) / 4;
+  for (int q = 0; q < Kq; ++q)
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < 4; ++j) {
+        const int k = 4 * q + j;
+        dst[(size_t(q) * M + m) * 4 + j] = k < K ? src[size_t(k) * ld + m] : 0;
+      }
+}
+
+void reorder_from_vnni4(const uint8_t* src, int K, int M, uint8_t* dst, int64_t ld) {
+  if (!ld) ld = M;
+  for (int k = 0; k < K; ++k)
+    for (int m = 0; m < M; ++m) dst[size_t(k) * ld + m] = src[(size_t(k / 4) * M + m) * 4 + k % 4];
+}
+
+}  // namespace ne::sparse
