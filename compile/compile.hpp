@@ -1,0 +1,47 @@
+// The compiler: ONNX model -> IR (ne::Model), with constant/shape folding and fusions.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/ir.hpp"
+
+namespace ne {
+
+// A host tensor handed to the compiler as a constant (see CompileOptions::bound_inputs).
+struct BoundTensor {
+  DType dtype = DType::fp32;
+  Shape shape;
+  std::vector<uint8_t> bytes;
+};
+
+struct CompileOptions {
+  std::string precision = "fp32";  // fp32 only for now (int8 / bf16: later issues)
+  bool transpose = false;          // feature-major sparse chains (later issue)
+  bool slim = false;               // remove all-zero channels / heads (later issue)
+  std::string calib_dir;
+  bool fuse = true;  // false: only lower ONNX ops 1:1 (for tests)
+  // Graph inputs replaced by constants before compiling (they disappear from the model's
+  // inputs). Used for inputs that feed shape positions (Reshape's shape, Slice's starts, ...),
+  // which the IR requires to be known at plan time; see onnx_shape_inputs().
+  std::map<std::string, BoundTensor> bound_inputs;
+};
+
+// Loads, lowers, folds and fuses. Throws ne::Error naming the file (and node) on failure;
+// a model with unsupported operators gets ONE error listing every unsupported op type and
+// the names of its nodes.
+Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt = {});
+
+// Names of the graph inputs of an ONNX model that feed positions whose values decide shapes
+// (Reshape's shape, Slice's starts/ends/axes/steps, Unsqueeze/Squeeze/Reduce axes, Expand /
+// Tile / ConstantOfShape shapes, Split sizes, Range). Bind them with CompileOptions.
+std::vector<std::string> onnx_shape_inputs(const std::string& onnx_path);
+
+// The ONNX op types the compiler lowers (for reports and the conformance runner).
+std::vector<std::string> supported_onnx_ops();
+
+// Reads an ONNX TensorProto file (as in ONNX's test_data_set_*/input_*.pb): name and value.
+// Throws ne::Error naming the file.
+BoundTensor read_onnx_tensor_file(const std::string& path, std::string* name = nullptr);
+
+}  // namespace ne

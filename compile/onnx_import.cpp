@@ -1,0 +1,678 @@
+// ONNX loading (protobuf, initializers, external data, Constant nodes) and 1:1 lowering.
+#include "compile/onnx_import.hpp"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace ne {
+
+namespace {
+
+std::string dir_of(const std::string& p) {
+  auto s = p.find_last_of('/');
+  return s == std::string::npos ? "." : p.substr(0, s);
+}
+
+std::string fstr(double f) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.9g", f);
+  return b;
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string r;
+  for (size_t i = 0; i < v.size(); ++i) r += (i ? "," : "") + std::to_string(v[i]);
+  return r;
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& what) {
+  std::ifstream f(path, std::ios::binary);
+  NE_CHECK(f.good(), what, ": cannot open '", path, "'");
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Path of external data, checked to stay inside the model's directory.
+std::string external_path(const std::string& model_dir, const std::string& loc,
+                          const std::string& what) {
+  NE_CHECK(!loc.empty(), what, ": external data without a location");
+  NE_CHECK(loc[0] != '/', what, ": external data location '", loc,
+           "' is an absolute path (must be relative to the model's directory)");
+  std::stringstream ss(loc);
+  std::string part;
+  while (std::getline(ss, part, '/'))
+    NE_CHECK(part != "..", what, ": external data location '", loc,
+             "' leaves the model's directory ('..' is not allowed)");
+  NE_CHECK(loc.find('\\') == std::string::npos, what, ": external data location '", loc,
+           "' contains a backslash");
+  return model_dir + "/" + loc;
+}
+
+}  // namespace
+
+bool onnx_dtype(int t, DType* out) {
+  switch (t) {
+    case onnx::TensorProto::FLOAT: *out = DType::fp32; return true;
+    case onnx::TensorProto::UINT8: *out = DType::u8; return true;
+    case onnx::TensorProto::INT8: *out = DType::s8; return true;
+    case onnx::TensorProto::INT32: *out = DType::int32; return true;
+    case onnx::TensorProto::INT64: *out = DType::int64; return true;
+    case onnx::TensorProto::BOOL: *out = DType::boolean; return true;
+    case onnx::TensorProto::FLOAT16: *out = DType::fp16; return true;
+    case onnx::TensorProto::BFLOAT16: *out = DType::bf16; return true;
+    default: return false;
+  }
+}
+
+static const char* onnx_dtype_name(int t) {
+  auto n = onnx::TensorProto_DataType_Name(onnx::TensorProto_DataType(t));
+  static thread_local std::string s;
+  s = n.empty() ? std::to_string(t) : n;
+  return s.c_str();
+}
+
+onnx::ModelProto read_onnx_model(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  NE_CHECK(f.good(), path, ": cannot open the ONNX model");
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  NE_CHECK(!bytes.empty(), path, ": the file is empty (not an ONNX model)");
+  onnx::ModelProto mp;
+  google::protobuf::io::ArrayInputStream ais(bytes.data(), int(bytes.size()));
+  google::protobuf::io::CodedInputStream cis(&ais);
+  cis.SetTotalBytesLimit(INT32_MAX);
+  bool ok = mp.ParseFromCodedStream(&cis) && cis.ConsumedEntireMessage();
+  NE_CHECK(ok, path, ": not a valid ONNX model (protobuf parse failed: the file is not ONNX or "
+                     "is truncated)");
+  NE_CHECK(mp.has_graph() && (mp.graph().node_size() > 0 || mp.graph().output_size() > 0), path,
+           ": not a valid ONNX model (no graph)");
+  NE_CHECK(mp.ir_version() > 0, path, ": not a valid ONNX model (no ir_version)");
+  return mp;
+}
+
+BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& model_dir,
+                              const std::string& what0) {
+  std::string what = what0 + " tensor '" + t.name() + "'";
+  BoundTensor r;
+  NE_CHECK(onnx_dtype(t.data_type(), &r.dtype), what, ": data type ", onnx_dtype_name(t.data_type()),
+           " is not supported");
+  for (auto d : t.dims()) {
+    NE_CHECK(d >= 0, what, ": negative dimension ", d);
+    r.shape.push_back(d);
+  }
+  int64_t n = shape_numel(r.shape);
+  size_t es = dtype_size(r.dtype);
+  NE_CHECK(uint64_t(n) <= (uint64_t(1) << 40) / es, what, ": too large (", shape_str(r.shape), ")");
+  size_t nbytes = size_t(n) * es;
+  if (t.data_location() == onnx::TensorProto::EXTERNAL) {
+    std::string loc;
+    uint64_t offset = 0;
+    int64_t length = -1;
+    for (auto& kv : t.external_data()) {
+      if (kv.key() == "location") loc = kv.value();
+      else if (kv.key() == "offset") offset = std::stoull(kv.value());
+      else if (kv.key() == "length") length = std::stoll(kv.value());
+    }
+    std::string p = external_path(model_dir, loc, what);
+    std::ifstream f(p, std::ios::binary);
+    NE_CHECK(f.good(), what, ": cannot open external data file '", p, "'");
+    f.seekg(0, std::ios::end);
+    uint64_t fsize = uint64_t(f.tellg());
+    if (length < 0) length = int64_t(nbytes);
+    NE_CHECK(uint64_t(length) == nbytes, what, ": external data length ", length,
+             " does not match ", nbytes, " bytes of shape ", shape_str(r.shape));
+    NE_CHECK(offset <= fsize && nbytes <= fsize - offset, what, ": external data [", offset, ", +",
+             nbytes, ") lies beyond the end of '", p, "' (", fsize, " bytes)");
+    r.bytes.resize(nbytes);
+    f.seekg(std::streamoff(offset));
+    f.read(reinterpret_cast<char*>(r.bytes.data()), std::streamsize(nbytes));
+    NE_CHECK(f.good() || nbytes == 0, what, ": reading external data from '", p, "' failed");
+    return r;
+  }
+  r.bytes.resize(nbytes);
+  if (t.has_raw_data()) {
+    NE_CHECK(t.raw_data().size() == nbytes, what, ": raw_data has ", t.raw_data().size(),
+             " bytes, shape ", shape_str(r.shape), " needs ", nbytes);
+    if (nbytes) std::memcpy(r.bytes.data(), t.raw_data().data(), nbytes);
+    return r;
+  }
+  auto need = [&](int got) {
+    NE_CHECK(int64_t(got) == n, what, ": has ", got, " values, shape ", shape_str(r.shape),
+             " needs ", n);
+  };
+  uint8_t* dst = r.bytes.data();
+  switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT:
+      need(t.float_data_size());
+      if (n) std::memcpy(dst, t.float_data().data(), nbytes);
+      break;
+    case onnx::TensorProto::INT64:
+      need(t.int64_data_size());
+      if (n) std::memcpy(dst, t.int64_data().data(), nbytes);
+      break;
+    case onnx::TensorProto::INT32:
+      need(t.int32_data_size());
+      if (n) std::memcpy(dst, t.int32_data().data(), nbytes);
+      break;
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL:
+      need(t.int32_data_size());
+      for (int64_t i = 0; i < n; ++i) dst[i] = uint8_t(t.int32_data(int(i)));
+      break;
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16:
+      need(t.int32_data_size());
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v = uint16_t(t.int32_data(int(i)));
+        std::memcpy(dst + 2 * i, &v, 2);
+      }
+      break;
+    default: fail(what, ": unsupported data type");
+  }
+  return r;
+}
+
+BoundTensor read_onnx_tensor_file(const std::string& path, std::string* name) {
+  auto bytes = read_file_bytes(path, "tensor file");
+  onnx::TensorProto t;
+  NE_CHECK(t.ParseFromArray(bytes.data(), int(bytes.size())), path,
+           ": not a valid ONNX TensorProto");
+  if (name) *name = t.name();
+  return onnx_tensor_value(t, dir_of(path), path + ":");
+}
+
+// ---------------------------------------------------------------------------------- lowering
+namespace {
+
+struct Lowerer {
+  const onnx::ModelProto& mp;
+  std::string path, dir;
+  const CompileOptions& opt;
+  int64_t opset = 0;
+  Model m;
+  std::set<std::string> op_names;
+  std::map<std::string, std::vector<std::string>> unsupported;  // "Type (why)" -> node names
+  int tmp_counter = 0;
+
+  Lowerer(const onnx::ModelProto& mp_, const std::string& p, const CompileOptions& o)
+      : mp(mp_), path(p), dir(dir_of(p)), opt(o) {}
+
+  std::string unique_op_name(std::string n, const std::string& type) {
+    if (n.empty()) n = type;
+    std::string base = n;
+    for (int i = 1; op_names.count(n) || n == "input_data" || n == "output_data"; ++i)
+      n = base + "_" + std::to_string(i);
+    op_names.insert(n);
+    return n;
+  }
+  std::string tmp(const std::string& base) { return base + "__ne" + std::to_string(tmp_counter++); }
+
+  OpInfo& emit(const std::string& name, const std::string& type, std::vector<std::string> in,
+               std::vector<std::string> out) {
+    while (!in.empty() && in.back().empty()) in.pop_back();  // trailing optional inputs
+    OpInfo op;
+    op.name = unique_op_name(name, type);
+    op.type = type;
+    op.inputs = std::move(in);
+    op.outputs = std::move(out);
+    m.ops.push_back(std::move(op));
+    return m.ops.back();
+  }
+
+  void add_weight(const std::string& name, const BoundTensor& b) {
+    m.add_weight(name, b.dtype, b.shape, b.bytes);
+  }
+  template <class T>
+  std::string const_tensor(const std::string& base, DType dt, const Shape& s, std::vector<T> v) {
+    std::string n = tmp(base);
+    m.add_weight(n, dt, s, v);
+    return n;
+  }
+
+  // attributes
+  std::map<std::string, const onnx::AttributeProto*> attrs_of(const onnx::NodeProto& n) {
+    std::map<std::string, const onnx::AttributeProto*> a;
+    for (auto& x : n.attribute()) a[x.name()] = &x;
+    return a;
+  }
+
+  bool lower_node(const onnx::NodeProto& n, std::string* why);
+  void run();
+};
+
+#define A_INT(name, def) (a.count(name) ? a.at(name)->i() : int64_t(def))
+#define A_FLOAT(name, def) (a.count(name) ? double(a.at(name)->f()) : double(def))
+#define A_INTS(name)                                                                  \
+  (a.count(name) ? std::vector<int64_t>(a.at(name)->ints().begin(), a.at(name)->ints().end()) \
+                 : std::vector<int64_t>())
+
+const std::map<std::string, std::string>& binary_ops() {
+  static const std::map<std::string, std::string> t = {
+      {"Sub", "sub"},         {"Mul", "mul"},         {"Div", "div"},
+      {"Pow", "pow"},         {"Equal", "equal"},     {"Greater", "greater"},
+      {"GreaterOrEqual", "greater_equal"},            {"Less", "less"},
+      {"LessOrEqual", "less_equal"},                  {"And", "and"},
+      {"Or", "or"},           {"Xor", "xor"},         {"Mod", "mod"}};
+  return t;
+}
+const std::map<std::string, std::string>& unary_ops() {
+  static const std::map<std::string, std::string> t = {
+      {"Sqrt", "sqrt"},   {"Exp", "exp"},           {"Log", "log"},       {"Erf", "erf"},
+      {"Tanh", "tanh"},   {"Relu", "relu"},         {"Sigmoid", "sigmoid"}, {"Neg", "neg"},
+      {"Abs", "abs"},     {"Reciprocal", "reciprocal"}, {"Floor", "floor"}, {"Ceil", "ceil"},
+      {"Round", "round"}, {"Sin", "sin"},           {"Cos", "cos"},       {"Not", "not"},
+      {"Sign", "sign"},   {"Softplus", "softplus"}, {"LeakyRelu", "leaky_relu"},
+      {"Elu", "elu"},     {"HardSigmoid", "hard_sigmoid"}, {"Selu", "selu"}};
+  return t;
+}
+const std::set<std::string>& simple_ops() {
+  static const std::set<std::string> t = {
+      "Add",      "MatMul",    "Gemm",      "Softmax",   "LayerNormalization", "Clip",
+      "Where",    "Cast",      "Reshape",   "Flatten",   "Squeeze",  "Unsqueeze", "Transpose",
+      "Concat",   "Split",     "Slice",     "Gather",    "Expand",   "Tile",      "Shape",
+      "ConstantOfShape",       "Range",     "Identity",  "Dropout",  "ReduceMean", "ReduceSum",
+      "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare", "ArgMax", "ArgMin",
+      "Constant", "Sum",       "Max",       "Min"};
+  return t;
+}
+
+bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
+  auto a = attrs_of(n);
+  const std::string& t = n.op_type();
+  std::vector<std::string> in(n.input().begin(), n.input().end());
+  std::vector<std::string> out(n.output().begin(), n.output().end());
+  const std::string& nm = n.name();
+  auto need_outputs = [&](size_t k) {
+    for (size_t i = k; i < out.size(); ++i)
+      if (!out[i].empty()) {
+        *why = "optional output #" + std::to_string(i);
+        return false;
+      }
+    out.resize(std::min(out.size(), k));
+    return true;
+  };
+
+  if (t == "Constant") {
+    NE_CHECK(out.size() == 1, path, ": Constant node '", nm, "' must have one output");
+    if (a.count("value")) {
+      add_weight(out[0], onnx_tensor_value(a.at("value")->t(), dir, path + ": Constant '" + nm + "'"));
+    } else if (a.count("value_float")) {
+      m.add_weight(out[0], DType::fp32, {}, std::vector<float>{a.at("value_float")->f()});
+    } else if (a.count("value_floats")) {
+      auto& f = a.at("value_floats")->floats();
+      m.add_weight(out[0], DType::fp32, {int64_t(f.size())}, std::vector<float>(f.begin(), f.end()));
+    } else if (a.count("value_int")) {
+      m.add_weight(out[0], DType::int64, {}, std::vector<int64_t>{a.at("value_int")->i()});
+    } else if (a.count("value_ints")) {
+      auto v = A_INTS("value_ints");
+      m.add_weight(out[0], DType::int64, {int64_t(v.size())}, v);
+    } else {
+      *why = "sparse or string value";
+      return false;
+    }
+    return true;
+  }
+  if (t == "Add") {
+    emit(nm, "BinaryAdd", in, out);
+    return true;
+  }
+  if (binary_ops().count(t)) {
+    auto& op = emit(nm, "BinaryOp", in, out);
+    op.set_attr("algorithm", binary_ops().at(t));
+    if (t == "Mod") op.set_attr("fmod", std::to_string(A_INT("fmod", 0)));
+    return true;
+  }
+  if (unary_ops().count(t)) {
+    auto& op = emit(nm, "UnaryOp", in, out);
+    op.set_attr("algorithm", unary_ops().at(t));
+    if (t == "LeakyRelu") op.set_attr("alpha", fstr(A_FLOAT("alpha", 0.01)));
+    if (t == "Elu") op.set_attr("alpha", fstr(A_FLOAT("alpha", 1.0)));
+    if (t == "HardSigmoid") {
+      op.set_attr("alpha", fstr(A_FLOAT("alpha", 0.2)));
+      op.set_attr("beta", fstr(A_FLOAT("beta", 0.5)));
+    }
+    if (t == "Selu") {
+      op.set_attr("alpha", fstr(A_FLOAT("alpha", 1.67326319217681884765625)));
+      op.set_attr("gamma", fstr(A_FLOAT("gamma", 1.05070102214813232421875)));
+    }
+    return true;
+  }
+  if (t == "Sum" || t == "Max" || t == "Min") {
+    NE_CHECK(!in.empty(), path, ": node '", nm, "' (", t, ") has no inputs");
+    if (in.size() == 1) {
+      emit(nm, "Identity", in, out);
+      return true;
+    }
+    std::string acc = in[0];
+    for (size_t i = 1; i < in.size(); ++i) {
+      std::string o = i + 1 == in.size() ? out[0] : tmp(out[0]);
+      if (t == "Sum") emit(nm, "BinaryAdd", {acc, in[i]}, {o});
+      else emit(nm, "BinaryOp", {acc, in[i]}, {o}).set_attr("algorithm", t == "Max" ? "max" : "min");
+      acc = o;
+    }
+    return true;
+  }
+  if (t == "MatMul") {
+    const TensorInfo* w = m.find(in[1]);
+    if (w && w->is_weight && w->shape.size() == 2 && w->dtype == DType::fp32)
+      emit(nm, "InnerProduct", in, out);
+    else
+      emit(nm, "Matmul", in, out);
+    return true;
+  }
+  if (t == "Gemm") {
+    double alpha = A_FLOAT("alpha", 1.0), beta = A_FLOAT("beta", 1.0);
+    bool has_c = in.size() > 2 && !in[2].empty();
+    std::string mm_out = has_c ? tmp(out[0]) : out[0];
+    auto& op = emit(nm, "Matmul", {in[0], in[1]}, {mm_out});
+    if (A_INT("transA", 0)) op.set_attr("src0_perm", "1,0");
+    if (A_INT("transB", 0)) op.set_attr("src1_perm", "1,0");
+    if (alpha != 1.0) op.set_attr("output_scale", fstr(alpha));
+    if (has_c) {
+      std::string c = in[2];
+      if (beta != 1.0) {
+        std::string bc = tmp(out[0]);
+        std::string bconst = const_tensor(out[0] + "_beta", DType::fp32, {}, std::vector<float>{float(beta)});
+        emit(nm + "_beta", "BinaryOp", {c, bconst}, {bc}).set_attr("algorithm", "mul");
+        c = bc;
+      }
+      emit(nm + "_bias", "BinaryAdd", {mm_out, c}, out);
+    }
+    return true;
+  }
+  if (t == "Softmax") {
+    int64_t axis = A_INT("axis", opset >= 13 ? -1 : 1);
+    if (opset < 13 && axis != -1) {
+      // Opset < 13 coerces to 2-D at `axis`; equal to per-axis softmax only on the last axis.
+      *why = "axis=" + std::to_string(axis) + " with opset " + std::to_string(opset) +
+             " (2-D coercion semantics)";
+      return false;
+    }
+    emit(nm, "Softmax", in, out).set_attr("axis", std::to_string(axis));
+    return true;
+  }
+  if (t == "LayerNormalization") {
+    if (!need_outputs(1)) return false;
+    if (A_INT("stash_type", 1) != 1) {
+      *why = "stash_type != 1";
+      return false;
+    }
+    auto& op = emit(nm, "LayerNorm", in, out);
+    op.set_attr("epsilon", fstr(A_FLOAT("epsilon", 1e-5)));
+    op.set_attr("axis", std::to_string(A_INT("axis", -1)));
+    return true;
+  }
+  if (t == "Clip") {
+    auto& op = emit(nm, "Clip", in, out);
+    if (a.count("min")) op.set_attr("min", fstr(A_FLOAT("min", 0)));
+    if (a.count("max")) op.set_attr("max", fstr(A_FLOAT("max", 0)));
+    return true;
+  }
+  if (t == "Where" || t == "Expand" || t == "Tile" || t == "Identity" || t == "Range") {
+    emit(nm, t, in, out);
+    return true;
+  }
+  if (t == "Dropout") {
+    if (!need_outputs(1)) return false;
+    emit(nm, "Identity", {in[0]}, out);
+    return true;
+  }
+  if (t == "Cast") {
+    DType dt;
+    int to = int(A_INT("to", 0));
+    if (!onnx_dtype(to, &dt)) {
+      *why = std::string("to=") + onnx_dtype_name(to);
+      return false;
+    }
+    emit(nm, "Cast", in, out).set_attr("to", dtype_name(dt));
+    return true;
+  }
+  if (t == "Reshape") {
+    emit(nm, "Reshape", in, out).set_attr("allowzero", std::to_string(A_INT("allowzero", 0)));
+    return true;
+  }
+  if (t == "Flatten") {
+    emit(nm, "Flatten", in, out).set_attr("axis", std::to_string(A_INT("axis", 1)));
+    return true;
+  }
+  if (t == "Squeeze" || t == "Unsqueeze") {
+    auto& op = emit(nm, t, in, out);
+    if (a.count("axes")) op.set_attr("axes", join(A_INTS("axes")));
+    return true;
+  }
+  if (t == "Transpose") {
+    auto& op = emit(nm, "Reorder", in, out);
+    if (a.count("perm")) op.set_attr("perm", join(A_INTS("perm")));
+    return true;
+  }
+  if (t == "Concat") {
+    emit(nm, "Concat", in, out).set_attr("axis", std::to_string(A_INT("axis", 0)));
+    return true;
+  }
+  if (t == "Split") {
+    if (a.count("num_outputs")) {
+      *why = "num_outputs (opset 18)";
+      return false;
+    }
+    auto& op = emit(nm, "Split", in, out);
+    op.set_attr("axis", std::to_string(A_INT("axis", 0)));
+    if (a.count("split")) op.set_attr("split", join(A_INTS("split")));
+    return true;
+  }
+  if (t == "Slice") {
+    if (in.size() >= 5 && !in[4].empty() && (in[3].empty())) {
+      // axes omitted but steps given: materialise axes = 0..n-1 from the starts' length.
+      const TensorInfo* s = m.find(in[1]);
+      if (!s || !s->is_weight || s->shape.size() != 1) {
+        *why = "steps without axes and non-constant starts";
+        return false;
+      }
+      std::vector<int64_t> ax(size_t(s->shape[0]));
+      for (size_t i = 0; i < ax.size(); ++i) ax[i] = int64_t(i);
+      in[3] = const_tensor(out[0] + "_axes", DType::int64, {int64_t(ax.size())}, ax);
+    }
+    emit(nm, "Slice", in, out);
+    return true;
+  }
+  if (t == "Gather") {
+    emit(nm, "Gather", in, out).set_attr("axis", std::to_string(A_INT("axis", 0)));
+    return true;
+  }
+  if (t == "Shape") {
+    auto& op = emit(nm, "Shape", in, out);
+    if (a.count("start")) op.set_attr("start", std::to_string(A_INT("start", 0)));
+    if (a.count("end")) op.set_attr("end", std::to_string(A_INT("end", 0)));
+    return true;
+  }
+  if (t == "ConstantOfShape") {
+    double v = 0;
+    DType dt = DType::fp32;
+    if (a.count("value")) {
+      auto b = onnx_tensor_value(a.at("value")->t(), dir, path + ": node '" + nm + "' value");
+      NE_CHECK(b.bytes.size() == dtype_size(b.dtype), path, ": node '", nm,
+               "': ConstantOfShape value must hold one element");
+      dt = b.dtype;
+      switch (dt) {
+        case DType::fp32: { float f; std::memcpy(&f, b.bytes.data(), 4); v = f; break; }
+        case DType::int64: { int64_t x; std::memcpy(&x, b.bytes.data(), 8); v = double(x); break; }
+        case DType::int32: { int32_t x; std::memcpy(&x, b.bytes.data(), 4); v = x; break; }
+        case DType::s8: v = int8_t(b.bytes[0]); break;
+        case DType::u8: case DType::boolean: v = b.bytes[0]; break;
+        case DType::fp16: { uint16_t h; std::memcpy(&h, b.bytes.data(), 2); v = fp16_to_fp32(h); break; }
+        case DType::bf16: { uint16_t h; std::memcpy(&h, b.bytes.data(), 2); v = bf16_to_fp32(h); break; }
+        default: break;
+      }
+    }
+    auto& op = emit(nm, "ConstantOfShape", in, out);
+    op.set_attr("value", dt == DType::int64 ? std::to_string(int64_t(v)) : fstr(v));
+    op.set_attr("dtype", dtype_name(dt));
+    return true;
+  }
+  if (t.rfind("Reduce", 0) == 0) {
+    auto& op = emit(nm, t, in, out);
+    if (a.count("axes")) op.set_attr("axes", join(A_INTS("axes")));
+    op.set_attr("keepdims", std::to_string(A_INT("keepdims", 1)));
+    if (a.count("noop_with_empty_axes"))
+      op.set_attr("noop_with_empty_axes", std::to_string(A_INT("noop_with_empty_axes", 0)));
+    return true;
+  }
+  if (t == "ArgMax" || t == "ArgMin") {
+    auto& op = emit(nm, t, in, out);
+    op.set_attr("axis", std::to_string(A_INT("axis", 0)));
+    op.set_attr("keepdims", std::to_string(A_INT("keepdims", 1)));
+    op.set_attr("select_last_index", std::to_string(A_INT("select_last_index", 0)));
+    return true;
+  }
+  *why = "";
+  return false;
+}
+
+std::vector<const onnx::NodeProto*> topo_order(const onnx::GraphProto& g,
+                                               const std::set<std::string>& available) {
+  std::set<std::string> have = available;
+  std::vector<const onnx::NodeProto*> order, pending;
+  for (auto& n : g.node()) pending.push_back(&n);
+  bool progress = true;
+  while (!pending.empty() && progress) {
+    progress = false;
+    std::vector<const onnx::NodeProto*> rest;
+    for (auto* n : pending) {
+      bool ready = true;
+      for (auto& i : n->input())
+        if (!i.empty() && !have.count(i)) ready = false;
+      if (ready) {
+        order.push_back(n);
+        for (auto& o : n->output()) have.insert(o);
+        progress = true;
+      } else {
+        rest.push_back(n);
+      }
+    }
+    pending.swap(rest);
+  }
+  for (auto* n : pending) order.push_back(n);  // unresolved: validate() will name the tensor
+  return order;
+}
+
+void Lowerer::run() {
+  const onnx::GraphProto& g = mp.graph();
+  for (auto& o : mp.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
+  NE_CHECK(opset > 0, path, ": the model imports no default-domain opset");
+  m.name = g.name().empty() ? "model" : g.name();
+  m.source = path;
+
+  // Weights: initializers, then bound inputs.
+  std::set<std::string> available;
+  for (auto& init : g.initializer()) {
+    add_weight(init.name(), onnx_tensor_value(init, dir, path + ": initializer"));
+    available.insert(init.name());
+  }
+  OpInfo input;
+  input.name = "input_data";
+  input.type = "Input";
+  for (auto& vi : g.input()) {
+    const std::string& name = vi.name();
+    available.insert(name);
+    if (m.is_weight(name) && !opt.bound_inputs.count(name)) continue;  // old-style initializer input
+    auto b = opt.bound_inputs.find(name);
+    if (b != opt.bound_inputs.end()) {
+      add_weight(name, b->second);
+      continue;
+    }
+    NE_CHECK(vi.type().has_tensor_type(), path, ": graph input '", name, "' is not a tensor");
+    auto& tt = vi.type().tensor_type();
+    TensorInfo ti;
+    ti.name = name;
+    if (!onnx_dtype(tt.elem_type(), &ti.dtype))
+      unsupported[std::string("input dtype ") + onnx_dtype_name(tt.elem_type())].push_back(name);
+    if (tt.has_shape()) {
+      ti.has_shape = true;
+      for (auto& d : tt.shape().dim()) ti.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    }
+    m.tensors[name] = ti;
+    input.outputs.push_back(name);
+  }
+  m.ops.push_back(input);
+  op_names.insert("input_data");
+
+  for (auto* n : topo_order(g, available)) {
+    const std::string node_name = n->name().empty() ? n->op_type() + "(" + (n->output_size() ? n->output(0) : "") + ")" : n->name();
+    if (!(n->domain().empty() || n->domain() == "ai.onnx")) {
+      unsupported[n->domain() + "::" + n->op_type()].push_back(node_name);
+      continue;
+    }
+    const std::string& t = n->op_type();
+    if (!simple_ops().count(t) && !binary_ops().count(t) && !unary_ops().count(t)) {
+      unsupported[t].push_back(node_name);
+      continue;
+    }
+    std::string why;
+    if (!lower_node(*n, &why)) unsupported[t + (why.empty() ? "" : " (" + why + ")")].push_back(node_name);
+  }
+
+  if (!unsupported.empty()) {
+    std::string msg = path + ": unsupported ONNX operators (opset " + std::to_string(opset) + "):";
+    for (auto& kv : unsupported) {
+      msg += "\n  " + kv.first + ": ";
+      for (size_t i = 0; i < kv.second.size(); ++i) msg += (i ? ", " : "") + kv.second[i];
+    }
+    fail(msg);
+  }
+
+  OpInfo output;
+  output.name = "output_data";
+  output.type = "Output";
+  for (auto& o : g.output()) output.inputs.push_back(o.name());
+  m.ops.push_back(output);
+  op_names.insert("output_data");
+}
+
+}  // namespace
+
+Model lower_onnx(const onnx::ModelProto& mp, const std::string& path, const CompileOptions& opt) {
+  Lowerer l(mp, path, opt);
+  l.run();
+  return std::move(l.m);
+}
+
+std::vector<std::string> supported_onnx_ops() {
+  std::set<std::string> s = simple_ops();
+  for (auto& kv : binary_ops()) s.insert(kv.first);
+  for (auto& kv : unary_ops()) s.insert(kv.first);
+  return std::vector<std::string>(s.begin(), s.end());
+}
+
+std::vector<std::string> onnx_shape_inputs(const std::string& onnx_path) {
+  auto mp = read_onnx_model(onnx_path);
+  // (op type, input positions whose values decide output shapes); -1 = all inputs.
+  static const std::map<std::string, std::vector<int>> pos = {
+      {"Reshape", {1}},   {"Expand", {1}},  {"Tile", {1}},    {"ConstantOfShape", {0}},
+      {"Slice", {1, 2, 3, 4}}, {"Squeeze", {1}}, {"Unsqueeze", {1}}, {"Split", {1}},
+      {"Range", {0, 1, 2}}, {"ReduceSum", {1}}, {"ReduceMean", {1}}, {"ReduceMax", {1}},
+      {"ReduceMin", {1}}, {"ReduceProd", {1}}, {"ReduceL2", {1}}, {"ReduceSumSquare", {1}}};
+  std::set<std::string> graph_inputs, init;
+  for (auto& i : mp.graph().initializer()) init.insert(i.name());
+  for (auto& i : mp.graph().input())
+    if (!init.count(i.name())) graph_inputs.insert(i.name());
+  std::vector<std::string> r;
+  std::set<std::string> seen;
+  for (auto& n : mp.graph().node()) {
+    auto it = pos.find(n.op_type());
+    if (it == pos.end()) continue;
+    for (int p : it->second)
+      if (p < n.input_size() && graph_inputs.count(n.input(p)) && seen.insert(n.input(p)).second)
+        r.push_back(n.input(p));
+  }
+  return r;
+}
+
+}  // namespace ne

@@ -1,0 +1,36 @@
+// Graph passes over an ne::Model. Each returns the number of rewrites it made; each keeps the
+// model's outputs equal (tested by running the graph before and after it, tests/compile/).
+#pragma once
+#include "common/ir.hpp"
+
+namespace ne {
+namespace pass {
+
+// Evaluates every operator whose inputs are all weights (via ne::Executor on a one-op model)
+// and replaces it by a weight. Outputs larger than `max_bytes` are left alone.
+int fold_constants(Model& m, size_t max_bytes = size_t(64) << 20);
+// Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains become Reshape `dst_shape` (0 = copy
+// the input dim, -1 = infer); other shape values made of one tensor's dims become Shape(start,end).
+int fold_shapes(Model& m);
+// Removes operators whose outputs nobody reads, Identity ops, and weights nobody uses.
+int remove_dead_ops(Model& m);
+// ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add -> LayerNorm.
+int fuse_layernorm(Model& m);
+// x*0.5*(1+erf(x/sqrt2)) (any export order) -> Gelu gelu_erf; the tanh form -> Gelu gelu_tanh.
+int fuse_gelu(Model& m);
+// Matmul with a constant 2-D fp32 weight -> InnerProduct; + bias; + Gelu / Tanh / Relu /
+// Sigmoid post-ops; + residual add (`sum`).
+int fuse_inner_product(Model& m);
+// Reorder into Matmul src perms, the scale into output_scale, the mask add, the Reorder after
+// it into dst_perm.
+int fuse_attention(Model& m);
+// Unsqueeze chains of known rank (the attention mask's [B,S] -> [B,1,1,S]) -> one Reshape view.
+int fold_unsqueeze(Model& m);
+// Embeddings: Gather(position_table, Slice(arange, 0, seq)) -> Slice of the table itself.
+int fuse_embeddings(Model& m);
+
+// Lists the weights in the Input op (after the model inputs), drops weights nobody uses.
+void finalize_inputs(Model& m);
+
+}  // namespace pass
+}  // namespace ne
