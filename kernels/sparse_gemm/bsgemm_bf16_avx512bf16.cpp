@@ -13,6 +13,12 @@ namespace {
 
 inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 
+// acc += a.even * b.even + a.odd * b.odd (bf16 pairs, fp32 acc). Inline asm: GCC 12
+// adds a register move around the _mm512_dpbf16_ps builtin; this keeps acc in place.
+inline void dpbf16(__m512& acc, __m512bh a, __m512bh b) {
+  __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+}
+
 // Token-major X[m0.., K] bf16 -> 16x16 dword transposes. For each 16(tokens) x 16
 // (dword = k pair) block calls emit(kd, mb, r[]) with r[c] = k pair (kd+c) for 16 tokens.
 template <class Emit>
@@ -97,7 +103,9 @@ void prep_pairs(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt
 template <int R>
 void mk_bf16_n4(const PackedHeader& h, int g, const uint16_t* panel, int64_t ldp, float* C, int ldc) {
   __m512 acc[4][2 * R];
+  #pragma GCC unroll 8
   for (int i = 0; i < 4; ++i)
+    #pragma GCC unroll 8
     for (int v = 0; v < 2 * R; ++v) acc[i][v] = _mm512_setzero_ps();
   const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
   const int32_t* ki = h.kidx();
@@ -107,23 +115,26 @@ void mk_bf16_n4(const PackedHeader& h, int g, const uint16_t* panel, int64_t ldp
     const uint16_t* x1 = panel + ki[2 * s + 1] * ldp;
     const __m512bh w0 = as_bh(_mm512_set1_epi32(wd[0])), w1 = as_bh(_mm512_set1_epi32(wd[1]));
     const __m512bh w2 = as_bh(_mm512_set1_epi32(wd[2])), w3 = as_bh(_mm512_set1_epi32(wd[3]));
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512i va = _mm512_loadu_si512(x0 + 32 * r), vb = _mm512_loadu_si512(x1 + 32 * r);
       const __m512bh lo = as_bh(_mm512_unpacklo_epi16(va, vb)), hi = as_bh(_mm512_unpackhi_epi16(va, vb));
-      acc[0][2 * r] = _mm512_dpbf16_ps(acc[0][2 * r], lo, w0);
-      acc[1][2 * r] = _mm512_dpbf16_ps(acc[1][2 * r], lo, w1);
-      acc[2][2 * r] = _mm512_dpbf16_ps(acc[2][2 * r], lo, w2);
-      acc[3][2 * r] = _mm512_dpbf16_ps(acc[3][2 * r], lo, w3);
-      acc[0][2 * r + 1] = _mm512_dpbf16_ps(acc[0][2 * r + 1], hi, w0);
-      acc[1][2 * r + 1] = _mm512_dpbf16_ps(acc[1][2 * r + 1], hi, w1);
-      acc[2][2 * r + 1] = _mm512_dpbf16_ps(acc[2][2 * r + 1], hi, w2);
-      acc[3][2 * r + 1] = _mm512_dpbf16_ps(acc[3][2 * r + 1], hi, w3);
+      dpbf16(acc[0][2 * r], lo, w0);
+      dpbf16(acc[1][2 * r], lo, w1);
+      dpbf16(acc[2][2 * r], lo, w2);
+      dpbf16(acc[3][2 * r], lo, w3);
+      dpbf16(acc[0][2 * r + 1], hi, w0);
+      dpbf16(acc[1][2 * r + 1], hi, w1);
+      dpbf16(acc[2][2 * r + 1], hi, w2);
+      dpbf16(acc[3][2 * r + 1], hi, w3);
     }
   }
   // lo lane (l, j) holds token 8l + j, hi holds 8l + 4 + j: restore token order.
   const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const __m512i i1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  #pragma GCC unroll 8
   for (int i = 0; i < 4; ++i)
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_ps(C + i * ldc + 32 * r, _mm512_permutex2var_ps(acc[i][2 * r], i0, acc[i][2 * r + 1]));
       _mm512_storeu_ps(C + i * ldc + 32 * r + 16, _mm512_permutex2var_ps(acc[i][2 * r], i1, acc[i][2 * r + 1]));
@@ -133,6 +144,7 @@ void mk_bf16_n4(const PackedHeader& h, int g, const uint16_t* panel, int64_t ldp
 template <int MV>
 void mk_bf16_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp, float* C) {
   __m512 acc0[MV], acc1[MV];
+  #pragma GCC unroll 8
   for (int v = 0; v < MV; ++v) acc0[v] = acc1[v] = _mm512_setzero_ps();
   const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
   const int32_t* ki = h.kidx();
@@ -140,11 +152,13 @@ void mk_bf16_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp
   for (int64_t s = s0; s < s1; ++s, wd += 2) {
     const uint32_t* x = panel + (ki[4 * s] / 2) * ldp;
     const __m512bh w0 = as_bh(_mm512_set1_epi32(wd[0])), w1 = as_bh(_mm512_set1_epi32(wd[1]));
+    #pragma GCC unroll 8
     for (int v = 0; v < MV; ++v) {
-      acc0[v] = _mm512_dpbf16_ps(acc0[v], as_bh(_mm512_loadu_si512(x + 16 * v)), w0);
-      acc1[v] = _mm512_dpbf16_ps(acc1[v], as_bh(_mm512_loadu_si512(x + ldp + 16 * v)), w1);
+      dpbf16(acc0[v], as_bh(_mm512_loadu_si512(x + 16 * v)), w0);
+      dpbf16(acc1[v], as_bh(_mm512_loadu_si512(x + ldp + 16 * v)), w1);
     }
   }
+  #pragma GCC unroll 8
   for (int v = 0; v < MV; ++v) _mm512_storeu_ps(C + 16 * v, _mm512_add_ps(acc0[v], acc1[v]));
 }
 

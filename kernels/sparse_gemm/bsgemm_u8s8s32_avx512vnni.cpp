@@ -13,6 +13,12 @@
 namespace ne::sparse {
 namespace {
 
+// acc += dot4(u8 a, s8 b). Inline asm: GCC 12 copies the accumulator around the
+// _mm512_dpbusd_epi32 builtin (a register move per instruction); this keeps it in place.
+inline void dpbusd(__m512i& acc, __m512i a, __m512i b) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+}
+
 // Token-major X[m0.., K] 8-bit -> 16x16 dword (k quad) transposes; emit(kq0, mb, cols, r).
 template <class Emit>
 void transpose_quads(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt_pad, Emit emit) {
@@ -105,7 +111,9 @@ inline __m512i comp_vec(const PackedHeader& h, bool s8src, int n) {
 
 void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, float* C, int ldc, bool s8src) {
   __m512i acc[4][4];
+  #pragma GCC unroll 8
   for (int i = 0; i < 4; ++i)
+    #pragma GCC unroll 8
     for (int q = 0; q < 4; ++q) acc[i][q] = _mm512_setzero_si512();
   const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
   const int32_t* ki = h.kidx();
@@ -121,11 +129,14 @@ void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, f
     v[1] = _mm512_unpackhi_epi16(ab_lo, cd_lo);  // 16l + 4..7
     v[2] = _mm512_unpacklo_epi16(ab_hi, cd_hi);  // 16l + 8..11
     v[3] = _mm512_unpackhi_epi16(ab_hi, cd_hi);  // 16l + 12..15
+    #pragma GCC unroll 8
     for (int i = 0; i < 4; ++i) {
       const __m512i w = _mm512_set1_epi32(wd[i]);
-      for (int q = 0; q < 4; ++q) acc[i][q] = _mm512_dpbusd_epi32(acc[i][q], v[q], w);
+      #pragma GCC unroll 8
+      for (int q = 0; q < 4; ++q) dpbusd(acc[i][q], v[q], w);
     }
   }
+  #pragma GCC unroll 8
   for (int i = 0; i < 4; ++i) {
     const int n = std::min(g * 4 + i, h.groups * 4 - 1);
     const __m512i comp = comp_vec(h, s8src, n);
@@ -135,6 +146,7 @@ void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, f
     const __m512i t3 = _mm512_shuffle_i32x4(acc[i][2], acc[i][3], 0xee);
     const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t1, 0x88), _mm512_shuffle_i32x4(t0, t1, 0xdd),
                           _mm512_shuffle_i32x4(t2, t3, 0x88), _mm512_shuffle_i32x4(t2, t3, 0xdd)};
+    #pragma GCC unroll 8
     for (int l = 0; l < 4; ++l) _mm512_storeu_ps(C + i * ldc + 16 * l, _mm512_cvtepi32_ps(_mm512_sub_epi32(o[l], comp)));
   }
 }
@@ -142,6 +154,7 @@ void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, f
 template <int MV>
 void mk_s8_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp, float* C, bool s8src) {
   __m512i acc[MV];
+  #pragma GCC unroll 8
   for (int v = 0; v < MV; ++v) acc[v] = _mm512_setzero_si512();
   const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
   const int32_t* ki = h.kidx();
@@ -149,9 +162,11 @@ void mk_s8_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp, 
   for (int64_t s = s0; s < s1; ++s, ++wd) {
     const uint32_t* x = panel + (ki[4 * s] >> 2) * ldp;
     const __m512i w = _mm512_set1_epi32(*wd);
-    for (int v = 0; v < MV; ++v) acc[v] = _mm512_dpbusd_epi32(acc[v], _mm512_loadu_si512(x + 16 * v), w);
+    #pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) dpbusd(acc[v], _mm512_loadu_si512(x + 16 * v), w);
   }
   const __m512i comp = comp_vec(h, s8src, g);
+  #pragma GCC unroll 8
   for (int v = 0; v < MV; ++v) _mm512_storeu_ps(C + 16 * v, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], comp)));
 }
 
