@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <map>
@@ -180,6 +181,17 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
   return r;
 }
 
+void put_weight(Model& m, const std::string& name, DType dt, const Shape& shape,
+                std::vector<uint8_t> bytes) {
+  bool empty = bytes.empty();
+  TensorInfo& t = m.add_weight(name, dt, shape, std::move(bytes));
+  if (empty) {
+    auto holder = std::make_shared<std::vector<uint8_t>>(8, 0);
+    t.data = holder->data();
+    t.holder = holder;
+  }
+}
+
 BoundTensor read_onnx_tensor_file(const std::string& path, std::string* name) {
   auto bytes = read_file_bytes(path, "tensor file");
   onnx::TensorProto t;
@@ -228,7 +240,7 @@ struct Lowerer {
   }
 
   void add_weight(const std::string& name, const BoundTensor& b) {
-    m.add_weight(name, b.dtype, b.shape, b.bytes);
+    put_weight(m, name, b.dtype, b.shape, b.bytes);
   }
   template <class T>
   std::string const_tensor(const std::string& base, DType dt, const Shape& s, std::vector<T> v) {
@@ -422,6 +434,13 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   }
   if (t == "Dropout") {
     if (!need_outputs(1)) return false;
+    if (in.size() > 2 && !in[2].empty()) {
+      const TensorInfo* tm = m.find(in[2]);
+      if (!tm || !tm->is_weight || tm->numel() != 1 || tm->data[0] != 0) {
+        *why = "training_mode";
+        return false;
+      }
+    }
     emit(nm, "Identity", {in[0]}, out);
     return true;
   }
@@ -663,15 +682,29 @@ std::vector<std::string> onnx_shape_inputs(const std::string& onnx_path) {
   for (auto& i : mp.graph().initializer()) init.insert(i.name());
   for (auto& i : mp.graph().input())
     if (!init.count(i.name())) graph_inputs.insert(i.name());
-  std::vector<std::string> r;
-  std::set<std::string> seen;
+  // Tensors whose values decide shapes, then everything they are computed from.
+  std::map<std::string, const onnx::NodeProto*> producer;
+  for (auto& n : mp.graph().node())
+    for (auto& o : n.output()) producer[o] = &n;
+  std::vector<std::string> todo;
   for (auto& n : mp.graph().node()) {
     auto it = pos.find(n.op_type());
     if (it == pos.end()) continue;
     for (int p : it->second)
-      if (p < n.input_size() && graph_inputs.count(n.input(p)) && seen.insert(n.input(p)).second)
-        r.push_back(n.input(p));
+      if (p < n.input_size() && !n.input(p).empty()) todo.push_back(n.input(p));
   }
+  std::set<std::string> seen;
+  std::vector<std::string> r;
+  while (!todo.empty()) {
+    std::string t = todo.back();
+    todo.pop_back();
+    if (!seen.insert(t).second) continue;
+    if (graph_inputs.count(t)) r.push_back(t);
+    auto pr = producer.find(t);
+    if (pr != producer.end() && pr->second->op_type() != "Shape")
+      for (auto& i : pr->second->input()) todo.push_back(i);
+  }
+  std::sort(r.begin(), r.end());
   return r;
 }
 

@@ -22,6 +22,11 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
 // unsupported nodes.
 Model lower_onnx(const onnx::ModelProto& mp, const std::string& path, const CompileOptions& opt);
 
+// Adds a weight; an empty one (a 0 in its shape) still gets a non-null data pointer, so that
+// readers can tell "constant, no elements" from "no data".
+void put_weight(Model& m, const std::string& name, DType dt, const Shape& shape,
+                std::vector<uint8_t> bytes);
+
 // ONNX TensorProto data type -> IR dtype; false if the IR has no such dtype.
 bool onnx_dtype(int onnx_type, DType* out);
 

@@ -2,6 +2,7 @@
 // executor's public interface on a one-operator model, and replaced by its result.
 #include <set>
 
+#include "compile/onnx_import.hpp"
 #include "compile/passes/graph.hpp"
 #include "compile/passes/passes.hpp"
 #include "executor/executor.hpp"
@@ -56,7 +57,7 @@ int fold_constants(Model& m, size_t max_bytes) {
     for (auto& r : res) bytes += r.bytes.size();
     if (bytes > max_bytes || res.size() != op.outputs.size()) continue;
     for (size_t j = 0; j < res.size(); ++j)
-      m.add_weight(op.outputs[j], res[j].dtype, res[j].shape, std::move(res[j].bytes));
+      put_weight(m, op.outputs[j], res[j].dtype, res[j].shape, std::move(res[j].bytes));
     drop[k] = true;
     ++n;
   }
