@@ -292,7 +292,8 @@ const std::set<std::string>& simple_ops() {
       "Concat",   "Split",     "Slice",     "Gather",    "Expand",   "Tile",      "Shape",
       "ConstantOfShape",       "Range",     "Identity",  "Dropout",  "ReduceMean", "ReduceSum",
       "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare", "ArgMax", "ArgMin",
-      "Constant", "Sum",       "Max",       "Min"};
+      "Constant", "Sum",       "Max",       "Min",       "Mean",     "LogSoftmax", "Size",
+      "CastLike", "ReduceL1",  "ReduceLogSum", "ReduceLogSumExp"};
   return t;
 }
 
@@ -355,6 +356,63 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
       op.set_attr("alpha", fstr(A_FLOAT("alpha", 1.67326319217681884765625)));
       op.set_attr("gamma", fstr(A_FLOAT("gamma", 1.05070102214813232421875)));
     }
+    return true;
+  }
+  if (t == "Mean") {
+    NE_CHECK(!in.empty(), path, ": node '", nm, "' (Mean) has no inputs");
+    std::string acc = in[0];
+    for (size_t i = 1; i < in.size(); ++i) {
+      std::string o = tmp(out[0]);
+      emit(nm, "BinaryAdd", {acc, in[i]}, {o});
+      acc = o;
+    }
+    std::string c = const_tensor(out[0] + "_n", DType::fp32, {}, std::vector<float>{float(in.size())});
+    emit(nm, "BinaryOp", {acc, c}, out).set_attr("algorithm", "div");
+    return true;
+  }
+  if (t == "LogSoftmax") {
+    int64_t axis = A_INT("axis", opset >= 13 ? -1 : 1);
+    if (opset < 13 && axis != -1) {
+      *why = "axis=" + std::to_string(axis) + " with opset " + std::to_string(opset) + " (2-D coercion semantics)";
+      return false;
+    }
+    std::string sm = tmp(out[0]);
+    emit(nm, "Softmax", in, {sm}).set_attr("axis", std::to_string(axis));
+    emit(nm + "_log", "UnaryOp", {sm}, out).set_attr("algorithm", "log");
+    return true;
+  }
+  if (t == "Size") {
+    std::string sh = tmp(out[0]);
+    emit(nm, "Shape", in, {sh});
+    auto& op = emit(nm + "_prod", "ReduceProd", {sh}, out);
+    op.set_attr("keepdims", "0");
+    return true;
+  }
+  if (t == "CastLike") {
+    const TensorInfo* like = m.find(in[1]);
+    if (!like) {
+      *why = "target dtype not known at compile time";
+      return false;
+    }
+    emit(nm, "Cast", {in[0]}, out).set_attr("to", dtype_name(like->dtype));
+    return true;
+  }
+  if (t == "ReduceL1" || t == "ReduceLogSum" || t == "ReduceLogSumExp") {
+    std::string x = in[0];
+    if (t != "ReduceLogSum") {
+      std::string u = tmp(out[0]);
+      emit(nm + "_pre", "UnaryOp", {x}, {u}).set_attr("algorithm", t == "ReduceL1" ? "abs" : "exp");
+      x = u;
+    }
+    std::vector<std::string> rin = {x};
+    if (in.size() > 1) rin.push_back(in[1]);
+    std::string r = t == "ReduceL1" ? out[0] : tmp(out[0]);
+    auto& op = emit(nm, "ReduceSum", rin, {r});
+    if (a.count("axes")) op.set_attr("axes", join(A_INTS("axes")));
+    op.set_attr("keepdims", std::to_string(A_INT("keepdims", 1)));
+    if (a.count("noop_with_empty_axes"))
+      op.set_attr("noop_with_empty_axes", std::to_string(A_INT("noop_with_empty_axes", 0)));
+    if (t != "ReduceL1") emit(nm + "_log", "UnaryOp", {r}, out).set_attr("algorithm", "log");
     return true;
   }
   if (t == "Sum" || t == "Max" || t == "Min") {
@@ -535,7 +593,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     op.set_attr("dtype", dtype_name(dt));
     return true;
   }
-  if (t.rfind("Reduce", 0) == 0) {
+  if (t.rfind("Reduce", 0) == 0) {  // ReduceMean, ReduceSum, ReduceMax, ...
     auto& op = emit(nm, t, in, out);
     if (a.count("axes")) op.set_attr("axes", join(A_INTS("axes")));
     op.set_attr("keepdims", std::to_string(A_INT("keepdims", 1)));
@@ -677,7 +735,8 @@ std::vector<std::string> onnx_shape_inputs(const std::string& onnx_path) {
       {"Reshape", {1}},   {"Expand", {1}},  {"Tile", {1}},    {"ConstantOfShape", {0}},
       {"Slice", {1, 2, 3, 4}}, {"Squeeze", {1}}, {"Unsqueeze", {1}}, {"Split", {1}},
       {"Range", {0, 1, 2}}, {"ReduceSum", {1}}, {"ReduceMean", {1}}, {"ReduceMax", {1}},
-      {"ReduceMin", {1}}, {"ReduceProd", {1}}, {"ReduceL2", {1}}, {"ReduceSumSquare", {1}}};
+      {"ReduceMin", {1}}, {"ReduceProd", {1}}, {"ReduceL2", {1}}, {"ReduceSumSquare", {1}},
+      {"ReduceL1", {1}}, {"ReduceLogSum", {1}}, {"ReduceLogSumExp", {1}}};
   std::set<std::string> graph_inputs, init;
   for (auto& i : mp.graph().initializer()) init.insert(i.name());
   for (auto& i : mp.graph().input())
