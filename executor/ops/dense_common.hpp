@@ -1,0 +1,34 @@
+// Shared helpers of the dense fp32 operators (InnerProduct, Matmul, Softmax, LayerNorm, Gelu):
+// the oneDNN engine, the CPU check that guards the *_avx512.cpp kernels, and the row kernels'
+// declarations. Compiled without ISA flags: nothing here may use AVX-512 instructions.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <dnnl.hpp>
+
+namespace ne::dense {
+
+// One CPU engine per process (oneDNN engines are thread-safe); one stream per thread.
+dnnl::engine& engine();
+dnnl::stream& stream();
+
+// True when the AVX-512 kernels (dense_kernels_avx512.cpp) may run: the CPU and OS support
+// AVX-512 F/BW/VL/DQ (__builtin_cpu_supports checks CPUID and XCR0), NE_MAX_ISA does not cap
+// below avx512_core, and no test forced the portable path.
+bool use_avx512();
+// Tests: force the portable kernels (true) or go back to detection (false).
+void force_portable(bool on);
+// "avx512" or "portable" (for kernel() strings).
+const char* kernel_isa();
+
+// Row kernels. `rows` independent rows of `n` contiguous floats; single-threaded (the caller
+// splits rows over OpenMP threads). src may equal dst.
+void softmax_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n);
+void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n,
+                           const float* gamma, const float* beta, float eps);
+// Element-wise over n floats.
+void gelu_erf_avx512(const float* src, float* dst, int64_t n);
+void gelu_tanh_avx512(const float* src, float* dst, int64_t n);
+
+}  // namespace ne::dense

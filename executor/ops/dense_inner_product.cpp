@@ -1,0 +1,329 @@
+// InnerProduct: the op (attributes, shapes, residual) and the dense oneDNN strategy.
+// See dense_inner_product.hpp for the strategy list (where a sparse path plugs in).
+#include "executor/ops/dense_inner_product.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "executor/ops/dense_common.hpp"
+#include "executor/weight_cache.hpp"
+
+namespace ne {
+
+const char* ip_post_name(IpPostKind k) {
+  switch (k) {
+    case IpPostKind::relu: return "relu";
+    case IpPostKind::gelu_erf: return "gelu_erf";
+    case IpPostKind::gelu_tanh: return "gelu_tanh";
+    case IpPostKind::tanh: return "tanh";
+    case IpPostKind::sigmoid: return "sigmoid";
+    case IpPostKind::sum: return "sum";
+  }
+  return "?";
+}
+
+// ---- strategy list ----
+
+namespace {
+struct StrategyEntry {
+  std::string name;
+  int priority;
+  IpStrategyFactory make;
+};
+std::vector<StrategyEntry>& strategies() {
+  static std::vector<StrategyEntry> s;
+  return s;
+}
+std::mutex& strategies_mu() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
+bool register_ip_strategy(const std::string& name, int priority, IpStrategyFactory f) {
+  std::lock_guard<std::mutex> g(strategies_mu());
+  auto& s = strategies();
+  s.push_back({name, priority, std::move(f)});
+  std::stable_sort(s.begin(), s.end(),
+                   [](const StrategyEntry& a, const StrategyEntry& b) { return a.priority > b.priority; });
+  return true;
+}
+
+// ---- dense strategy: oneDNN matmul, weight reordered once to the blocked layout it prefers ----
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+class OnednnIp : public IpStrategy {
+ public:
+  explicit OnednnIp(const IpProblem& p) : p_(p) {
+    dnnl::post_ops po;
+    for (IpPostKind k : p.post) {
+      switch (k) {
+        case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+        case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
+        case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
+        case IpPostKind::tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
+        case IpPostKind::sigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+        case IpPostKind::sum: po.append_sum(1.f); break;
+      }
+    }
+    attr_.set_post_ops(po);
+    plain_w_ = memory::desc({p.K, p.N}, dt::f32, tag::ab);
+    bias_md_ = memory::desc({1, p.N}, dt::f32, tag::ab);
+    if (p.weight_const) {
+      // Pick the weight layout once, from the primitive for a typical M (BERT: 128 tokens per
+      // sequence times the threads); oneDNN's brgemm picks it from K and N, so other M reuse it.
+      const int64_t m_typ = 128 * std::max(1, p.num_threads_hint);
+      auto pd = make_pd(m_typ, memory::desc({p.K, p.N}, dt::f32, tag::any));
+      // The packed copy lives in the shared weight cache: with WEIGHT_SHARING=1 instances map one
+      // copy. The key names the weight bytes and the exact oneDNN layout.
+      const memory::desc wmd = pd.weights_desc();
+      const std::string key =
+          "onednn_ip:f32:" + std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
+          std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + ":" +
+          hex64(hash_bytes(&wmd.data, sizeof(wmd.data))) + ":" +
+          hex64(hash_bytes(p.weight, size_t(p.K) * size_t(p.N) * sizeof(float)));
+      buf_ = get_packed(key, wmd.get_size(), [&](uint8_t* dstp) {
+        memory user(plain_w_, dense::engine(), const_cast<float*>(p.weight));
+        memory packed(wmd, dense::engine(), dstp);
+        dnnl::reorder(user, packed).execute(dense::stream(), user, packed);
+        dense::stream().wait();
+      });
+      // oneDNN only reads weights: the read-only mapping is safe behind the non-const handle.
+      packed_.push_back(memory(wmd, dense::engine(), const_cast<uint8_t*>(buf_->data())));
+      kernel_ = std::string("onednn:") + pd.impl_info_str();
+    } else {
+      kernel_ = std::string("onednn:") + make_pd(128, plain_w_).impl_info_str() + " (weight not const)";
+    }
+  }
+
+  std::string kernel() const override { return kernel_; }
+
+  void forward(const float* src, int64_t M, const float* weight, const float* bias,
+               float* dst) override {
+    if (M == 0) return;
+    Entry& e = entry(M);
+    auto& eng = dense::engine();
+    memory msrc(memory::desc({M, p_.K}, dt::f32, tag::ab), eng, const_cast<float*>(src));
+    memory mdst(memory::desc({M, p_.N}, dt::f32, tag::ab), eng, dst);
+    memory mw = e.weights ? *e.weights : memory(plain_w_, eng, const_cast<float*>(weight));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mdst}};
+    if (p_.has_bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md_, eng, const_cast<float*>(bias)));
+    e.prim.execute(dense::stream(), args);
+    dense::stream().wait();
+  }
+
+ private:
+  struct Entry {
+    dnnl::matmul prim;
+    memory* weights = nullptr;  // packed weight in the layout prim expects; null: plain, per call
+  };
+
+  dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& wmd) const {
+    memory::desc src({M, p_.K}, dt::f32, tag::ab), dst({M, p_.N}, dt::f32, tag::ab);
+    auto d = p_.has_bias ? dnnl::matmul::desc(src, wmd, bias_md_, dst) : dnnl::matmul::desc(src, wmd, dst);
+    return dnnl::matmul::primitive_desc(d, attr_, dense::engine());
+  }
+
+  Entry& entry(int64_t M) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = cache_.find(M);
+    if (it != cache_.end()) return it->second;
+    Entry e;
+    if (!p_.weight_const) {
+      e.prim = dnnl::matmul(make_pd(M, plain_w_));
+    } else {
+      auto pd = make_pd(M, memory::desc({p_.K, p_.N}, dt::f32, tag::any));
+      for (auto& m : packed_)
+        if (m.get_desc() == pd.weights_desc()) e.weights = &m;
+      if (!e.weights) {
+        // This M wants another layout: reorder from the first packed copy, once.
+        memory packed(pd.weights_desc(), dense::engine());
+        dnnl::reorder(packed_.front(), packed).execute(dense::stream(), packed_.front(), packed);
+        dense::stream().wait();
+        packed_.push_back(packed);
+        e.weights = &packed_.back();
+      }
+      e.prim = dnnl::matmul(pd);
+    }
+    return cache_.emplace(M, std::move(e)).first->second;
+  }
+
+  IpProblem p_;
+  dnnl::primitive_attr attr_;
+  memory::desc plain_w_, bias_md_;
+  std::shared_ptr<const PackedBuffer> buf_;  // backs packed_.front()
+  std::deque<memory> packed_;  // deque: stable addresses for Entry::weights
+  std::map<int64_t, Entry> cache_;
+  std::mutex mu_;
+  std::string kernel_;
+};
+
+const bool g_dense_registered = register_ip_strategy(
+    "dense", 0, [](const IpProblem& p, const OpConfig&, std::string*) -> std::unique_ptr<IpStrategy> {
+      return std::make_unique<OnednnIp>(p);
+    });
+
+}  // namespace
+
+// ---- the op ----
+
+InnerProductOp::InnerProductOp(const OpInfo& info) : Operator(info) {
+  prob_.op_name = info.name;
+  const std::string list = info.attr("append_op", "");
+  size_t pos = 0;
+  while (pos <= list.size() && !list.empty()) {
+    size_t e = list.find(',', pos);
+    if (e == std::string::npos) e = list.size();
+    std::string t = list.substr(pos, e - pos);
+    t.erase(0, t.find_first_not_of(" \t"));
+    t.erase(t.find_last_not_of(" \t") + 1);
+    if (t == "relu") prob_.post.push_back(IpPostKind::relu);
+    else if (t == "gelu_erf" || t == "gelu") prob_.post.push_back(IpPostKind::gelu_erf);
+    else if (t == "gelu_tanh") prob_.post.push_back(IpPostKind::gelu_tanh);
+    else if (t == "tanh") prob_.post.push_back(IpPostKind::tanh);
+    else if (t == "sigmoid" || t == "logistic") prob_.post.push_back(IpPostKind::sigmoid);
+    else if (t == "sum") {
+      if (has_sum_) op_error("append_op '", list, "' has more than one sum (only one residual input)");
+      has_sum_ = true;
+      prob_.post.push_back(IpPostKind::sum);
+    } else if (!t.empty())
+      op_error("unknown append_op '", t, "' (expected relu, gelu_erf, gelu_tanh, tanh, sigmoid, sum)");
+    pos = e + 1;
+  }
+  const std::string odt = info.attr("output_dtype", "fp32");
+  if (odt != "fp32" && odt != "float32")
+    op_error("output_dtype '", odt, "' is not supported (fp32 only)");
+}
+
+int InnerProductOp::residual_index() const {
+  return has_sum_ ? int(info_.inputs.size()) - 1 : -1;
+}
+
+void InnerProductOp::init(const TensorList& in) {
+  const size_t base = has_sum_ ? 3 : 2;  // src, weight, [bias], [residual]
+  expect_inputs(in, base, base + 1);
+  prob_.has_bias = in.size() == base + 1;
+  const Tensor& w = *in[1];
+  if (w.dtype != DType::fp32) op_error("weight '", w.name, "' must be fp32, got ", dtype_name(w.dtype));
+  prob_.weight_const = w.is_const && w.data != nullptr;
+  if (!prob_.weight_const) return;  // an activation: its shape is known at reshape()
+  setup(in);
+  prob_.weight = w.ptr<float>();
+  choose_strategy();
+  prob_.weight = nullptr;  // not owned; valid during init only
+}
+
+void InnerProductOp::setup(const TensorList& in) {
+  const Tensor& w = *in[1];
+  if (w.rank() != 2) op_error("weight '", w.name, "' must be 2-D [K, N], got ", shape_str(w.shape));
+  prob_.K = w.shape[0];
+  prob_.N = w.shape[1];
+  if (prob_.has_bias) {
+    const Tensor& b = *in[2];
+    if (b.dtype != DType::fp32) op_error("bias '", b.name, "' must be fp32, got ", dtype_name(b.dtype));
+    if (!b.shape.empty() && b.numel() != prob_.N)
+      op_error("bias '", b.name, "' ", shape_str(b.shape), " does not match N = ", prob_.N);
+  }
+  prob_.num_threads_hint = omp_get_max_threads();
+}
+
+void InnerProductOp::choose_strategy() {
+  std::vector<StrategyEntry> list;
+  {
+    std::lock_guard<std::mutex> g(strategies_mu());
+    list = strategies();
+  }
+  std::string declined;
+  for (auto& s : list) {
+    std::string why;
+    auto impl = s.make(prob_, cfg_, &why);
+    if (impl) {
+      impl_ = std::move(impl);
+      impl_name_ = s.name;
+      reason_ = declined.empty() ? s.name : s.name + " (" + declined + ")";
+      if (cfg_.verbose)
+        fprintf(stderr, "[ne] %s InnerProduct %lldx%lld: %s, %s\n", name().c_str(),
+                (long long)prob_.K, (long long)prob_.N, impl_->kernel().c_str(), reason_.c_str());
+      return;
+    }
+    declined += (declined.empty() ? "" : "; ") + s.name + ": " + (why.empty() ? "declined" : why);
+  }
+  op_error("no InnerProduct implementation accepted the problem: ", declined);
+}
+
+std::string InnerProductOp::kernel() const { return impl_ ? impl_->kernel() : "uninitialised"; }
+
+void InnerProductOp::check_shapes(const TensorList& in) const {
+  const Tensor& src = *in[0];
+  if (src.dtype != DType::fp32) op_error("src '", src.name, "' must be fp32, got ", dtype_name(src.dtype));
+  if (src.rank() < 1) op_error("src '", src.name, "' must have rank >= 1");
+  const Tensor& w = *in[1];
+  if (w.rank() != 2 || w.shape[0] != prob_.K || w.shape[1] != prob_.N)
+    op_error("weight '", w.name, "' ", shape_str(w.shape), " changed since init (", prob_.K, "x", prob_.N, ")");
+  if (prob_.has_bias && !in[2]->shape.empty() && in[2]->numel() != prob_.N)
+    op_error("bias '", in[2]->name, "' ", shape_str(in[2]->shape), " does not match N = ", prob_.N);
+  if (src.dim(-1) != prob_.K)
+    op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim ", src.dim(-1),
+             " != weight '", w.name, "' K = ", prob_.K, " (weight ", shape_str(w.shape), ")");
+}
+
+void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
+  expect_inputs(in, has_sum_ ? 3 : 2, has_sum_ ? 4 : 3);
+  if (!prob_.weight_const) {
+    // Weight is an activation: (re)build the strategy when its shape first shows or changes.
+    const Tensor& w = *in[1];
+    if (!impl_ || w.rank() != 2 || w.shape[0] != prob_.K || w.shape[1] != prob_.N) {
+      setup(in);
+      choose_strategy();
+    }
+  }
+  if (!impl_) op_error("reshape() before init()");
+  check_shapes(in);
+  Shape s = in[0]->shape;
+  s.back() = prob_.N;
+  if (has_sum_) {
+    const Tensor& r = *in[residual_index()];
+    if (r.dtype != DType::fp32) op_error("residual '", r.name, "' must be fp32, got ", dtype_name(r.dtype));
+    if (r.numel() != shape_numel(s))
+      op_error("residual '", r.name, "' ", shape_str(r.shape), " does not match dst ", shape_str(s));
+  }
+  out[0]->dtype = DType::fp32;
+  out[0]->shape = s;
+}
+
+void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
+  const Tensor& src = *in[0];
+  const int64_t M = src.numel() / std::max<int64_t>(1, prob_.K);
+  if (src.dim(-1) != prob_.K) check_shapes(in);
+  float* dst = out[0]->ptr<float>();
+  if (has_sum_) {
+    const Tensor& r = *in[residual_index()];
+    // In place (the executor gave dst the residual's buffer): nothing to copy.
+    if (r.data != out[0]->data) {
+      const float* rs = r.ptr<float>();
+      const int64_t n = M * prob_.N;
+      const int64_t chunk = 1 << 16;
+#pragma omp parallel for schedule(static) if (n > 2 * chunk)
+      for (int64_t b = 0; b < n; b += chunk)
+        std::memcpy(dst + b, rs + b, sizeof(float) * size_t(std::min(chunk, n - b)));
+    }
+  }
+  impl_->forward(src.ptr<float>(), M, prob_.weight_const ? nullptr : in[1]->ptr<float>(),
+                 prob_.has_bias ? in[2]->ptr<float>() : nullptr, dst);
+}
+
+NE_REGISTER_OP("InnerProduct", InnerProductOp);
+
+}  // namespace ne

@@ -1,0 +1,88 @@
+// InnerProduct (docs/OPS.md): dst[..., N] = post(src[..., K] · W[K, N] + bias).
+//
+// Structure: InnerProductOp owns the IR-level work (attributes, shapes, residual handling) and
+// delegates the GEMM to an IpStrategy chosen once in init() from an ordered list of strategy
+// factories. Each factory either builds a strategy or says why it declines; the dense oneDNN
+// strategy (dense_inner_product.cpp) is registered last (priority 0) and never declines.
+//
+// Adding a sparse path: in its own file, define `class SparseIp : public ne::IpStrategy` and
+//   static const bool reg = ne::register_ip_strategy("sparse_1x4", 100,
+//       [](const ne::IpProblem& p, const ne::OpConfig& cfg, std::string* why)
+//           -> std::unique_ptr<ne::IpStrategy> {
+//         if (!p.weight_const) { *why = "weight is not a constant"; return nullptr; }
+//         double s = block_sparsity(...);
+//         if (s <= cfg.sparse_threshold) { *why = "weight 61% sparse < 70%"; return nullptr; }
+//         return std::make_unique<SparseIp>(p);
+//       });
+// InnerProductOp::reason() then reports "sparse_1x4" or "dense (sparse_1x4: weight 61% ...)".
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "executor/operator.hpp"
+
+namespace ne {
+
+// One post-op of `append_op`, applied in order after the bias.
+enum class IpPostKind { relu, gelu_erf, gelu_tanh, tanh, sigmoid, sum };
+const char* ip_post_name(IpPostKind k);
+
+// What a strategy must compute, fixed at init().
+struct IpProblem {
+  std::string op_name;
+  int64_t K = 0, N = 0;
+  bool has_bias = false;
+  std::vector<IpPostKind> post;  // in order; at most one `sum`
+  // The weight [K, N] row-major, fp32; valid during init() only (strategies pack or copy it).
+  // weight_const is false when the weight is an activation: then `weight` is null at init and
+  // forward() receives the weight pointer on every call.
+  bool weight_const = true;
+  const float* weight = nullptr;
+  int num_threads_hint = 0;  // omp_get_max_threads() at init
+};
+
+class IpStrategy {
+ public:
+  virtual ~IpStrategy() = default;
+  // dst[M, N] = post(src[M, K] · W + bias). The `sum` post-op adds dst's previous content at
+  // its point in the list (the op has already put the residual there). `weight` is the weight
+  // [K, N] for non-constant weights (null when it was packed at creation).
+  virtual void forward(const float* src, int64_t M, const float* weight, const float* bias,
+                       float* dst) = 0;
+  // For --profile: e.g. "onednn:brg:avx512_core".
+  virtual std::string kernel() const = 0;
+};
+
+using IpStrategyFactory =
+    std::function<std::unique_ptr<IpStrategy>(const IpProblem&, const OpConfig&, std::string* why_not)>;
+// Higher priority is tried first. Returns true (for static registration).
+bool register_ip_strategy(const std::string& name, int priority, IpStrategyFactory f);
+
+class InnerProductOp : public Operator {
+ public:
+  explicit InnerProductOp(const OpInfo& info);
+
+  void init(const TensorList& in) override;
+  void reshape(const TensorList& in, const TensorList& out) override;
+  void forward(const TensorList& in, const TensorList& out) override;
+  int inplace_input() const override { return residual_index(); }
+  std::string kernel() const override;
+  std::string reason() const override { return reason_; }
+
+  const IpProblem& problem() const { return prob_; }
+
+ private:
+  int residual_index() const;  // -1 without `sum`
+  void check_shapes(const TensorList& in) const;
+  void setup(const TensorList& in);  // K, N, bias checks from the weight's shape
+  void choose_strategy();
+
+  IpProblem prob_;
+  bool has_sum_ = false;
+  std::unique_ptr<IpStrategy> impl_;
+  std::string impl_name_, reason_;
+};
+
+}  // namespace ne

@@ -1,0 +1,363 @@
+// Matmul (docs/OPS.md): batched, with src0/src1/dst permutations, output_scale and an optional
+// broadcast additive mask. Permutations never copy: they become strides.
+//
+// Two paths, chosen per shape signature and cached:
+//  1. oneDNN matmul primitive with strided memory descriptors (A', B' and the dst permutation as
+//     strides), output_scale as output scales, the mask as a binary_add post-op with broadcast.
+//     Taken when oneDNN has an optimised (non-"ref") implementation for it — the BERT attention
+//     products Q·Kᵀ and P·V are.
+//  2. Strided batched GEMM: per batch element one dnnl_sgemm on the strided 2-D views (a view
+//     whose rows and columns both have non-unit strides is copied first), scale as alpha, mask
+//     added to the tile right after; batches split over OpenMP threads. Handles every case
+//     (ONNX 1-D rules, rank > 12, mask broadcasts oneDNN declines).
+#include <dnnl.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <unordered_map>
+
+#include "executor/operator.hpp"
+#include "executor/ops/dense_common.hpp"
+
+namespace ne {
+namespace {
+
+using dnnl::memory;
+using dt = memory::data_type;
+
+Shape row_major_strides(const Shape& s) {
+  Shape st(s.size(), 1);
+  for (int i = int(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * std::max<int64_t>(1, s[i + 1]);
+  return st;
+}
+
+struct Plan {
+  // Logical problem (after perms, 1-D rules, broadcast).
+  Shape batch;             // broadcast batch dims
+  int64_t M = 0, N = 0, K = 0;
+  Shape dst_shape;
+  // Per-batch-dim strides (0 = broadcast) and the two matrix strides, in elements.
+  Shape a_bst, b_bst, c_bst, m_bst;
+  int64_t a_rs = 0, a_cs = 0, b_rs = 0, b_cs = 0, c_rs = 0, c_cs = 0;
+  bool has_mask = false;
+  int64_t m_rs = 0, m_cs = 0;
+  // Offsets per flattened batch index.
+  std::vector<int64_t> a_off, b_off, c_off, m_off;
+  // Path 1.
+  bool use_prim = false;
+  dnnl::matmul prim;
+  memory::desc a_md, b_md, c_md, mask_md;
+  std::string impl;
+};
+
+class MatmulOp : public Operator {
+ public:
+  explicit MatmulOp(const OpInfo& i) : Operator(i) {
+    perm0_ = i.attr_ints("src0_perm");
+    perm1_ = i.attr_ints("src1_perm");
+    permd_ = i.attr_ints("dst_perm");
+    scale_ = i.attr_float("output_scale", 1.f);
+    const std::string ap = i.attr("append_op", "");
+    if (!ap.empty() && ap != "binary_add")
+      op_error("append_op '", ap, "' is not supported (expected binary_add with a mask input)");
+  }
+
+  std::string kernel() const override { return kernel_.empty() ? "matmul" : kernel_; }
+  std::string reason() const override { return reason_; }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    expect_inputs(in, 2, 3);
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i]->dtype != DType::fp32)
+        op_error("input ", i, " ('", in[i]->name, "') must be fp32, got ", dtype_name(in[i]->dtype));
+    Plan p = make_plan(in);
+    out[0]->dtype = DType::fp32;
+    out[0]->shape = p.dst_shape;
+  }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    Plan& p = plan(in);
+    if (shape_numel(p.dst_shape) == 0) return;
+    float* C = out[0]->ptr<float>();
+    const float* A = in[0]->ptr<float>();
+    const float* B = in[1]->ptr<float>();
+    const float* mask = p.has_mask ? in[2]->ptr<float>() : nullptr;
+    if (p.use_prim) {
+      auto& eng = dense::engine();
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, memory(p.a_md, eng, const_cast<float*>(A))},
+          {DNNL_ARG_WEIGHTS, memory(p.b_md, eng, const_cast<float*>(B))},
+          {DNNL_ARG_DST, memory(p.c_md, eng, C)}};
+      if (mask)
+        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                     memory(p.mask_md, eng, const_cast<float*>(mask)));
+      p.prim.execute(dense::stream(), args);
+      dense::stream().wait();
+      return;
+    }
+    run_strided(p, A, B, mask, C);
+  }
+
+ private:
+  std::vector<int64_t> perm0_, perm1_, permd_;
+  float scale_ = 1.f;
+  std::map<std::vector<int64_t>, Plan> cache_;
+  std::mutex mu_;
+  std::string kernel_, reason_;
+
+  std::vector<int64_t> check_perm(const std::vector<int64_t>& perm, int rank, const char* what) const {
+    if (perm.empty()) {
+      std::vector<int64_t> id(rank);
+      std::iota(id.begin(), id.end(), 0);
+      return id;
+    }
+    if (int(perm.size()) != rank) op_error(what, " has ", perm.size(), " entries, tensor has rank ", rank);
+    std::vector<bool> seen(rank, false);
+    for (int64_t v : perm) {
+      if (v < 0 || v >= rank || seen[v]) op_error(what, " is not a permutation of 0..", rank - 1);
+      seen[v] = true;
+    }
+    return perm;
+  }
+
+  Plan& plan(const TensorList& in) {
+    std::vector<int64_t> key;
+    for (const Tensor* t : in) {
+      key.push_back(t->rank());
+      key.insert(key.end(), t->shape.begin(), t->shape.end());
+    }
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    Plan p = make_plan(in);
+    build_offsets(p);
+    try_primitive(p);
+    kernel_ = p.use_prim ? "onednn:" + p.impl : "sgemm_strided";
+    return cache_.emplace(key, std::move(p)).first->second;
+  }
+
+  Plan make_plan(const TensorList& in) const {
+    const Tensor &a = *in[0], &b = *in[1];
+    if (a.rank() < 1 || b.rank() < 1) op_error("inputs must have rank >= 1 (got ", shape_str(a.shape), ", ", shape_str(b.shape), ")");
+    const auto p0 = check_perm(perm0_, a.rank(), "src0_perm");
+    const auto p1 = check_perm(perm1_, b.rank(), "src1_perm");
+    // Permuted views: dims and strides.
+    Shape ad, as, bd, bs;
+    const Shape ast = row_major_strides(a.shape), bst = row_major_strides(b.shape);
+    for (int64_t i : p0) ad.push_back(a.shape[i]), as.push_back(ast[i]);
+    for (int64_t i : p1) bd.push_back(b.shape[i]), bs.push_back(bst[i]);
+    const bool drop_m = ad.size() == 1, drop_n = bd.size() == 1;
+    if (drop_m) ad.insert(ad.begin(), 1), as.insert(as.begin(), 0);
+    if (drop_n) bd.push_back(1), bs.push_back(0);
+    Plan p;
+    p.M = ad[ad.size() - 2];
+    p.K = ad.back();
+    p.N = bd.back();
+    if (bd[bd.size() - 2] != p.K)
+      op_error("inner dimensions differ: A' ", shape_str(ad), " · B' ", shape_str(bd), " (from A ",
+               shape_str(a.shape), ", B ", shape_str(b.shape), ")");
+    p.a_rs = as[as.size() - 2], p.a_cs = as.back();
+    p.b_rs = bs[bs.size() - 2], p.b_cs = bs.back();
+    // Broadcast batch dims.
+    const int na = int(ad.size()) - 2, nb = int(bd.size()) - 2, nbat = std::max(na, nb);
+    p.batch.assign(nbat, 1);
+    p.a_bst.assign(nbat, 0);
+    p.b_bst.assign(nbat, 0);
+    for (int i = 0; i < nbat; ++i) {
+      const int ia = i - (nbat - na), ib = i - (nbat - nb);
+      const int64_t da = ia >= 0 ? ad[ia] : 1, db = ib >= 0 ? bd[ib] : 1;
+      if (da != db && da != 1 && db != 1)
+        op_error("batch dims do not broadcast: A' ", shape_str(ad), " vs B' ", shape_str(bd));
+      p.batch[i] = std::max(da, db);
+      if (da == 0 || db == 0) p.batch[i] = 0;
+      if (ia >= 0 && da != 1) p.a_bst[i] = as[ia];
+      if (ib >= 0 && db != 1) p.b_bst[i] = bs[ib];
+    }
+    // C (numpy result shape) and its strides inside dst = transpose(C, dst_perm).
+    Shape cshape = p.batch;
+    if (!drop_m) cshape.push_back(p.M);
+    if (!drop_n) cshape.push_back(p.N);
+    const int rc = int(cshape.size());
+    const auto pd = check_perm(permd_, rc, "dst_perm");
+    for (int i = 0; i < rc; ++i) p.dst_shape.push_back(cshape[pd[i]]);
+    const Shape dstr = row_major_strides(p.dst_shape);
+    Shape cst(rc);
+    for (int i = 0; i < rc; ++i) cst[pd[i]] = dstr[i];
+    p.c_bst.assign(cst.begin(), cst.begin() + nbat);
+    p.c_rs = drop_m ? 0 : cst[nbat];
+    p.c_cs = drop_n ? 0 : cst[rc - 1];
+    // Mask: broadcast to C.
+    if (in.size() == 3) {
+      const Tensor& m = *in[2];
+      p.has_mask = true;
+      if (m.rank() > rc) op_error("mask ", shape_str(m.shape), " has higher rank than the product ", shape_str(cshape));
+      const Shape mst = row_major_strides(m.shape);
+      Shape full(rc, 0);
+      for (int i = 0; i < m.rank(); ++i) {
+        const int j = rc - m.rank() + i;
+        if (m.shape[i] != 1 && m.shape[i] != cshape[j])
+          op_error("mask ", shape_str(m.shape), " does not broadcast to the product ", shape_str(cshape));
+        if (m.shape[i] != 1) full[j] = mst[i];
+      }
+      p.m_bst.assign(full.begin(), full.begin() + nbat);
+      p.m_rs = drop_m ? 0 : full[nbat];
+      p.m_cs = drop_n ? 0 : full[rc - 1];
+    }
+    // Keep strides of the absent M / N dims harmless.
+    if (drop_m) p.a_rs = p.K, p.c_rs = p.N, p.m_rs = 0;
+    if (drop_n) p.b_cs = 1, p.c_cs = 1, p.m_cs = 0;
+    return p;
+  }
+
+  static void build_offsets(Plan& p) {
+    const int64_t nbatch = shape_numel(p.batch);
+    const int nd = int(p.batch.size());
+    p.a_off.resize(nbatch), p.b_off.resize(nbatch), p.c_off.resize(nbatch);
+    if (p.has_mask) p.m_off.resize(nbatch);
+    std::vector<int64_t> idx(nd, 0);
+    for (int64_t t = 0; t < nbatch; ++t) {
+      int64_t oa = 0, ob = 0, oc = 0, om = 0;
+      for (int d = 0; d < nd; ++d) {
+        oa += idx[d] * p.a_bst[d], ob += idx[d] * p.b_bst[d], oc += idx[d] * p.c_bst[d];
+        if (p.has_mask) om += idx[d] * p.m_bst[d];
+      }
+      p.a_off[t] = oa, p.b_off[t] = ob, p.c_off[t] = oc;
+      if (p.has_mask) p.m_off[t] = om;
+      for (int d = nd - 1; d >= 0; --d) {
+        if (++idx[d] < p.batch[d]) break;
+        idx[d] = 0;
+      }
+    }
+  }
+
+  void try_primitive(Plan& p) {
+    const int r = int(p.batch.size()) + 2;
+    if (r > DNNL_MAX_NDIMS || shape_numel(p.dst_shape) == 0 || p.K == 0) {
+      reason_ = "strided sgemm (rank or empty shape)";
+      return;
+    }
+    // The 1-D rules dropped a dim: expressible, but keep those on the general path.
+    memory::dims ad, as, bd, bs, cd, cs, md, ms;
+    for (size_t i = 0; i < p.batch.size(); ++i) {
+      ad.push_back(p.a_bst[i] ? p.batch[i] : 1), as.push_back(p.a_bst[i] ? p.a_bst[i] : 1);
+      bd.push_back(p.b_bst[i] ? p.batch[i] : 1), bs.push_back(p.b_bst[i] ? p.b_bst[i] : 1);
+      cd.push_back(p.batch[i]), cs.push_back(p.c_bst[i]);
+      if (p.has_mask) md.push_back(p.m_bst[i] ? p.batch[i] : 1);
+    }
+    // A batch dim of size 1 in both inputs may have stride 0 above; oneDNN wants dims of 1 there.
+    ad.push_back(p.M), ad.push_back(p.K), as.push_back(p.a_rs), as.push_back(p.a_cs);
+    bd.push_back(p.K), bd.push_back(p.N), bs.push_back(p.b_rs), bs.push_back(p.b_cs);
+    cd.push_back(p.M), cd.push_back(p.N), cs.push_back(p.c_rs), cs.push_back(p.c_cs);
+    try {
+      p.a_md = memory::desc(ad, dt::f32, as);
+      p.b_md = memory::desc(bd, dt::f32, bs);
+      p.c_md = memory::desc(cd, dt::f32, cs);
+      dnnl::primitive_attr attr;
+      if (scale_ != 1.f) attr.set_output_scales(0, {scale_});
+      if (p.has_mask) {
+        md.push_back(p.m_rs ? p.M : 1), md.push_back(p.m_cs ? p.N : 1);
+        // The mask is contiguous in its own (broadcast-reduced) shape.
+        p.mask_md = memory::desc(md, dt::f32, row_major_strides(md));
+        dnnl::post_ops po;
+        po.append_binary(dnnl::algorithm::binary_add, p.mask_md);
+        attr.set_post_ops(po);
+      }
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.a_md, p.b_md, p.c_md), attr, dense::engine());
+      p.impl = pd.impl_info_str();
+      if (p.impl.find("ref") != std::string::npos) {
+        reason_ = "strided sgemm (oneDNN offers only " + p.impl + ")";
+        return;
+      }
+      p.prim = dnnl::matmul(pd);
+      p.use_prim = true;
+      reason_ = "onednn matmul with strided descriptors";
+    } catch (const dnnl::error& e) {
+      reason_ = std::string("strided sgemm (oneDNN declined: ") + e.what() + ")";
+    }
+  }
+
+  // C[M,N] (col stride 1) = alpha * A[M,K] · B[K,N] on strided views; copies a view with no unit
+  // stride into `tmp`.
+  static void gemm_view(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t ars,
+                        int64_t acs, const float* B, int64_t brs, int64_t bcs, float* C, int64_t ldc,
+                        std::vector<float>& tmpa, std::vector<float>& tmpb) {
+    if (K == 0) {
+      for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0.f);
+      return;
+    }
+    if (K == 1) acs = 1, brs = std::max<int64_t>(N, 1);
+    if (M == 1) ars = std::max<int64_t>(K, 1);
+    if (N == 1) bcs = 1;
+    char ta = 'N', tb = 'N';
+    int64_t lda, ldb;
+    if (acs == 1) lda = ars;
+    else if (ars == 1) ta = 'T', lda = acs;
+    else {
+      tmpa.resize(size_t(M * K));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) tmpa[m * K + k] = A[m * ars + k * acs];
+      A = tmpa.data(), lda = K;
+    }
+    if (bcs == 1) ldb = brs;
+    else if (brs == 1) tb = 'T', ldb = bcs;
+    else {
+      tmpb.resize(size_t(K * N));
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) tmpb[k * N + n] = B[k * brs + n * bcs];
+      B = tmpb.data(), ldb = N;
+    }
+    dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, 0.f, C, ldc);
+  }
+
+  void run_strided(const Plan& p, const float* A, const float* B, const float* mask, float* C) const {
+    const int64_t nbatch = int64_t(p.a_off.size());
+    // C must have a unit column stride for sgemm; if instead its rows are unit-stride compute
+    // Cᵀ = B'ᵀ·A'ᵀ; if neither, go through a temporary tile.
+    const bool c_direct = p.c_cs == 1 || p.N == 1;
+    const bool c_trans = !c_direct && (p.c_rs == 1 || p.M == 1);
+    auto one = [&](int64_t t, std::vector<float>& ta, std::vector<float>& tb, std::vector<float>& tc) {
+      const float* a = A + p.a_off[t];
+      const float* b = B + p.b_off[t];
+      float* c = C + p.c_off[t];
+      if (c_direct) {
+        gemm_view(p.M, p.N, p.K, scale_, a, p.a_rs, p.a_cs, b, p.b_rs, p.b_cs, c,
+                  p.M == 1 ? std::max<int64_t>(p.N, 1) : p.c_rs, ta, tb);
+      } else if (c_trans) {
+        gemm_view(p.N, p.M, p.K, scale_, b, p.b_cs, p.b_rs, a, p.a_cs, p.a_rs, c,
+                  p.N == 1 ? std::max<int64_t>(p.M, 1) : p.c_cs, tb, ta);
+      } else {
+        tc.resize(size_t(p.M * p.N));
+        gemm_view(p.M, p.N, p.K, scale_, a, p.a_rs, p.a_cs, b, p.b_rs, p.b_cs, tc.data(), p.N, ta, tb);
+        for (int64_t m = 0; m < p.M; ++m)
+          for (int64_t n = 0; n < p.N; ++n) c[m * p.c_rs + n * p.c_cs] = tc[m * p.N + n];
+      }
+      if (mask) {
+        const float* mk = mask + p.m_off[t];
+        for (int64_t m = 0; m < p.M; ++m)
+          for (int64_t n = 0; n < p.N; ++n) c[m * p.c_rs + n * p.c_cs] += mk[m * p.m_rs + n * p.m_cs];
+      }
+    };
+    const int nt = omp_get_max_threads();
+    if (nbatch >= nt && nt > 1) {
+#pragma omp parallel
+      {
+        std::vector<float> ta, tb, tc;
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < nbatch; ++t) one(t, ta, tb, tc);
+      }
+    } else {
+      std::vector<float> ta, tb, tc;
+      for (int64_t t = 0; t < nbatch; ++t) one(t, ta, tb, tc);
+    }
+  }
+};
+
+}  // namespace
+
+NE_REGISTER_OP("Matmul", MatmulOp);
+
+}  // namespace ne

@@ -1,0 +1,296 @@
+// Softmax, LayerNorm and Gelu (docs/OPS.md "Dense compute"), fp32.
+// Fast paths: contiguous rows (Softmax on the last axis, LayerNorm on any axis: dims axis..rank-1
+// are one contiguous row) and element-wise Gelu run the AVX-512 kernels of
+// dense_kernels_avx512.cpp when the CPU has them, else the portable loops below.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "executor/operator.hpp"
+#include "executor/ops/dense_common.hpp"
+
+namespace ne {
+namespace {
+
+// ---- portable kernels (any x86-64) ----
+
+void softmax_rows_portable(const float* src, float* dst, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = src + r * n;
+    float* y = dst + r * n;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    float sum = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = std::exp(x[i] - mx);
+      sum += y[i];
+    }
+    const float inv = 1.f / sum;
+    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
+  }
+}
+
+void layernorm_rows_portable(const float* src, float* dst, int64_t rows, int64_t n,
+                             const float* gamma, const float* beta, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = src + r * n;
+    float* y = dst + r * n;
+    float s = 0.f;
+    for (int64_t i = 0; i < n; ++i) s += x[i];
+    const float mean = s / float(n);
+    float v = 0.f;
+    for (int64_t i = 0; i < n; ++i) v += (x[i] - mean) * (x[i] - mean);
+    const float rstd = 1.f / std::sqrt(v / float(n) + eps);
+    for (int64_t i = 0; i < n; ++i)
+      y[i] = (x[i] - mean) * rstd * gamma[i] + (beta ? beta[i] : 0.f);
+  }
+}
+
+// 0.5x(1+erf(x/sqrt2)) = 0.5x*erfc(-x/sqrt2): erfcf keeps the negative tail accurate.
+void gelu_erf_portable(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = 0.5f * src[i] * std::erfc(-src[i] * 0.70710678118654752f);
+}
+void gelu_tanh_portable(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = src[i];
+    const float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    dst[i] = x / (1.f + std::exp(-2.f * y));
+  }
+}
+
+// Splits [0, rows) over the OpenMP threads; f(begin, end).
+template <class F>
+void parallel_rows(int64_t rows, int64_t row_cost, F f) {
+  const int64_t min_work = 1 << 14;  // below this a second thread costs more than it gives
+  int nt = int(std::min<int64_t>(omp_get_max_threads(),
+                                 std::max<int64_t>(1, rows * row_cost / min_work)));
+  nt = int(std::min<int64_t>(nt, rows));
+  if (nt <= 1) {
+    f(int64_t(0), rows);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t b = rows * t / T, e = rows * (t + 1) / T;
+    if (b < e) f(b, e);
+  }
+}
+
+int norm_axis(int64_t axis, int rank) { return int(axis < 0 ? axis + rank : axis); }
+
+// Numpy broadcast of a small tensor t to `target` (t's dims aligned right); returns the values.
+std::vector<float> expand_to(const Tensor& t, const Shape& target) {
+  const int r = int(target.size()), tr = t.rank();
+  std::vector<int64_t> st(r, 0);
+  int64_t s = 1;
+  for (int i = tr - 1; i >= 0; --i) {
+    const int j = r - (tr - i);
+    if (j >= 0 && t.shape[i] != 1) st[j] = s;
+    s *= t.shape[i];
+  }
+  const int64_t n = shape_numel(target);
+  std::vector<float> out(n);
+  std::vector<int64_t> idx(r, 0);
+  const float* p = t.ptr<float>();
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t off = 0;
+    for (int d = 0; d < r; ++d) off += idx[d] * st[d];
+    out[k] = p[off];
+    for (int d = r - 1; d >= 0; --d) {
+      if (++idx[d] < target[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+bool broadcastable_to(const Shape& s, const Shape& target) {
+  if (s.size() > target.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const int64_t a = s[s.size() - 1 - i], b = target[target.size() - 1 - i];
+    if (a != 1 && a != b) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class SoftmaxOp : public Operator {
+ public:
+  explicit SoftmaxOp(const OpInfo& i) : Operator(i), axis_(i.attr_int("axis", -1)) {}
+  int inplace_input() const override { return 0; }
+  std::string kernel() const override { return std::string("softmax:") + dense::kernel_isa(); }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    expect_inputs(in, 1, 1);
+    if (in[0]->dtype != DType::fp32) op_error("input must be fp32, got ", dtype_name(in[0]->dtype));
+    const int a = norm_axis(axis_, in[0]->rank());
+    if (a < 0 || a >= std::max(1, in[0]->rank()))
+      op_error("axis ", axis_, " out of range for ", shape_str(in[0]->shape));
+    out[0]->dtype = DType::fp32;
+    out[0]->shape = in[0]->shape;
+  }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    const Tensor& x = *in[0];
+    if (x.numel() == 0) return;
+    const int rank = std::max(1, x.rank());
+    const int a = norm_axis(axis_, x.rank());
+    int64_t outer = 1, len = x.rank() ? x.shape[a] : 1, inner = 1;
+    for (int i = 0; i < a; ++i) outer *= x.shape[i];
+    for (int i = a + 1; i < rank && i < x.rank(); ++i) inner *= x.shape[i];
+    const float* src = x.ptr<float>();
+    float* dst = out[0]->ptr<float>();
+    if (inner == 1) {
+      const bool v = dense::use_avx512();
+      parallel_rows(outer, len * 8, [&](int64_t b, int64_t e) {
+        if (v)
+          dense::softmax_rows_avx512(src + b * len, dst + b * len, e - b, len);
+        else
+          softmax_rows_portable(src + b * len, dst + b * len, e - b, len);
+      });
+      return;
+    }
+    // Strided axis: per outer index, reduce over `len` rows of `inner` contiguous values.
+    parallel_rows(outer, len * inner * 8, [&](int64_t b, int64_t e) {
+      std::vector<float> mx(inner), sum(inner);
+      for (int64_t o = b; o < e; ++o) {
+        const float* xs = src + o * len * inner;
+        float* ys = dst + o * len * inner;
+        std::fill(mx.begin(), mx.end(), -INFINITY);
+        std::fill(sum.begin(), sum.end(), 0.f);
+        for (int64_t l = 0; l < len; ++l)
+          for (int64_t i = 0; i < inner; ++i) mx[i] = std::max(mx[i], xs[l * inner + i]);
+        for (int64_t l = 0; l < len; ++l)
+          for (int64_t i = 0; i < inner; ++i) {
+            const float ev = std::exp(xs[l * inner + i] - mx[i]);
+            ys[l * inner + i] = ev;
+            sum[i] += ev;
+          }
+        for (int64_t i = 0; i < inner; ++i) sum[i] = 1.f / sum[i];
+        for (int64_t l = 0; l < len; ++l)
+          for (int64_t i = 0; i < inner; ++i) ys[l * inner + i] *= sum[i];
+      }
+    });
+  }
+
+ private:
+  int64_t axis_;
+};
+
+class LayerNormOp : public Operator {
+ public:
+  explicit LayerNormOp(const OpInfo& i)
+      : Operator(i), eps_(i.attr_float("epsilon", 1e-5f)), axis_(i.attr_int("axis", -1)) {}
+  int inplace_input() const override { return 0; }
+  std::string kernel() const override { return std::string("layernorm:") + dense::kernel_isa(); }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    expect_inputs(in, 2, 3);
+    const Tensor& x = *in[0];
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i]->dtype != DType::fp32)
+        op_error("input ", i, " ('", in[i]->name, "') must be fp32, got ", dtype_name(in[i]->dtype));
+    if (x.rank() < 1) op_error("input must have rank >= 1");
+    const int a = norm_axis(axis_, x.rank());
+    if (a < 0 || a >= x.rank()) op_error("axis ", axis_, " out of range for ", shape_str(x.shape));
+    const Shape tail(x.shape.begin() + a, x.shape.end());
+    for (size_t i = 1; i < in.size(); ++i)
+      if (!broadcastable_to(in[i]->shape, tail))
+        op_error(i == 1 ? "gamma " : "beta ", shape_str(in[i]->shape),
+                 " does not broadcast to the normalised dims ", shape_str(tail));
+    out[0]->dtype = DType::fp32;
+    out[0]->shape = x.shape;
+  }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    const Tensor& x = *in[0];
+    if (x.numel() == 0) return;
+    const int a = norm_axis(axis_, x.rank());
+    const Shape tail(x.shape.begin() + a, x.shape.end());
+    const int64_t n = shape_numel(tail), rows = x.numel() / n;
+    const float* gamma = in[1]->ptr<float>();
+    const float* beta = in.size() > 2 ? in[2]->ptr<float>() : nullptr;
+    // gamma/beta smaller than the row (broadcast): expand once per shape.
+    if (in[1]->numel() != n) {
+      if (g_shape_ != tail || g_src_ != gamma) g_ = expand_to(*in[1], tail), g_shape_ = tail, g_src_ = gamma;
+      gamma = g_.data();
+    }
+    if (beta && in[2]->numel() != n) {
+      if (b_shape_ != tail || b_src_ != beta) b_ = expand_to(*in[2], tail), b_shape_ = tail, b_src_ = beta;
+      beta = b_.data();
+    }
+    const float* src = x.ptr<float>();
+    float* dst = out[0]->ptr<float>();
+    const bool v = dense::use_avx512();
+    parallel_rows(rows, n * 4, [&](int64_t b, int64_t e) {
+      if (v)
+        dense::layernorm_rows_avx512(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_);
+      else
+        layernorm_rows_portable(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_);
+    });
+  }
+
+ private:
+  float eps_;
+  int64_t axis_;
+  std::vector<float> g_, b_;
+  Shape g_shape_, b_shape_;
+  const float* g_src_ = nullptr;
+  const float* b_src_ = nullptr;
+};
+
+class GeluOp : public Operator {
+ public:
+  explicit GeluOp(const OpInfo& i) : Operator(i) {
+    const std::string alg = i.attr("algorithm", "gelu_erf");
+    if (alg == "gelu_erf" || alg == "erf")
+      tanh_ = false;
+    else if (alg == "gelu_tanh" || alg == "tanh")
+      tanh_ = true;
+    else
+      op_error("unknown algorithm '", alg, "' (expected gelu_erf or gelu_tanh)");
+  }
+  int inplace_input() const override { return 0; }
+  std::string kernel() const override {
+    return std::string(tanh_ ? "gelu_tanh:" : "gelu_erf:") + dense::kernel_isa();
+  }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    expect_inputs(in, 1, 1);
+    if (in[0]->dtype != DType::fp32) op_error("input must be fp32, got ", dtype_name(in[0]->dtype));
+    out[0]->dtype = DType::fp32;
+    out[0]->shape = in[0]->shape;
+  }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    const int64_t n = in[0]->numel();
+    const float* src = in[0]->ptr<float>();
+    float* dst = out[0]->ptr<float>();
+    const bool v = dense::use_avx512();
+    const int64_t chunk = 4096;
+    parallel_rows((n + chunk - 1) / chunk, chunk * 16, [&](int64_t b, int64_t e) {
+      const int64_t lo = b * chunk, hi = std::min(n, e * chunk);
+      if (v)
+        tanh_ ? dense::gelu_tanh_avx512(src + lo, dst + lo, hi - lo)
+              : dense::gelu_erf_avx512(src + lo, dst + lo, hi - lo);
+      else
+        tanh_ ? gelu_tanh_portable(src + lo, dst + lo, hi - lo)
+              : gelu_erf_portable(src + lo, dst + lo, hi - lo);
+    });
+  }
+
+ private:
+  bool tanh_ = false;
+};
+
+}  // namespace
+
+NE_REGISTER_OP("Softmax", SoftmaxOp);
+NE_REGISTER_OP("LayerNorm", LayerNormOp);
+NE_REGISTER_OP("Gelu", GeluOp);
+
+}  // namespace ne
