@@ -1,7 +1,7 @@
 // fp32 block-sparse GEMM, AVX-512F (FMA). Built with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma.
 //   bsgemm_f32_1x4_4x96__avx512f : 1x4 blocks, one step = 1 k x 4 output channels:
 //       one activation row segment (up to 6 zmm = 96 tokens) feeds 4 FMAs each.
-//   bsgemm_f32_4x1_1x128__avx512f: 4x1 blocks, one step = 4 consecutive k x 1 channel.
+//   bsgemm_f32_4x1_1x64__avx512f: 4x1 blocks, one step = 4 consecutive k x 1 channel.
 #include "kernels/sparse_gemm/bsgemm_avx512_common.hpp"
 
 namespace ne::sparse {
@@ -131,7 +131,7 @@ struct F32N4 {
 };
 
 struct F32K4 {
-  static constexpr int kMaxMt = 128, kMGran = 16;
+  static constexpr int kMaxMt = 64, kMGran = 16;
   static size_t panel_bytes(const PackedHeader& h, int mt_pad) { return size_t((h.K + 3) & ~3) * mt_pad * 4; }
   static void prep_panel(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt_pad, uint8_t* buf,
                          const void** panel, int64_t* ldp) {
@@ -157,7 +157,7 @@ struct F32K4 {
 void bsgemm_f32_1x4_4x96__avx512f(const GemmArgs& a, const void* ph, int nt) {
   run_driver<F32N4>(a, *static_cast<const PackedHeader*>(ph), nt);
 }
-void bsgemm_f32_4x1_1x128__avx512f(const GemmArgs& a, const void* ph, int nt) {
+void bsgemm_f32_4x1_1x64__avx512f(const GemmArgs& a, const void* ph, int nt) {
   run_driver<F32K4>(a, *static_cast<const PackedHeader*>(ph), nt);
 }
 

@@ -6,7 +6,7 @@
 //       interleaved in registers (vpunpck{l,h}bw, vpunpck{l,h}wd) into 4 VNNI-quad
 //       vectors; each feeds 4 vpdpbusd (one per output channel). The in-lane token
 //       permutation is undone by a 4x4 128-bit-lane transpose when the tile is stored.
-//   bsgemm_u8s8s32_4x1_1x128__avx512vnni: 4x1 blocks = one vpdpbusd quad; activation
+//   bsgemm_u8s8s32_4x1_1x64__avx512vnni: 4x1 blocks = one vpdpbusd quad; activation
 //       panel in VNNI order [K/4][m][4], one load + one vpdpbusd per token vector.
 #include "kernels/sparse_gemm/bsgemm_avx512_common.hpp"
 
@@ -105,6 +105,8 @@ void prep_vnni(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt_
   *ldp = mt_pad;
 }
 
+constexpr int kPrefetch = 6;  // steps ahead: the rows a step gathers come from L2
+
 inline __m512i comp_vec(const PackedHeader& h, bool s8src, int n) {
   return _mm512_set1_epi32(s8src ? 128 * h.colsum()[n] : 0);
 }
@@ -120,6 +122,11 @@ void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, f
   const int32_t* wd = static_cast<const int32_t*>(h.values()) + s0 * 4;
   for (int64_t s = s0; s < s1; ++s, wd += 4) {
     const int32_t* k = ki + 4 * s;
+    {
+      const int32_t* kp = ki + 4 * (s + kPrefetch < s1 ? s + kPrefetch : s);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(panel + kp[j] * ldp), _MM_HINT_T0);
+    }
     const __m512i a = _mm512_loadu_si512(panel + k[0] * ldp), b = _mm512_loadu_si512(panel + k[1] * ldp);
     const __m512i c = _mm512_loadu_si512(panel + k[2] * ldp), d = _mm512_loadu_si512(panel + k[3] * ldp);
     const __m512i ab_lo = _mm512_unpacklo_epi8(a, b), ab_hi = _mm512_unpackhi_epi8(a, b);
@@ -151,23 +158,37 @@ void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, f
   }
 }
 
+// 4x1: one vpdpbusd per token vector per step; two accumulator sets (even / odd steps)
+// so the dependency chain (latency ~5) does not limit small token tiles.
 template <int MV>
 void mk_s8_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp, float* C, bool s8src) {
-  __m512i acc[MV];
-  #pragma GCC unroll 8
-  for (int v = 0; v < MV; ++v) acc[v] = _mm512_setzero_si512();
+  __m512i acc0[MV], acc1[MV];
+#pragma GCC unroll 8
+  for (int v = 0; v < MV; ++v) acc0[v] = acc1[v] = _mm512_setzero_si512();
   const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
   const int32_t* ki = h.kidx();
-  const int32_t* wd = static_cast<const int32_t*>(h.values()) + s0;
-  for (int64_t s = s0; s < s1; ++s, ++wd) {
-    const uint32_t* x = panel + (ki[4 * s] >> 2) * ldp;
-    const __m512i w = _mm512_set1_epi32(*wd);
-    #pragma GCC unroll 8
-    for (int v = 0; v < MV; ++v) dpbusd(acc[v], _mm512_loadu_si512(x + 16 * v), w);
+  const int32_t* wd = static_cast<const int32_t*>(h.values());
+  int64_t s = s0;
+  for (; s + 1 < s1; s += 2) {
+    const uint32_t* x0 = panel + (ki[4 * s] >> 2) * ldp;
+    const uint32_t* x1 = panel + (ki[4 * s + 4] >> 2) * ldp;
+    const __m512i w0 = _mm512_set1_epi32(wd[s]), w1 = _mm512_set1_epi32(wd[s + 1]);
+#pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) {
+      dpbusd(acc0[v], _mm512_loadu_si512(x0 + 16 * v), w0);
+      dpbusd(acc1[v], _mm512_loadu_si512(x1 + 16 * v), w1);
+    }
+  }
+  if (s < s1) {
+    const uint32_t* x0 = panel + (ki[4 * s] >> 2) * ldp;
+    const __m512i w0 = _mm512_set1_epi32(wd[s]);
+#pragma GCC unroll 8
+    for (int v = 0; v < MV; ++v) dpbusd(acc0[v], _mm512_loadu_si512(x0 + 16 * v), w0);
   }
   const __m512i comp = comp_vec(h, s8src, g);
-  #pragma GCC unroll 8
-  for (int v = 0; v < MV; ++v) _mm512_storeu_ps(C + 16 * v, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], comp)));
+#pragma GCC unroll 8
+  for (int v = 0; v < MV; ++v)
+    _mm512_storeu_ps(C + 16 * v, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_add_epi32(acc0[v], acc1[v]), comp)));
 }
 
 thread_local bool tl_s8src = false;  // set per call by the entry point (same thread runs the region)
@@ -186,7 +207,7 @@ struct S8N4 {
 };
 
 struct S8K4 {
-  static constexpr int kMaxMt = 128, kMGran = 16;
+  static constexpr int kMaxMt = 64, kMGran = 16;
   static size_t panel_bytes(const PackedHeader& h, int mt_pad) { return size_t((h.K + 3) & ~3) * mt_pad; }
   static void prep_panel(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt_pad, uint8_t* buf,
                          const void** panel, int64_t* ldp) {
@@ -214,7 +235,7 @@ struct S8K4 {
 void bsgemm_u8s8s32_1x4_4x64__avx512vnni(const GemmArgs& a, const void* ph, int nt) {
   run_driver<S8N4>(a, *static_cast<const PackedHeader*>(ph), nt);
 }
-void bsgemm_u8s8s32_4x1_1x128__avx512vnni(const GemmArgs& a, const void* ph, int nt) {
+void bsgemm_u8s8s32_4x1_1x64__avx512vnni(const GemmArgs& a, const void* ph, int nt) {
   run_driver<S8K4>(a, *static_cast<const PackedHeader*>(ph), nt);
 }
 

@@ -409,10 +409,10 @@ TEST(SparseGemmDispatch, FastPathRunsAndCapFallsBack) {
   struct Expect { DType src; Pattern p; Isa need; const char* name; };
   const Expect ex[] = {
       {DType::f32, Pattern::p1x4, Isa::avx512_core, "bsgemm_f32_1x4_4x96__avx512f"},
-      {DType::f32, Pattern::p4x1, Isa::avx512_core, "bsgemm_f32_4x1_1x128__avx512f"},
+      {DType::f32, Pattern::p4x1, Isa::avx512_core, "bsgemm_f32_4x1_1x64__avx512f"},
       {DType::bf16, Pattern::p1x4, Isa::avx512_core_bf16, "bsgemm_bf16_1x4_4x96__avx512bf16"},
       {DType::u8, Pattern::p1x4, Isa::avx512_core_vnni, "bsgemm_u8s8s32_1x4_4x64__avx512vnni"},
-      {DType::u8, Pattern::p4x1, Isa::avx512_core_vnni, "bsgemm_u8s8s32_4x1_1x128__avx512vnni"},
+      {DType::u8, Pattern::p4x1, Isa::avx512_core_vnni, "bsgemm_u8s8s32_4x1_1x64__avx512vnni"},
   };
   for (const Expect& e : ex) {
     Case c{Layout::token_major, 20, 24, 40, 0, 0, Act::gelu_erf, DType::f32, true, true, false, e.src};
