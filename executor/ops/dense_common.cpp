@@ -1,8 +1,8 @@
 #include "executor/ops/dense_common.hpp"
 
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
+
+#include "kernels/cpu_features.hpp"
 
 namespace ne::dense {
 
@@ -18,22 +18,12 @@ dnnl::stream& stream() {
 
 static std::atomic<bool> g_force_portable{false};
 
-static bool detect_avx512() {
-  __builtin_cpu_init();
-  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
-    return false;
-  // The project-wide ISA ceiling (see kernels/cpu_features.hpp): levels below avx512_core.
-  if (const char* cap = std::getenv("NE_MAX_ISA")) {
-    for (const char* low : {"generic", "sse41", "avx2"})
-      if (std::strcmp(cap, low) == 0) return false;
-  }
-  return true;
-}
+// ne::cpu checks CPUID and XCR0 once and applies the NE_MAX_ISA / set_isa_cap() ceiling, so a
+// capped run exercises the portable kernels here too.
+static bool detect_avx512() { return cpu::mayiuse(cpu::Isa::avx512_core); }
 
 bool use_avx512() {
-  static const bool ok = detect_avx512();
-  return ok && !g_force_portable.load(std::memory_order_relaxed);
+  return !g_force_portable.load(std::memory_order_relaxed) && detect_avx512();
 }
 
 void force_portable(bool on) { g_force_portable.store(on); }

@@ -13,9 +13,8 @@ namespace ne::dense {
 dnnl::engine& engine();
 dnnl::stream& stream();
 
-// True when the AVX-512 kernels (dense_kernels_avx512.cpp) may run: the CPU and OS support
-// AVX-512 F/BW/VL/DQ (__builtin_cpu_supports checks CPUID and XCR0), NE_MAX_ISA does not cap
-// below avx512_core, and no test forced the portable path.
+// True when the AVX-512 kernels (dense_kernels_avx512.cpp) may run: ne::cpu says avx512_core
+// (CPUID + XCR0, under the NE_MAX_ISA / set_isa_cap ceiling) and no test forced the portable path.
 bool use_avx512();
 // Tests: force the portable kernels (true) or go back to detection (false).
 void force_portable(bool on);

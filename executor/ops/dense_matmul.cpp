@@ -10,10 +10,12 @@
 //     whose rows and columns both have non-unit strides is copied first), scale as alpha, mask
 //     added to the tile right after; batches split over OpenMP threads. Handles every case
 //     (ONNX 1-D rules, rank > 12, mask broadcasts oneDNN declines).
+// NE_DENSE_MATMUL=sgemm forces path 2 (for tests and benchmarks).
 #include <dnnl.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -236,11 +238,14 @@ class MatmulOp : public Operator {
 
   void try_primitive(Plan& p) {
     const int r = int(p.batch.size()) + 2;
+    if (const char* f = std::getenv("NE_DENSE_MATMUL"); f && std::string(f) == "sgemm") {
+      reason_ = "strided sgemm (NE_DENSE_MATMUL=sgemm)";
+      return;
+    }
     if (r > DNNL_MAX_NDIMS || shape_numel(p.dst_shape) == 0 || p.K == 0) {
       reason_ = "strided sgemm (rank or empty shape)";
       return;
     }
-    // The 1-D rules dropped a dim: expressible, but keep those on the general path.
     memory::dims ad, as, bd, bs, cd, cs, md, ms;
     for (size_t i = 0; i < p.batch.size(); ++i) {
       ad.push_back(p.a_bst[i] ? p.batch[i] : 1), as.push_back(p.a_bst[i] ? p.a_bst[i] : 1);

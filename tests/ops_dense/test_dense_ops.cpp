@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -277,6 +278,22 @@ TEST(InnerProduct, VaryingMOnOneOp) {
   EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << "oneDNN fell back to its reference: " << r.op->kernel();
 }
 
+// src of rank 1 ([K] -> [N]); reason() names the dense strategy (and why others declined).
+TEST(InnerProduct, RankOneSrcAndReason) {
+  const int64_t K = 97, N = 13;
+  Arg src{{K}, rnd(K, 650)};
+  Arg w{{K, N}, rnd(K * N, 651), true};
+  Arg b{{N}, rnd(N, 652), true};
+  Runner r(info("InnerProduct", 3, {{"append_op", "relu"}}));
+  r.init({&src, &w, &b});
+  auto got = r.run({&src, &w, &b});
+  EXPECT_EQ(r.out.shape, (Shape{N}));
+  std::vector<double> ref, tol;
+  ip_ref({1, K, N, true, "relu"}, src.v, w.v, b.v, {}, &ref, &tol);
+  expect_close(got, ref, tol, "InnerProduct rank-1 src");
+  EXPECT_EQ(r.op->reason().rfind("dense", 0), 0u) << r.op->reason();
+}
+
 // A weight that is an activation (not a constant): no packing, still correct.
 TEST(InnerProduct, NonConstWeight) {
   const int64_t M = 5, K = 13, N = 7;
@@ -485,6 +502,20 @@ TEST(Matmul, AttentionShapes) {
     run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 31,
                S == 128 ? "onednn" : nullptr);
   }
+}
+
+// The same attention products on the strided-sgemm path (path 2), forced.
+TEST(Matmul, AttentionShapesSgemmPath) {
+  setenv("NE_DENSE_MATMUL", "sgemm", 1);
+  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {3, 77, 16, 64}}) {
+    const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
+    Shape mask{B, 1, 1, S};
+    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 0.125f, 35, "sgemm");
+    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 36, "sgemm");
+  }
+  Shape m{3, 1, 7, 1};
+  run_matmul({3, 4, 7, 5}, {3, 4, 5, 7}, &m, {}, {}, {}, 0.25f, 37, "sgemm");
+  unsetenv("NE_DENSE_MATMUL");
 }
 
 TEST(Matmul, MaskBroadcasts) {
