@@ -14,7 +14,7 @@ void prep_panel_f32(const GemmArgs& a, const PackedHeader& h, int m0, int mt, in
   const float* src = static_cast<const float*>(a.src);
   if (a.layout == Layout::feature_major) {
     const bool tail_rows_ok = h.nb == 4 || K == Kpad;  // 4x1 quads may touch rows K..Kpad-1
-    const bool aliasing_ld = (a.ld_src * 4) % 4096 == 0 && a.ld_src >= 1024;  // same-set rows in L1
+    const bool aliasing_ld = (a.ld_src * 4) % 256 == 0;  // rows would share few L1 sets: copy
     if (mt == mt_pad && tail_rows_ok && !aliasing_ld) {
       *panel = src + m0;
       *ldp = a.ld_src;

@@ -49,7 +49,7 @@ void prep_plain(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt
   const bool flip = a.src_dtype == DType::s8;
   uint8_t* p = buf;
   if (a.layout == Layout::feature_major) {
-    const bool aliasing_ld = a.ld_src % 4096 == 0;
+    const bool aliasing_ld = a.ld_src % 256 == 0;  // rows would share few L1 sets: copy
     if (mt == mt_pad && !flip && !aliasing_ld) {
       *panel = src + m0;
       *ldp = a.ld_src;
