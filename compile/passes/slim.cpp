@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "compile/passes/graph.hpp"
 #include "compile/passes/passes.hpp"
@@ -370,6 +371,38 @@ void slim_model(Model& m, SlimStats* stats) {
   if (st.ffn_channels_removed || st.heads_removed) pass::finalize_inputs(m);  // new / unused constants
   st.weight_bytes_after = model_weight_bytes(m);
   st.ip_macs_per_token_after = ip_macs(m);
+}
+
+int64_t canonicalize_zeros(Model& m) {
+  int64_t changed = 0;
+  std::map<std::string, bool> done;
+  for (const OpInfo& op : m.ops) {
+    if (op.type != "InnerProduct" || op.inputs.size() < 2 || done[op.inputs[1]]) continue;
+    done[op.inputs[1]] = true;
+    const TensorInfo* t = m.find(op.inputs[1]);
+    if (!t || !t->is_weight || !t->data || (t->dtype != DType::fp32 && t->dtype != DType::bf16)) continue;
+    const int64_t n = t->numel();
+    int64_t c = 0;
+    if (t->dtype == DType::fp32) {
+      for (int64_t i = 0; i < n; ++i) c += t->as<uint32_t>()[i] == 0x80000000u;
+    } else {
+      for (int64_t i = 0; i < n; ++i) c += t->as<uint16_t>()[i] == 0x8000u;
+    }
+    if (!c) continue;
+    std::vector<uint8_t> b(t->data, t->data + t->nbytes);
+    if (t->dtype == DType::fp32) {
+      uint32_t* p = reinterpret_cast<uint32_t*>(b.data());
+      for (int64_t i = 0; i < n; ++i) if (p[i] == 0x80000000u) p[i] = 0;
+    } else {
+      uint16_t* p = reinterpret_cast<uint16_t*>(b.data());
+      for (int64_t i = 0; i < n; ++i) if (p[i] == 0x8000u) p[i] = 0;
+    }
+    const DType dt = t->dtype;
+    const Shape s = t->shape;
+    m.add_weight(op.inputs[1], dt, s, std::move(b));
+    changed += c;
+  }
+  return changed;
 }
 
 }  // namespace ne

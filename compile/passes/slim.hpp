@@ -38,4 +38,11 @@ struct SlimStats {
 // touched, so a copy of the model made before keeps its weights).
 void slim_model(Model& m, SlimStats* stats = nullptr);
 
+// Replaces -0.0 by +0.0 in every fp32 / bf16 InnerProduct weight and returns how many elements
+// changed. Pruning by multiplying with a 0/1 mask (torch.nn.utils.prune, gen_bert.py 1x4/4x1)
+// leaves -0.0 where weights were negative, and the kernels' block_sparsity counts only bitwise
+// zeros, so without this such a weight is judged dense. Outputs change at most in the sign of
+// an exact-zero result.
+int64_t canonicalize_zeros(Model& m);
+
 }  // namespace ne

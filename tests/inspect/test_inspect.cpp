@@ -1,0 +1,315 @@
+// neural_engine_inspect: figures against gen_bert.py's own (meta.json), the decision against
+// ne::decide_sparse, the PNGs (decode, CRC, not blank), the HTML (self-contained, every image),
+// and a render in headless Chromium.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "executor/sparse_dispatch.hpp"
+#include "tests/inspect/mini_json.hpp"
+#include "tools/inspect/inspect.hpp"
+#include "tools/inspect/png.hpp"
+#ifdef NE_HAVE_COMPILE
+#include "compile/compile.hpp"
+#include "compile/passes/slim.hpp"
+#endif
+
+namespace {
+
+using ne::inspect::Image;
+
+std::string read_text(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+std::vector<uint8_t> read_bytes(const std::string& p) {
+  std::string s = read_text(p);
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+std::string tmp_dir(const std::string& name) {
+  std::string d = ::testing::TempDir() + "ne_inspect_" + name;
+  std::string cmd = "rm -rf '" + d + "' && mkdir -p '" + d + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  return d;
+}
+std::string model_dir(const std::string& n) { return std::string(NE_TEST_DATA) + "/models/" + n; }
+
+// ------------------------------------------------------------------------------------ PNG
+TEST(Png, ChecksumsKnownValues) {
+  const std::string a = "123456789", b = "Wikipedia";
+  EXPECT_EQ(ne::inspect::crc32(reinterpret_cast<const uint8_t*>(a.data()), a.size()), 0xCBF43926u);
+  EXPECT_EQ(ne::inspect::adler32(reinterpret_cast<const uint8_t*>(b.data()), b.size()), 0x11E60398u);
+}
+
+TEST(Png, RoundTripAndCorruption) {
+  std::mt19937 rng(7);  // seed 7
+  for (auto wh : {std::pair<int, int>{1, 1}, {3, 5}, {257, 130}}) {
+    Image img(wh.first, wh.second);
+    for (auto& v : img.rgb) v = uint8_t(rng());
+    std::vector<uint8_t> png = ne::inspect::encode_png(img);
+    Image back;
+    std::string err;
+    ASSERT_TRUE(ne::inspect::decode_png(png, &back, &err)) << err;
+    EXPECT_EQ(back.width, img.width);
+    EXPECT_EQ(back.height, img.height);
+    EXPECT_EQ(back.rgb, img.rgb);
+    png[png.size() / 2] ^= 0x40;  // inside IDAT: its CRC no longer matches
+    EXPECT_FALSE(ne::inspect::decode_png(png, &back, &err));
+  }
+}
+
+// --------------------------------------------------------------------------- vs meta.json
+#ifdef NE_HAVE_COMPILE
+struct Case {
+  const char* fixture;
+  bool has_negative_zeros;  // gen_bert's 1x4/4x1 pruning multiplies by a mask: -0.0 stays
+};
+
+class InspectFixture : public ::testing::TestWithParam<Case> {};
+
+void expect_decision_eq(const ne::SparseDecision& a, const ne::SparseDecision& b, const std::string& what) {
+  for (int p = 0; p < ne::sparse::kNumPatterns; ++p) EXPECT_EQ(a.sparsity[p], b.sparsity[p]) << what;
+  EXPECT_EQ(a.element_sparsity, b.element_sparsity) << what;
+  EXPECT_EQ(a.best, b.best) << what;
+  EXPECT_EQ(a.sparse, b.sparse) << what;
+  EXPECT_EQ(a.kernel, b.kernel) << what;
+  EXPECT_EQ(a.reason, b.reason) << what;
+}
+
+TEST_P(InspectFixture, FiguresMatchGeneratorAndDecisionMatchesExecutor) {
+  const Case c = GetParam();
+  const std::string dir = model_dir(c.fixture);
+  ne::Model m = ne::compile_onnx(dir + "/model.onnx");
+  mini_json::Value meta = mini_json::parse(read_text(dir + "/meta.json"));
+  for (float thr : {0.7f, 0.3f}) {
+    ne::inspect::Options o;
+    o.op.sparse_threshold = thr;
+    o.images = false;
+    ne::inspect::Report r = ne::inspect::inspect_model(m, o);
+    const auto& ws = meta["weights"].arr;
+    ASSERT_FALSE(ws.empty());
+    int matched = 0;
+    for (const auto& w : ws) {
+      // The compiler keeps the ONNX initializer's name for the InnerProduct weight.
+      const std::string init = w["onnx_initializer"].str;
+      const ne::inspect::WeightEntry* e = nullptr;
+      for (const auto& x : r.weights)
+        if (x.tensor == init) e = &x;
+      ASSERT_NE(e, nullptr) << c.fixture << ": no report entry for " << init << " (" << w["name"].str << ")";
+      ++matched;
+      EXPECT_TRUE(e->inner_product) << init;
+      EXPECT_EQ(e->K, int(w["shape"][0].num));
+      EXPECT_EQ(e->N, int(w["shape"][1].num));
+      for (int p = 0; p < ne::sparse::kNumPatterns; ++p) {
+        const char* pn = ne::sparse::pattern_name(ne::sparse::Pattern(p));
+        double want = w["sparsity"][pn].num;
+        // Value figures (-0.0 counted as zero, as numpy's w != 0 does) always match.
+        EXPECT_NEAR(e->value_sparsity[p], want, 1e-12) << c.fixture << " " << w["name"].str << " " << pn;
+        // The executor's figures match too when no -0.0 is present.
+        if (!e->negative_zeros) {
+          EXPECT_NEAR(e->decision.sparsity[p], want, 1e-12) << c.fixture << " " << w["name"].str << " " << pn;
+        }
+      }
+      EXPECT_EQ(e->negative_zeros > 0, c.has_negative_zeros) << init;
+      // Same decision as the executor's, with the same OpConfig.
+      const ne::TensorInfo* t = m.find(init);
+      ne::OpConfig cfg;
+      cfg.sparse_threshold = thr;
+      ne::SparseDecision d = ne::decide_sparse(t->data, ne::sparse::DType::f32, e->K, e->N, cfg);
+      expect_decision_eq(e->decision, d, init);
+    }
+    EXPECT_EQ(matched, int(ws.size()));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, InspectFixture,
+                         ::testing::Values(Case{"tiny_1x4_90", true}, Case{"tiny_4x1_90", true},
+                                           Case{"tiny_channel_50", false}),
+                         [](const auto& i) { return std::string(i.param.fixture); });
+
+// After canonicalize_zeros the executor's own figures equal the generator's, and the 90%
+// weights go sparse.
+TEST(Inspect, CanonicalizedZerosMatchGenerator) {
+  const std::string dir = model_dir("tiny_1x4_90");
+  ne::Model m = ne::compile_onnx(dir + "/model.onnx");
+  EXPECT_GT(ne::canonicalize_zeros(m), 0);
+  ne::inspect::Options o;
+  o.images = false;
+  ne::inspect::Report r = ne::inspect::inspect_model(m, o);
+  mini_json::Value meta = mini_json::parse(read_text(dir + "/meta.json"));
+  for (const auto& w : meta["weights"].arr) {
+    for (const auto& e : r.weights) {
+      if (e.tensor != w["onnx_initializer"].str) continue;
+      EXPECT_EQ(e.negative_zeros, 0);
+      EXPECT_NEAR(e.decision.sparsity[0], w["sparsity"]["1x4"].num, 1e-12);
+      EXPECT_TRUE(e.decision.sparse) << e.tensor << ": " << e.decision.reason;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------ files and HTML
+bool same(const uint8_t* p, const uint8_t c[3]) { return p[0] == c[0] && p[1] == c[1] && p[2] == c[2]; }
+
+TEST(Inspect, ReportFilesHeatmapsAndHtml) {
+  const std::string out = tmp_dir("report");
+  ne::Model m = ne::compile_onnx(model_dir("tiny_channel_50") + "/model.onnx");
+  ne::inspect::Options o;
+  ne::inspect::Report r = ne::inspect::inspect_model(m, o);
+  ne::inspect::write_report(r, out);
+  const std::string html = read_text(out + "/report.html");
+  ASSERT_FALSE(html.empty());
+  // Self-contained: no external resources (the SVG namespace URI is not fetched).
+  for (const char* bad : {"src='http", "src=\"http", "href='http", "href=\"http", "url(http", "@import", "<script src"})
+    EXPECT_EQ(html.find(bad), std::string::npos) << bad;
+  uint8_t empty[3], full[3];
+  ne::inspect::density_colour(0, empty);
+  ne::inspect::density_colour(1, full);
+  int heatmaps = 0;
+  for (const auto& e : r.weights) {
+    SCOPED_TRACE(e.tensor);
+    ASSERT_FALSE(e.heatmap_file.empty());
+    std::vector<uint8_t> bytes = read_bytes(out + "/" + e.heatmap_file);
+    ASSERT_FALSE(bytes.empty());
+    EXPECT_EQ(bytes, e.heatmap_png);
+    Image img;
+    std::string err;
+    ASSERT_TRUE(ne::inspect::decode_png(bytes, &img, &err)) << err;
+    // The map region: pixels of the "all blocks zero" colour and of non-zero blocks.
+    const int mw = (e.grid_cols + e.cell_cols - 1) / e.cell_cols * e.px_cols;
+    const int mh = (e.grid_rows + e.cell_rows - 1) / e.cell_rows * e.px_rows;
+    ASSERT_LE(ne::inspect::kMapX + mw, img.width);
+    ASSERT_LE(ne::inspect::kMapY + mh, img.height);
+    int64_t n_empty = 0, n_nz = 0, n_full = 0;
+    for (int y = 0; y < mh; ++y)
+      for (int x = 0; x < mw; ++x) {
+        const uint8_t* p = img.px(ne::inspect::kMapX + x, ne::inspect::kMapY + y);
+        same(p, empty) ? ++n_empty : ++n_nz;
+        n_full += same(p, full);
+      }
+    if (e.inner_product) {  // channel-pruned at 50%: both kinds present, exactly by the figures
+      EXPECT_GT(n_empty, 0);
+      EXPECT_GT(n_full, 0);
+      const double zero_share = double(n_empty) / double(n_empty + n_nz);
+      EXPECT_NEAR(zero_share, e.value_sparsity[int(e.heatmap_pattern)], 1e-9);
+    } else {
+      EXPECT_GT(n_nz, 0);
+    }
+    // The HTML embeds this very image and names its file.
+    EXPECT_NE(html.find("data-file='" + e.heatmap_file + "'"), std::string::npos);
+    EXPECT_NE(html.find("data:image/png;base64," + ne::inspect::base64(bytes)), std::string::npos);
+    ++heatmaps;
+    if (e.inner_product) {
+      std::vector<uint8_t> rb = read_bytes(out + "/" + e.ranges_file);
+      Image ri;
+      ASSERT_TRUE(ne::inspect::decode_png(rb, &ri, &err)) << err;
+      std::set<uint32_t> colours;
+      for (int i = 0; i < ri.width * ri.height; ++i)
+        colours.insert(uint32_t(ri.rgb[size_t(i) * 3]) << 16 | uint32_t(ri.rgb[size_t(i) * 3 + 1]) << 8 | ri.rgb[size_t(i) * 3 + 2]);
+      EXPECT_GE(colours.size(), 3u);  // background, bars, zero line
+      EXPECT_NE(html.find("data:image/png;base64," + ne::inspect::base64(rb)), std::string::npos);
+      // Ranges: per output channel min <= max, spread = widest / narrowest.
+      ASSERT_EQ(int(e.ranges.min.size()), e.N);
+      for (int n = 0; n < e.N; ++n) EXPECT_LE(e.ranges.min[size_t(n)], e.ranges.max[size_t(n)]);
+      EXPECT_NEAR(e.ranges.spread, e.ranges.widest / e.ranges.narrowest, 1e-9);
+      EXPECT_EQ(e.ranges.risky, e.ranges.spread > o.spread_threshold);
+    }
+  }
+  EXPECT_EQ(heatmaps, int(r.weights.size()));
+  EXPECT_GE(heatmaps, 12);  // 12 InnerProducts + embedding tables
+  // report.json parses and lists the same weights and figures.
+  mini_json::Value j = mini_json::parse(read_text(out + "/report.json"));
+  ASSERT_EQ(j["weights"].arr.size(), r.weights.size());
+  for (size_t i = 0; i < r.weights.size(); ++i) {
+    EXPECT_EQ(j["weights"][i]["tensor"].str, r.weights[i].tensor);
+    EXPECT_NEAR(j["weights"][i]["sparsity"]["channel"].num, r.weights[i].decision.sparsity[3], 1e-8);
+    EXPECT_EQ(j["weights"][i]["heatmap"]["file"].str, r.weights[i].heatmap_file);
+  }
+}
+
+TEST(Inspect, CliWritesReportAndSummary) {
+  const std::string out = tmp_dir("cli");
+  std::string cmd = std::string(NE_BIN_DIR) + "/neural_engine_inspect --model " + model_dir("tiny_4x1_90") +
+                    "/model.onnx --output_dir " + out + " --threshold 0.5 > " + out + "/stdout.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_text(out + "/stdout.txt");
+  std::string s = read_text(out + "/stdout.txt");
+  EXPECT_NE(s.find("InnerProduct weights: 12 (threshold 50%"), std::string::npos) << s;
+  EXPECT_NE(s.find("-0.0"), std::string::npos) << s;
+  struct stat st;
+  EXPECT_EQ(::stat((out + "/report.html").c_str(), &st), 0);
+  EXPECT_EQ(::stat((out + "/report.json").c_str(), &st), 0);
+  // A bad path is one error line and exit 1.
+  std::string bad = std::string(NE_BIN_DIR) + "/neural_engine_inspect --model /nonexistent.onnx --output_dir " + out +
+                    " > " + out + "/err.txt 2>&1";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  EXPECT_EQ(read_text(out + "/err.txt").rfind("error:", 0), 0u) << read_text(out + "/err.txt");
+}
+
+// --------------------------------------------------------------------------- Chromium
+std::string find_chromium() {
+  for (const char* c : {"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}) {
+    std::string cmd = std::string("command -v ") + c + " > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return c;
+  }
+  return "";
+}
+
+TEST(Inspect, HtmlRendersInHeadlessChromium) {
+  const std::string chromium = find_chromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (apt-get install -y chromium)";
+  if (!ne::inspect::png_compression_available())
+    GTEST_SKIP() << "built without zlib: Chromium's compressed screenshot cannot be decoded";
+  const std::string out = tmp_dir("chromium");
+  ne::Model m = ne::compile_onnx(model_dir("tiny_channel_50") + "/model.onnx");
+  ne::inspect::write_report(ne::inspect::inspect_model(m, {}), out);
+  const std::string shot = out + "/shot.png";
+  // Own profile dir and no network: the page must render offline.
+  std::string cmd = "cd '" + out + "' && timeout 90 " + chromium +
+                    " --headless --disable-gpu --no-sandbox --no-first-run --disable-extensions"
+                    " --user-data-dir='" + out + "/profile' --screenshot='" + shot +
+                    "' --window-size=1200,2000 'file://" + out + "/report.html' > chromium.log 2>&1";
+  int rc = std::system(cmd.c_str());
+  ASSERT_EQ(rc, 0) << read_text(out + "/chromium.log");
+  Image img;
+  std::string err;
+  ASSERT_TRUE(ne::inspect::decode_png(read_bytes(shot), &img, &err)) << err;
+  EXPECT_EQ(img.width, 1200);
+  EXPECT_EQ(img.height, 2000);
+  // Not blank: many pixels are not white, and the heatmaps' dark blue is on screen.
+  int64_t nonwhite = 0, blue = 0;
+  uint8_t full[3];
+  ne::inspect::density_colour(1, full);
+  for (int i = 0; i < img.width * img.height; ++i) {
+    const uint8_t* p = &img.rgb[size_t(i) * 3];
+    nonwhite += p[0] < 240 || p[1] < 240 || p[2] < 240;
+    blue += std::abs(p[0] - full[0]) < 12 && std::abs(p[1] - full[1]) < 12 && std::abs(p[2] - full[2]) < 12;
+  }
+  EXPECT_GT(nonwhite, int64_t(img.width) * img.height / 100) << "screenshot looks blank";
+  EXPECT_GT(blue, 100) << "no heatmap colour in the screenshot";
+}
+#endif  // NE_HAVE_COMPILE
+
+// IR path (conf.yaml + model.bin), no compiler needed.
+TEST(Inspect, IrFixture) {
+  const std::string d = std::string(NE_TEST_DATA) + "/hand_ir";
+  ne::Model m = ne::load_ir(d + "/conf.yaml", d + "/model.bin");
+  ne::inspect::Report r = ne::inspect::inspect_model(m, {});
+  int ip = 0;
+  for (const auto& e : r.weights) {
+    ip += e.inner_product;
+    EXPECT_FALSE(e.heatmap_png.empty());
+  }
+  EXPECT_GT(ip, 0);
+  EXPECT_NE(ne::inspect::summary_text(r).find("InnerProduct weights:"), std::string::npos);
+}
+
+}  // namespace
