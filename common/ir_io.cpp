@@ -12,6 +12,11 @@ namespace ne {
 
 namespace {
 
+// Limits on untrusted conf.yaml files (YAML nesting is bounded by yaml-cpp's own depth guard,
+// 2000 levels, reported as a parse error).
+constexpr uint64_t kMaxConfBytes = uint64_t(1) << 30;
+constexpr size_t kMaxOps = 1000000;
+
 std::string scalar_or_list(const YAML::Node& n) {
   if (n.IsScalar()) return n.Scalar();
   if (n.IsSequence()) {
@@ -101,6 +106,8 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
     struct stat st;
     NE_CHECK(stat(conf_path.c_str(), &st) == 0, conf_path, ": cannot open (", std::strerror(errno), ")");
     NE_CHECK(S_ISREG(st.st_mode), conf_path, ": not a regular file");
+    NE_CHECK(uint64_t(st.st_size) <= kMaxConfBytes, conf_path, ": ", st.st_size,
+             " bytes is too large for a conf.yaml (limit ", kMaxConfBytes, ")");
   }
   YAML::Node root;
   try {
@@ -108,39 +115,49 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
   } catch (const YAML::Exception& e) {
     fail(conf_path, ": YAML does not parse: ", e.what());
   }
-  NE_CHECK(root.IsMap(), conf_path, ": expected a map with a 'model' key at the top");
-  YAML::Node model = root["model"];
-  NE_CHECK(model && model.IsMap(), conf_path, ": expected a 'model:' map at the top level");
-  if (root["version"]) m.version = int(to_i64(root["version"], conf_path + ": version"));
-  else if (model["version"]) m.version = int(to_i64(model["version"], conf_path + ": version"));
-  if (model["name"] && model["name"].IsScalar()) m.name = model["name"].Scalar();
-  YAML::Node ops = model["operator"];
-  NE_CHECK(ops && ops.IsMap(), conf_path, ": expected 'model: operator:' to be a map of operators");
-  for (auto it = ops.begin(); it != ops.end(); ++it) {
-    OpInfo op;
-    NE_CHECK(it->first.IsScalar(), conf_path, ": operator name must be a string");
-    op.name = it->first.Scalar();
-    const YAML::Node& body = it->second;
-    NE_CHECK(body.IsMap(), conf_path, ": operator '", op.name, "' must be a map");
-    NE_CHECK(body["type"] && body["type"].IsScalar(), conf_path, ": operator '", op.name,
-             "' has no 'type'");
-    op.type = body["type"].Scalar();
-    try {
-      read_tensor_map(body["input"], op.inputs, m, conf_path, op.name, "input");
-      read_tensor_map(body["output"], op.outputs, m, conf_path, op.name, "output");
-      if (body["attr"] && !body["attr"].IsNull()) {
-        NE_CHECK(body["attr"].IsMap(), conf_path, ": operator '", op.name, "': attr must be a map");
-        for (auto a = body["attr"].begin(); a != body["attr"].end(); ++a)
-          op.attrs.emplace_back(a->first.Scalar(), scalar_or_list(a->second));
+  // Every yaml-cpp call below may throw (bad conversions, invalid nodes): report those as the
+  // file's error, never as a bare YAML exception.
+  try {
+    NE_CHECK(root.IsMap(), conf_path, ": expected a map with a 'model' key at the top");
+    YAML::Node model = root["model"];
+    NE_CHECK(model && model.IsMap(), conf_path, ": expected a 'model:' map at the top level");
+    if (root["version"]) m.version = int(to_i64(root["version"], conf_path + ": version"));
+    else if (model["version"]) m.version = int(to_i64(model["version"], conf_path + ": version"));
+    if (model["name"] && model["name"].IsScalar()) m.name = model["name"].Scalar();
+    YAML::Node ops = model["operator"];
+    NE_CHECK(ops && ops.IsMap(), conf_path, ": expected 'model: operator:' to be a map of operators");
+    NE_CHECK(ops.size() <= kMaxOps, conf_path, ": ", ops.size(), " operators exceed the limit of ",
+             kMaxOps);
+    for (auto it = ops.begin(); it != ops.end(); ++it) {
+      OpInfo op;
+      NE_CHECK(it->first.IsScalar(), conf_path, ": operator name must be a string");
+      op.name = it->first.Scalar();
+      const YAML::Node& body = it->second;
+      NE_CHECK(body.IsMap(), conf_path, ": operator '", op.name, "' must be a map");
+      NE_CHECK(body["type"] && body["type"].IsScalar(), conf_path, ": operator '", op.name,
+               "' has no 'type'");
+      op.type = body["type"].Scalar();
+      try {
+        read_tensor_map(body["input"], op.inputs, m, conf_path, op.name, "input");
+        read_tensor_map(body["output"], op.outputs, m, conf_path, op.name, "output");
+        if (body["attr"] && !body["attr"].IsNull()) {
+          NE_CHECK(body["attr"].IsMap(), conf_path, ": operator '", op.name, "': attr must be a map");
+          for (auto a = body["attr"].begin(); a != body["attr"].end(); ++a) {
+            NE_CHECK(a->first.IsScalar(), "attribute names must be strings");
+            op.attrs.emplace_back(a->first.Scalar(), scalar_or_list(a->second));
+          }
+        }
+      } catch (const YAML::Exception& e) {
+        fail(conf_path, ": operator '", op.name, "': ", e.what());
+      } catch (const Error& e) {
+        std::string w = e.what();
+        if (w.rfind(conf_path, 0) == 0) throw;
+        fail(conf_path, ": operator '", op.name, "': ", w);
       }
-    } catch (const YAML::Exception& e) {
-      fail(conf_path, ": operator '", op.name, "': ", e.what());
-    } catch (const Error& e) {
-      std::string w = e.what();
-      if (w.rfind(conf_path, 0) == 0) throw;
-      fail(conf_path, ": operator '", op.name, "': ", w);
+      m.ops.push_back(std::move(op));
     }
-    m.ops.push_back(std::move(op));
+  } catch (const YAML::Exception& e) {
+    fail(conf_path, ": ", e.what());
   }
 
   // Resolve weights against model.bin.
