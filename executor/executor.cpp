@@ -30,6 +30,17 @@ struct AlignedBuf {
 
 size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 
+constexpr uint64_t kMaxTensorBytes = uint64_t(1) << 40;
+
+// Bytes of a tensor, checked against overflow and `limit` (so a shape from a bad model or input
+// yields an error naming the tensor instead of a wrapped size or a huge allocation).
+size_t checked_nbytes(const Tensor& t, uint64_t limit, const std::string& who) {
+  uint64_t n = uint64_t(shape_numel(t.shape)), es = dtype_size(t.dtype);
+  NE_CHECK(n <= limit / es, who, "tensor '", t.name, "' of shape ", shape_str(t.shape), " x ",
+           dtype_name(t.dtype), " exceeds the activation memory limit of ", limit, " bytes");
+  return size_t(n * es);
+}
+
 }  // namespace
 
 struct Executor::Impl {
@@ -158,11 +169,15 @@ struct Executor::Impl {
   std::unique_ptr<Plan> make_plan(const std::map<std::string, HostTensor>& in) {
     auto p = std::make_unique<Plan>();
     p->t = base;
+    const uint64_t limit = opt.max_activation_bytes ? std::min<uint64_t>(opt.max_activation_bytes, kMaxTensorBytes)
+                                                    : kMaxTensorBytes;
+    uint64_t const_bytes = 0;
     for (int i : inputs) {
       const HostTensor& h = in.at(names[i]);
       p->t[i].dtype = h.dtype;
       p->t[i].shape = h.shape;
       p->t[i].is_const = false;
+      (void)checked_nbytes(p->t[i], limit, "input ");
     }
     // Shapes, and plan-time evaluation of constant / shape-derived chains.
     for (auto& nd : nodes) {
@@ -174,17 +189,20 @@ struct Executor::Impl {
       } catch (const std::exception& e) {
         fail("operator '", nd.op->name(), "' (", nd.op->type(), "): ", e.what());
       }
+      std::string who = "operator '" + nd.op->name() + "' (" + nd.op->type() + "): output ";
       for (Tensor* o : outs) {
         for (int64_t d : o->shape)
-          NE_CHECK(d >= 0, "operator '", nd.op->name(), "' (", nd.op->type(), "): output '", o->name,
-                   "' got invalid shape ", shape_str(o->shape));
-        (void)shape_numel(o->shape);  // overflow check
+          NE_CHECK(d >= 0, who, "'", o->name, "' got invalid shape ", shape_str(o->shape));
+        (void)checked_nbytes(*o, limit, who);  // overflow and size limit
       }
       if (nd.at_plan) {
         if (nd.op->is_view()) {
           outs[0]->data = ins[0]->data;
         } else {
           for (Tensor* o : outs) {
+            const_bytes += align64(o->nbytes());
+            NE_CHECK(const_bytes <= limit, who, "'", o->name, "': tensors computed at plan time need ",
+                     const_bytes, " bytes, over the activation memory limit of ", limit);
             p->const_store.emplace_back(o->nbytes());
             o->data = p->const_store.back().p;
           }
@@ -194,6 +212,8 @@ struct Executor::Impl {
       }
     }
     plan_memory(*p);
+    NE_CHECK(!opt.max_activation_bytes || p->arena <= opt.max_activation_bytes, "the activation arena for input shapes ",
+             shape_key(in), " needs ", p->arena, " bytes, over the limit of ", opt.max_activation_bytes);
     return p;
   }
 
@@ -294,8 +314,10 @@ struct Executor::Impl {
       auto it = in.find(names[i]);
       NE_CHECK(it != in.end(), "model input '", names[i], "' was not given (inputs: ", join_inputs(), ")");
       const HostTensor& h = it->second;
-      NE_CHECK(h.bytes.size() == size_t(h.numel()) * dtype_size(h.dtype), "input '", names[i],
-               "': ", h.bytes.size(), " bytes do not match shape ", shape_str(h.shape));
+      NE_CHECK(uint64_t(h.numel()) <= h.bytes.size() / dtype_size(h.dtype) &&
+                   h.bytes.size() == size_t(h.numel()) * dtype_size(h.dtype),
+               "input '", names[i], "': ", h.bytes.size(), " bytes do not match shape ",
+               shape_str(h.shape), " x ", dtype_name(h.dtype));
       const TensorInfo* ti = model.find(names[i]);
       if (!ti) continue;
       NE_CHECK(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
@@ -318,13 +340,18 @@ struct Executor::Impl {
     return s;
   }
 
-  std::vector<HostTensor> run(const std::map<std::string, HostTensor>& in) {
-    check_inputs(in);
+  std::string shape_key(const std::map<std::string, HostTensor>& in) {
     std::string key;
     for (int i : inputs) {
       const HostTensor& h = in.at(names[i]);
       key += std::string(dtype_name(h.dtype)) + shape_str(h.shape) + ";";
     }
+    return key;
+  }
+
+  std::vector<HostTensor> run(const std::map<std::string, HostTensor>& in) {
+    check_inputs(in);
+    std::string key = shape_key(in);
     auto it = plans.find(key);
     if (it == plans.end()) it = plans.emplace(key, make_plan(in)).first;
     Plan& p = *it->second;

@@ -32,6 +32,10 @@ struct HostTensor {
 struct ExecOptions {
   OpConfig op;           // sparse threshold etc.
   bool profile = false;  // time every operator
+  // Upper bound on the activation memory of one plan (arena + tensors computed at plan time),
+  // checked before anything is allocated; 0 = no bound beyond 1 TiB per tensor. Shapes come
+  // from untrusted models and inputs: a bad one gets an ne::Error, not a huge allocation.
+  size_t max_activation_bytes = 0;
 };
 
 struct OpProfile {
