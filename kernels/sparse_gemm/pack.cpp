@@ -283,8 +283,32 @@ PackedWeight PackedWeight::from_bytes(const void* data, size_t size) {
   if (h.K <= 0 || h.N <= 0 || (h.nb != 1 && h.nb != 4) || h.kq < 1 || h.kq > 4 ||
       h.groups != (h.N + h.nb - 1) / h.nb)
     throw std::runtime_error("PackedWeight::from_bytes: inconsistent header");
+  if (h.dtype != uint8_t(DType::f32) && h.dtype != uint8_t(DType::bf16) && h.dtype != uint8_t(DType::s8))
+    throw std::runtime_error("PackedWeight::from_bytes: bad dtype");
+  // Sections inside the buffer; group pointers monotone; k indices in range. Checked
+  // once at load so a corrupt or truncated file can never make a kernel read outside.
+  const int64_t es = int64_t(dtype_size(DType(h.dtype)));
+  auto inside = [&](int64_t off, int64_t bytes) { return off >= int64_t(sizeof(PackedHeader)) && bytes >= 0 && off + bytes <= h.total_size; };
+  if (h.steps < 0 || !inside(h.off_group_ptr, 8 * (int64_t(h.groups) + 1)) || !inside(h.off_kidx, 4 * h.steps * h.kq) ||
+      !inside(h.off_values, es * h.steps * h.nb * h.kq) ||
+      (h.dtype == uint8_t(DType::s8) && !inside(h.off_colsum, 4 * int64_t(h.groups) * h.nb)))
+    throw std::runtime_error("PackedWeight::from_bytes: section outside the buffer");
+  const uint8_t* b = static_cast<const uint8_t*>(data);
+  std::vector<int64_t> gp(size_t(h.groups) + 1);
+  std::memcpy(gp.data(), b + h.off_group_ptr, gp.size() * 8);
+  if (gp[0] != 0 || gp[h.groups] != h.steps)
+    throw std::runtime_error("PackedWeight::from_bytes: group pointers do not cover the steps");
+  for (int g = 0; g < h.groups; ++g)
+    if (gp[g + 1] < gp[g]) throw std::runtime_error("PackedWeight::from_bytes: group pointers not monotone");
+  const int32_t kpad = (h.K + 3) & ~3;
+  for (int64_t i = 0; i < h.steps * h.kq; ++i) {
+    int32_t k;
+    std::memcpy(&k, b + h.off_kidx + 4 * i, 4);
+    if (k < 0 || k >= kpad || (h.nb == 4 && k >= h.K) || (h.nb == 1 && (i % 4 == 0) && (k % 4) != 0))
+      throw std::runtime_error("PackedWeight::from_bytes: k index out of range");
+  }
   PackedWeight pw;
-  pw.data_ = static_cast<const uint8_t*>(data);
+  pw.data_ = b;
   pw.size_ = size_t(h.total_size);
   return pw;
 }

@@ -323,6 +323,14 @@ TEST(SparsePack, LeadingDimAndBadBytes) {
   }
   std::vector<uint8_t> bytes(pw.pack_bytes(), pw.pack_bytes() + pw.pack_size());
   EXPECT_THROW(PackedWeight::from_bytes(bytes.data(), 100), std::runtime_error);
+  {  // a k index out of range (kidx section offset is the int64 at header byte 64)
+    std::vector<uint8_t> bad = bytes;
+    int64_t off_kidx;
+    std::memcpy(&off_kidx, bad.data() + 64, 8);
+    const int32_t huge = 1 << 20;
+    std::memcpy(bad.data() + off_kidx, &huge, 4);
+    EXPECT_THROW(PackedWeight::from_bytes(bad.data(), bad.size()), std::runtime_error);
+  }
   bytes[0] ^= 1;
   EXPECT_THROW(PackedWeight::from_bytes(bytes.data(), bytes.size()), std::runtime_error);
   Pattern p;
