@@ -144,7 +144,7 @@ double ref_act(double v, Act a) {
   switch (a) {
     case Act::none: return v;
     case Act::relu: return v > 0 ? v : 0;
-    case Act::gelu_erf: return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+    case Act::gelu_erf: return 0.5 * v * std::erfc(-v / std::sqrt(2.0));  // = 0.5 v (1 + erf(v/sqrt2)), no cancellation
     case Act::gelu_tanh: return 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
     case Act::tanh: return std::tanh(v);
   }
