@@ -37,7 +37,7 @@ struct PackedHeader {
 };
 static_assert(sizeof(PackedHeader) == 128, "packed header is 128 bytes");
 
-#define NE_BSGEMM_DECLARE(name, wdt, nb, kq, isa, amx) \
+#define NE_BSGEMM_DECLARE(name, wdt, nb, kq, isa, amx, max_m) \
   void name(const GemmArgs& a, const void* packed_header, int nthreads);
 #define BSGEMM_KERNEL NE_BSGEMM_DECLARE
 #include "kernels/sparse_gemm/bsgemm_kernels.inc"

@@ -58,10 +58,11 @@ void prep_plain(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt
     const __m512i x80 = _mm512_set1_epi8(flip ? char(0x80) : 0);
     for (int k = 0; k < K; ++k)
       for (int m = 0; m < mt_pad; m += 64) {
-        const int n = std::max(0, std::min(64, mt - m));
+        const int n = std::max(0, std::min(64, mt - m)), ns = std::min(64, mt_pad - m);
         const __mmask64 km = n >= 64 ? ~__mmask64(0) : ((__mmask64(1) << n) - 1);
+        const __mmask64 ks = ns >= 64 ? ~__mmask64(0) : ((__mmask64(1) << ns) - 1);
         __m512i v = _mm512_maskz_loadu_epi8(km, src + int64_t(k) * a.ld_src + m0 + m);
-        _mm512_storeu_si512(p + int64_t(k) * mt_pad + m, _mm512_xor_si512(v, x80));
+        _mm512_mask_storeu_epi8(p + int64_t(k) * mt_pad + m, ks, _mm512_xor_si512(v, x80));
       }
   } else {
     transpose_quads(a, h, m0, mt, mt_pad, [&](int kq, int mb, int cols, __m512* r) {
@@ -160,6 +161,51 @@ void mk_s8_n4(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, f
 
 // 4x1: one vpdpbusd per token vector per step; two accumulator sets (even / odd steps)
 // so the dependency chain (latency ~5) does not limit small token tiles.
+// 1x4, 16 tokens (small M): the 4 gathered rows (16 bytes each) land in the four
+// 128-bit lanes by masked broadcast loads (no shuffle), then one vpermw + one vpshufb
+// turn them into a VNNI-quad vector of the 16 tokens in natural order. Two steps per
+// iteration into two accumulator sets (latency).
+void mk_s8_n4_m16(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, float* C, int ldc, bool s8src) {
+  __m512i acc0[4], acc1[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) acc0[i] = acc1[i] = _mm512_setzero_si512();
+  // word index: lane L takes words 2L, 2L+1 of rows a, b, c, d (rows sit in lanes 0..3)
+  const __m512i widx = _mm512_set_epi16(31, 30, 23, 22, 15, 14, 7, 6, 29, 28, 21, 20, 13, 12, 5, 4,
+                                        27, 26, 19, 18, 11, 10, 3, 2, 25, 24, 17, 16, 9, 8, 1, 0);
+  // per lane: bytes [a0..a3 b0..b3 c0..c3 d0..d3] -> [a0 b0 c0 d0, a1 b1 c1 d1, ...]
+  const __m512i bctl = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
+  const int32_t* ki = h.kidx();
+  const int32_t* wd = static_cast<const int32_t*>(h.values());
+  auto quad = [&](int64_t s) {
+    const int32_t* k = ki + 4 * s;
+    __m512i r = _mm512_maskz_broadcast_i32x4(0x000f, _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + k[0] * ldp)));
+    r = _mm512_mask_broadcast_i32x4(r, 0x00f0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + k[1] * ldp)));
+    r = _mm512_mask_broadcast_i32x4(r, 0x0f00, _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + k[2] * ldp)));
+    r = _mm512_mask_broadcast_i32x4(r, 0xf000, _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + k[3] * ldp)));
+    return _mm512_shuffle_epi8(_mm512_permutexvar_epi16(widx, r), bctl);
+  };
+  int64_t s = s0;
+  for (; s + 1 < s1; s += 2) {
+    const __m512i z0 = quad(s), z1 = quad(s + 1);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      dpbusd(acc0[i], z0, _mm512_set1_epi32(wd[4 * s + i]));
+      dpbusd(acc1[i], z1, _mm512_set1_epi32(wd[4 * s + 4 + i]));
+    }
+  }
+  if (s < s1) {
+    const __m512i z0 = quad(s);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) dpbusd(acc0[i], z0, _mm512_set1_epi32(wd[4 * s + i]));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    const __m512i comp = comp_vec(h, s8src, g * 4 + i);
+    _mm512_storeu_ps(C + i * ldc, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_add_epi32(acc0[i], acc1[i]), comp)));
+  }
+}
+
 template <int MV>
 void mk_s8_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp, float* C, bool s8src) {
   __m512i acc0[MV], acc1[MV];
@@ -206,6 +252,19 @@ struct S8N4 {
   }
 };
 
+struct S8N4M16 {
+  static constexpr int kMaxMt = 16, kMGran = 16;
+  static size_t panel_bytes(const PackedHeader& h, int mt_pad) { return size_t((h.K + 3) & ~3) * mt_pad; }
+  static void prep_panel(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt_pad, uint8_t* buf,
+                         const void** panel, int64_t* ldp) {
+    tl_s8src = a.src_dtype == DType::s8;
+    prep_plain(a, h, m0, mt, mt_pad, buf, panel, ldp);
+  }
+  static void compute_group(const PackedHeader& h, int g, const void* pv, int64_t ldp, int, float* C, int ldc) {
+    mk_s8_n4_m16(h, g, static_cast<const uint8_t*>(pv), ldp, C, ldc, tl_s8src);
+  }
+};
+
 struct S8K4 {
   static constexpr int kMaxMt = 64, kMGran = 16;
   static size_t panel_bytes(const PackedHeader& h, int mt_pad) { return size_t((h.K + 3) & ~3) * mt_pad; }
@@ -234,6 +293,9 @@ struct S8K4 {
 
 void bsgemm_u8s8s32_1x4_4x64__avx512vnni(const GemmArgs& a, const void* ph, int nt) {
   run_driver<S8N4>(a, *static_cast<const PackedHeader*>(ph), nt);
+}
+void bsgemm_u8s8s32_1x4_4x16__avx512vnni(const GemmArgs& a, const void* ph, int nt) {
+  run_driver<S8N4M16>(a, *static_cast<const PackedHeader*>(ph), nt);
 }
 void bsgemm_u8s8s32_4x1_1x64__avx512vnni(const GemmArgs& a, const void* ph, int nt) {
   run_driver<S8K4>(a, *static_cast<const PackedHeader*>(ph), nt);

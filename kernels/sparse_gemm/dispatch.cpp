@@ -14,8 +14,8 @@ namespace ne::sparse {
 
 const std::vector<KernelInfo>& kernel_list() {
   static const std::vector<KernelInfo> list = {
-#define BSGEMM_KERNEL(name, wdt, nb, kq, isa, amx) \
-  KernelInfo{#name, DType::wdt, nb, kq, ne::cpu::Isa::isa, amx, &name},
+#define BSGEMM_KERNEL(name, wdt, nb, kq, isa, amx, max_m) \
+  KernelInfo{#name, DType::wdt, nb, kq, ne::cpu::Isa::isa, amx, &name, max_m},
 #include "kernels/sparse_gemm/bsgemm_kernels.inc"
 #undef BSGEMM_KERNEL
   };
@@ -89,6 +89,8 @@ KernelChoice choose_kernel(const GemmArgs& a, const PackedWeight& w) {
   if (w.empty()) return c;
   for (const KernelInfo& k : kernel_list()) {
     std::string r = why_not(k, a, w);
+    if (r.empty() && k.max_m && a.M > k.max_m)  // a preference, not a limit (gemm_with runs it)
+      r = "M=" + std::to_string(a.M) + " > " + std::to_string(k.max_m) + ": a wider token tile is faster";
     if (r.empty()) {
       c.kernel = &k;
       break;

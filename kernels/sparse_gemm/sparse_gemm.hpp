@@ -150,6 +150,7 @@ struct KernelInfo {
   ne::cpu::Isa isa;                 // lowest ISA level it needs
   bool amx;                         // needs AMX tiles
   void (*fn)(const GemmArgs&, const void* packed_header, int nthreads);
+  int max_m;                        // chosen by gemm() only for M <= max_m (0 = any M)
 };
 
 const std::vector<KernelInfo>& kernel_list();   // best first, generic last

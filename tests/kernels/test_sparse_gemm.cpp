@@ -421,7 +421,7 @@ TEST(SparseGemmDispatch, FastPathRunsAndCapFallsBack) {
       {DType::f32, Pattern::p1x4, Isa::avx512_core, "bsgemm_f32_1x4_4x96__avx512f"},
       {DType::f32, Pattern::p4x1, Isa::avx512_core, "bsgemm_f32_4x1_1x64__avx512f"},
       {DType::bf16, Pattern::p1x4, Isa::avx512_core_bf16, "bsgemm_bf16_1x4_4x96__avx512bf16"},
-      {DType::u8, Pattern::p1x4, Isa::avx512_core_vnni, "bsgemm_u8s8s32_1x4_4x64__avx512vnni"},
+      {DType::u8, Pattern::p1x4, Isa::avx512_core_vnni, "bsgemm_u8s8s32_1x4_4x16__avx512vnni"},  // M = 20 <= 32
       {DType::u8, Pattern::p4x1, Isa::avx512_core_vnni, "bsgemm_u8s8s32_4x1_1x64__avx512vnni"},
   };
   for (const Expect& e : ex) {
@@ -432,6 +432,13 @@ TEST(SparseGemmDispatch, FastPathRunsAndCapFallsBack) {
     if (ne::cpu::detected_isa() >= Isa::avx512_core_amx) continue;  // AMX kernels may win there
     if (ne::cpu::mayiuse(e.need)) EXPECT_STREQ(ran->name, e.name);
     else EXPECT_EQ(ran->isa, Isa::generic) << "no fast path for " << e.name << ": " << ne::cpu::why_not(e.need);
+  }
+  if (ne::cpu::mayiuse(Isa::avx512_core_vnni) && ne::cpu::detected_isa() < Isa::avx512_core_amx) {
+    Case c{Layout::feature_major, 200, 24, 40, 0, 0, Act::none, DType::f32, false, false, false, DType::u8};
+    const KernelInfo* r = nullptr;
+    run_case(nullptr, c, Pattern::p1x4, 0.9, rng, &r);
+    ASSERT_NE(r, nullptr);
+    EXPECT_STREQ(r->name, "bsgemm_u8s8s32_1x4_4x64__avx512vnni");
   }
   // capped: generic runs, and the AVX-512 kernels say why they declined
   ne::cpu::set_isa_cap(Isa::avx2);
