@@ -163,7 +163,8 @@ int main(int argc, char** argv) {
       }
     }
     {
-      const int64_t B = 8, S = 128, H = 12, D = 64;
+      const int64_t S = 128, H = 12, D = 64;
+      for (int64_t B : {1, 8})
       for (const char* path : {"", "sgemm"}) {
       setenv("NE_DENSE_MATMUL", path, 1);
       std::vector<Buf> qk{{{B, S, H, D}, rnd(B * S * H * D, 5)}, {{B, S, H, D}, rnd(B * S * H * D, 6)},
@@ -172,12 +173,13 @@ int main(int argc, char** argv) {
                            {{"src0_perm", "0,2,1,3"}, {"src1_perm", "0,2,3,1"}, {"output_scale", "0.125"},
                             {"append_op", "binary_add"}},
                            qk, &k);
-      report("Matmul QK^T B8 S128 H12 D64 +scale+mask", sec0, 2.0 * B * H * S * S * D, k);
+      report("Matmul QK^T B" + std::to_string(B) + " S128 H12 D64 +scale+mask", sec0, 2.0 * B * H * S * S * D, k);
       std::vector<Buf> pv{{{B, H, S, S}, rnd(B * H * S * S, 8)}, {{B, S, H, D}, rnd(B * S * H * D, 9)}};
       const double sec = time_op("Matmul", {{"src1_perm", "0,2,1,3"}, {"dst_perm", "0,2,1,3"}}, pv, &k);
-      report("Matmul PV B8 S128 H12 D64 (dst perm)", sec, 2.0 * B * H * S * S * D, k);
+      report("Matmul PV B" + std::to_string(B) + " S128 H12 D64 (dst perm)", sec, 2.0 * B * H * S * S * D, k);
       }
       unsetenv("NE_DENSE_MATMUL");
+      const int64_t B = 8;
       double sec;
       std::vector<Buf> sm{{{B, H, S, S}, rnd(B * H * S * S, 10)}};
       sec = time_op("Softmax", {{"axis", "-1"}}, sm, &k);

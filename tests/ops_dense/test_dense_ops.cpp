@@ -462,6 +462,9 @@ void run_matmul(const Shape& as, const Shape& bs, const Shape* ms, std::vector<i
   matmul_ref(A, B, ms ? &M : nullptr, pa, pb, pd, sc, &os, &ref, &tol);
   EXPECT_EQ(r.out.shape, os);
   expect_close(got, ref, tol, "Matmul");
+  if (std::getenv("NE_TEST_VERBOSE"))
+    std::printf("  Matmul A%s B%s -> %s (%s)\n", ne::shape_str(as).c_str(), ne::shape_str(bs).c_str(),
+                r.op->kernel().c_str(), r.op->reason().c_str());
   if (expect_kernel) {
     EXPECT_NE(r.op->kernel().find(expect_kernel), std::string::npos)
         << "fast path did not run: " << r.op->kernel() << " — " << r.op->reason();
@@ -497,11 +500,27 @@ TEST(Matmul, AttentionShapes) {
     const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
     Shape mask{B, 1, 1, S};
     const float sc = 1.f / std::sqrt(float(D));
-    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, sc, 30,
-               S == 128 ? "onednn" : nullptr);
-    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 31,
-               S == 128 ? "onednn" : nullptr);
+    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, sc, 30, "sgemm_strided");
+    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 31, "sgemm_strided");
   }
+}
+
+// The same products on the oneDNN primitive (strided descriptors, scale, binary_add mask).
+TEST(Matmul, AttentionShapesOnednnPath) {
+  setenv("NE_DENSE_MATMUL", "onednn", 1);
+  for (auto dims : std::vector<std::array<int64_t, 4>>{{1, 128, 12, 64}, {3, 77, 16, 64}, {2, 13, 3, 5}}) {
+    const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
+    Shape mask{B, 1, 1, S};
+    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 0.125f, 32, "onednn");
+    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 33, "onednn");
+  }
+  // oneDNN 2.6 brgemm takes a full or [B,1,1,S]-like mask; others (e.g. [1,1,S,S]) fall back to
+  // strided sgemm because it offers only its reference: correct either way.
+  for (Shape m : std::vector<Shape>{{3, 4, 7, 7}, {1, 1, 7, 7}, {7}})
+    run_matmul({3, 4, 7, 5}, {3, 4, 5, 7}, &m, {}, {}, {}, 0.25f, 34, m.size() == 4 && m[0] == 3 ? "onednn" : nullptr);
+  Shape m{3, 1, 1, 7};
+  run_matmul({3, 1, 7, 13}, {4, 13, 7}, &m, {}, {}, {}, 1.f, 38, "onednn");
+  unsetenv("NE_DENSE_MATMUL");
 }
 
 // The same attention products on the strided-sgemm path (path 2), forced.
@@ -533,6 +552,15 @@ TEST(Matmul, PermsGeneral) {
   run_matmul({7, 2, 5}, {4, 5}, nullptr, {1, 0, 2}, {1, 0}, {2, 0, 1}, 1.5f, 53);
   Shape m{1, 7, 1};
   run_matmul({7, 2, 5}, {4, 5}, &m, {1, 0, 2}, {1, 0}, {2, 1, 0}, 1.f, 54);
+  // A' with no unit stride in its matrix dims (packed copy); C with none either (temp tile).
+  run_matmul({7, 5, 3}, {3, 5, 4}, nullptr, {2, 0, 1}, {}, {}, 1.f, 55);
+  Shape m2{3, 7, 1};
+  run_matmul({7, 5, 3}, {5, 3, 4}, &m2, {2, 0, 1}, {1, 0, 2}, {1, 2, 0}, 0.5f, 56);
+  for (const char* path : {"sgemm", "onednn"}) {
+    setenv("NE_DENSE_MATMUL", path, 1);
+    run_matmul({7, 5, 3}, {5, 3, 4}, &m2, {2, 0, 1}, {1, 0, 2}, {1, 2, 0}, 0.5f, 57);
+  }
+  unsetenv("NE_DENSE_MATMUL");
 }
 
 TEST(Matmul, Errors) {
