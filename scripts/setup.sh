@@ -19,7 +19,8 @@ PKGS="build-essential cmake pkg-config git
   libdnnl-dev libyaml-cpp-dev libjemalloc-dev libgflags-dev libgoogle-glog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libxbyak-dev
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  numactl python3 python3-numpy python3-torch python3-onnx nodejs npm"
+  numactl python3 python3-numpy python3-torch python3-onnx nodejs npm
+  chromium clang libclang-rt-14-dev"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
