@@ -364,7 +364,9 @@ class MatmulOp : public Operator {
       }
     };
     const int nt = omp_get_max_threads();
-    if (nbatch >= nt && nt > 1) {
+    // Batches over threads (each sgemm then runs single-threaded inside the parallel region)
+    // when they split evenly enough; otherwise one threaded sgemm after another.
+    if (nt > 1 && nbatch >= nt && (nbatch % nt == 0 || nbatch >= 4 * nt)) {
 #pragma omp parallel
       {
         std::vector<float> ta, tb, tc;
