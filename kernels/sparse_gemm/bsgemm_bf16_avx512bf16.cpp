@@ -54,9 +54,11 @@ void prep_plain(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt
     }
     for (int k = 0; k < K; ++k)
       for (int m = 0; m < mt_pad; m += 32) {
-        const int n = std::max(0, std::min(32, mt - m));
+        const int n = std::max(0, std::min(32, mt - m)), ns = std::min(32, mt_pad - m);
         const __mmask32 km = n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1);
-        _mm512_storeu_si512(p + int64_t(k) * mt_pad + m, _mm512_maskz_loadu_epi16(km, src + int64_t(k) * a.ld_src + m0 + m));
+        const __mmask32 ks = ns >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << ns) - 1);
+        _mm512_mask_storeu_epi16(p + int64_t(k) * mt_pad + m, ks,
+                                 _mm512_maskz_loadu_epi16(km, src + int64_t(k) * a.ld_src + m0 + m));
       }
   } else {
     transpose_pairs(a, h, m0, mt, mt_pad, [&](int kd, int mb, int cols, __m512* r) {
@@ -153,6 +155,43 @@ void mk_bf16_n4(const PackedHeader& h, int g, const uint16_t* panel, int64_t ldp
     }
 }
 
+// 1x4, 16 tokens (small M): the two gathered rows (16 bf16 each) land in the two
+// 256-bit halves by masked broadcast loads, one vpermw interleaves them into bf16 pairs
+// in natural token order; each pair vector feeds 4 vdpbf16ps. Two steps per iteration.
+void mk_bf16_n4_m16(const PackedHeader& h, int g, const uint16_t* panel, int64_t ldp, float* C, int ldc) {
+  __m512 acc0[4], acc1[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  const __m512i widx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                        23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
+  const int32_t* ki = h.kidx();
+  const int32_t* wd = static_cast<const int32_t*>(h.values());
+  auto pairs = [&](int64_t s) {
+    const __m256i r0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + ki[2 * s] * ldp));
+    const __m256i r1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + ki[2 * s + 1] * ldp));
+    __m512i r = _mm512_maskz_broadcast_i64x4(0x0f, r0);
+    r = _mm512_mask_broadcast_i64x4(r, 0xf0, r1);
+    return as_bh(_mm512_permutexvar_epi16(widx, r));
+  };
+  int64_t s = s0;
+  for (; s + 1 < s1; s += 2) {
+    const __m512bh z0 = pairs(s), z1 = pairs(s + 1);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      dpbf16(acc0[i], z0, as_bh(_mm512_set1_epi32(wd[4 * s + i])));
+      dpbf16(acc1[i], z1, as_bh(_mm512_set1_epi32(wd[4 * s + 4 + i])));
+    }
+  }
+  if (s < s1) {
+    const __m512bh z0 = pairs(s);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) dpbf16(acc0[i], z0, as_bh(_mm512_set1_epi32(wd[4 * s + i])));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) _mm512_storeu_ps(C + i * ldc, _mm512_add_ps(acc0[i], acc1[i]));
+}
+
 template <int MV>
 void mk_bf16_k4(const PackedHeader& h, int g, const uint32_t* panel, int64_t ldp, float* C) {
   __m512 acc0[MV], acc1[MV];
@@ -191,6 +230,18 @@ struct Bf16N4 {
   }
 };
 
+struct Bf16N4M16 {
+  static constexpr int kMaxMt = 16, kMGran = 16;
+  static size_t panel_bytes(const PackedHeader& h, int mt_pad) { return size_t((h.K + 3) & ~3) * mt_pad * 2; }
+  static void prep_panel(const GemmArgs& a, const PackedHeader& h, int m0, int mt, int mt_pad, uint8_t* buf,
+                         const void** panel, int64_t* ldp) {
+    prep_plain(a, h, m0, mt, mt_pad, buf, panel, ldp);
+  }
+  static void compute_group(const PackedHeader& h, int g, const void* pv, int64_t ldp, int, float* C, int ldc) {
+    mk_bf16_n4_m16(h, g, static_cast<const uint16_t*>(pv), ldp, C, ldc);
+  }
+};
+
 struct Bf16K4 {
   static constexpr int kMaxMt = 128, kMGran = 16;
   static size_t panel_bytes(const PackedHeader& h, int mt_pad) { return size_t((h.K + 3) & ~3) * mt_pad * 2; }
@@ -217,6 +268,9 @@ struct Bf16K4 {
 
 void bsgemm_bf16_1x4_4x96__avx512bf16(const GemmArgs& a, const void* ph, int nt) {
   run_driver<Bf16N4>(a, *static_cast<const PackedHeader*>(ph), nt);
+}
+void bsgemm_bf16_1x4_4x16__avx512bf16(const GemmArgs& a, const void* ph, int nt) {
+  run_driver<Bf16N4M16>(a, *static_cast<const PackedHeader*>(ph), nt);
 }
 void bsgemm_bf16_4x1_1x128__avx512bf16(const GemmArgs& a, const void* ph, int nt) {
   run_driver<Bf16K4>(a, *static_cast<const PackedHeader*>(ph), nt);
