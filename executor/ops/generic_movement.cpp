@@ -352,6 +352,7 @@ class GatherOp : public GenericOp {
     const char* src = x.ptr<char>();
     char* dst = out[0]->ptr<char>();
     const int64_t tasks = outer * ni;
+    if (row == 0 || tasks == 0) return;
 #pragma omp parallel for schedule(static) if (out[0]->nbytes() >= size_t(kParallelMin) * 4)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t o = t / ni, j = t % ni;

@@ -16,6 +16,19 @@ namespace {
 
 enum class RKind { sum, mean, max, min, prod, l1, l2, sum_square, log_sum, log_sum_exp };
 
+// double -> T; for integers NaN gives 0 and out-of-range values saturate (no UB).
+template <class T>
+T from_double(double v) {
+  if constexpr (std::is_integral_v<T>) {
+    if (v != v) return 0;
+    if (v <= double(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
+    if (v >= double(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+    return T(v);
+  } else {
+    return T(v);
+  }
+}
+
 template <class T>
 using AccOf = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
 
@@ -32,17 +45,34 @@ struct Red {
     else return A(0);
   }
   static void add(A& a, T x) {
-    if constexpr (K == RKind::sum || K == RKind::mean || K == RKind::log_sum) a += A(x);
+    if constexpr (std::is_integral_v<A> && K != RKind::max && K != RKind::min) {
+      // Integers wrap in int64 (two's complement) instead of overflowing into UB.
+      const uint64_t u = uint64_t(a), v = uint64_t(int64_t(x));
+      if constexpr (K == RKind::prod) a = A(u * v);
+      else if constexpr (K == RKind::l1) a = A(u + (int64_t(x) < 0 ? 0 - v : v));
+      else if constexpr (K == RKind::l2 || K == RKind::sum_square) a = A(u + v * v);
+      else a = A(u + v);
+    } else if constexpr (K == RKind::sum || K == RKind::mean || K == RKind::log_sum) a += A(x);
     else if constexpr (K == RKind::prod) a *= A(x);
     else if constexpr (K == RKind::max) { if (A(x) > a || x != x) a = A(x); }
     else if constexpr (K == RKind::min) { if (A(x) < a || x != x) a = A(x); }
     else if constexpr (K == RKind::l1) a += A(x) < 0 ? -A(x) : A(x);
     else a += A(x) * A(x);  // l2, sum_square
   }
+  // Combines two partial accumulators (the trailing loop keeps four, for instruction-level
+  // parallelism; double adds do not reassociate on their own).
+  static void merge(A& a, A b) {
+    if constexpr (std::is_integral_v<A> && K == RKind::prod) a = A(uint64_t(a) * uint64_t(b));
+    else if constexpr (std::is_integral_v<A> && K != RKind::max && K != RKind::min) a = A(uint64_t(a) + uint64_t(b));
+    else if constexpr (K == RKind::prod) a *= b;
+    else if constexpr (K == RKind::max) { if (b > a || b != b) a = b; }
+    else if constexpr (K == RKind::min) { if (b < a || b != b) a = b; }
+    else a += b;
+  }
   static T fin(A a, int64_t n) {
-    if constexpr (K == RKind::mean) return T(double(a) / double(n));
-    else if constexpr (K == RKind::l2) return T(std::sqrt(double(a)));
-    else if constexpr (K == RKind::log_sum) return T(std::log(double(a)));
+    if constexpr (K == RKind::mean) return from_double<T>(double(a) / double(n));
+    else if constexpr (K == RKind::l2) return from_double<T>(std::sqrt(double(a)));
+    else if constexpr (K == RKind::log_sum) return from_double<T>(std::log(double(a)));
     else return T(a);
   }
 };
@@ -68,7 +98,20 @@ struct RedLSE {
       a.s = 1;
     }
   }
-  static T fin(A a, int64_t) { return a.m == -INFINITY ? T(-INFINITY) : T(a.m + std::log(a.s)); }
+  static void merge(A& a, A b) {
+    if (b.m != b.m || a.m != a.m) {
+      a.m = NAN;
+      a.s = 1;
+    } else if (b.m == -INFINITY) {
+    } else if (a.m == -INFINITY) {
+      a = b;
+    } else {
+      const double m = std::max(a.m, b.m);
+      a.s = a.s * std::exp(a.m - m) + b.s * std::exp(b.m - m);
+      a.m = m;
+    }
+  }
+  static T fin(A a, int64_t) { return from_double<T>(a.m == -INFINITY ? -INFINITY : a.m + std::log(a.s)); }
 };
 
 struct ReducePlan {
@@ -141,9 +184,19 @@ void reduce_run(const T* x, T* y, const ReducePlan& p) {
   if (p.path == ReducePlan::trailing) {
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t o = 0; o < p.nout; ++o) {
-      A a = K::init();
+      A a = K::init(), a1 = K::init(), a2 = K::init(), a3 = K::init();
       const T* xr = x + o * R;
-      for (int64_t r = 0; r < R; ++r) K::add(a, xr[r]);
+      int64_t r = 0;
+      for (; r + 4 <= R; r += 4) {
+        K::add(a, xr[r]);
+        K::add(a1, xr[r + 1]);
+        K::add(a2, xr[r + 2]);
+        K::add(a3, xr[r + 3]);
+      }
+      for (; r < R; ++r) K::add(a, xr[r]);
+      K::merge(a, a1);
+      K::merge(a2, a3);
+      K::merge(a, a2);
       y[o] = K::fin(a, R);
     }
   } else if (p.path == ReducePlan::middle) {
@@ -197,7 +250,7 @@ class ReduceOp : public GenericOp {
   void forward(const TensorList& in, const TensorList& out) override {
     std::vector<bool> red;
     if (reduced(in, &red)) {
-      std::memcpy(out[0]->data, in[0]->data, in[0]->nbytes());
+      if (in[0]->nbytes()) std::memcpy(out[0]->data, in[0]->data, in[0]->nbytes());
       return;
     }
     auto p = make_reduce_plan(in[0]->shape, red);

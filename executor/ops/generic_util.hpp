@@ -200,7 +200,7 @@ class GenericOp : public Operator {
   }
 
   void require_const(const Tensor* t, const char* role) const {
-    if (!t->is_const || t->data == nullptr)
+    if (!t->is_const || (t->data == nullptr && t->numel() != 0))
       op_error(role, " input '", t->name,
                "' must be constant or computed from shapes (it decides the output shape)");
   }
@@ -212,7 +212,7 @@ class GenericOp : public Operator {
       op_error(role, " input '", t->name, "' must be 1-D or a scalar, got ", shape_str(t->shape));
     std::vector<int64_t> v(size_t(t->numel()));
     if (t->dtype == DType::int64) {
-      std::memcpy(v.data(), t->data, v.size() * 8);
+      if (!v.empty()) std::memcpy(v.data(), t->data, v.size() * 8);
     } else if (t->dtype == DType::int32 || t->dtype == DType::s32) {
       for (size_t i = 0; i < v.size(); ++i) v[i] = t->ptr<int32_t>()[i];
     } else {
