@@ -163,7 +163,7 @@ def main(argv=None):
                 row("ORT", "fp32", ref, secs=time.time() - t0)
             except StepError as e:
                 ref = None
-                row("ORT", "fp32", err=short(e), secs=time.time() - t0)
+                row("ORT", "fp32", err=short(str(e).replace(mdir + os.sep, "")), secs=time.time() - t0)
 
         for prec in precisions:
             t0 = time.time()
@@ -189,7 +189,7 @@ def main(argv=None):
                         "--input", inputs_arg(b), "--output_dir", od, "--iterations", "1", "--w", "0"])
                 r = row("ours", prec, logits, secs=time.time() - t0)
             except StepError as e:
-                r = row("ours", prec, err=short(e), secs=time.time() - t0)
+                r = row("ours", prec, err=short(str(e).replace(mdir + os.sep, "")), secs=time.time() - t0)
         base = ref_acc
         if base is None:  # no ORT: drop vs. our own fp32
             base = next((r["accuracy"] for r in rows if r["runtime"] == "ours" and r["precision"] == "fp32"
