@@ -9,6 +9,51 @@ namespace ne {
 namespace generic {
 namespace {
 
+// strided_copy for collapsed `dims` whose dim j has source stride 1 and whose last dim has
+// source stride != 1: tiles of kTile x kTile over (j, last), in parallel over tiles.
+void tiled_copy(DType dt, const void* src, int64_t base, const Shape& dims,
+                const std::vector<int64_t>& sst, int j, void* dst) {
+  constexpr int64_t kTile = 32;
+  const int L = int(dims.size()) - 1;
+  const auto dst_st = strides_of(dims);
+  Shape od;
+  std::vector<int64_t> os, ot;
+  for (int d = 0; d < L; ++d)
+    if (d != j) {
+      od.push_back(dims[d]);
+      os.push_back(sst[d]);
+      ot.push_back(dst_st[d]);
+    }
+  int64_t nouter = 1;
+  for (int64_t d : od) nouter *= d;
+  const int64_t nj = (dims[j] + kTile - 1) / kTile, ni = (dims[L] + kTile - 1) / kTile;
+  const int64_t tasks = nouter * nj * ni, s = sst[L], dj = dst_st[j];
+  const int64_t total = nouter * dims[j] * dims[L];
+  dispatch_bytes(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* x = static_cast<const T*>(src) + base;
+    T* y = static_cast<T*>(dst);
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t ib = t % ni, jb = (t / ni) % nj;
+      int64_t o = t / (ni * nj), so = 0, doff = 0;
+      for (int d = int(od.size()) - 1; d >= 0; --d) {
+        const int64_t k = o % od[d];
+        o /= od[d];
+        so += k * os[d];
+        doff += k * ot[d];
+      }
+      const int64_t j0 = jb * kTile, j1 = std::min(j0 + kTile, dims[j]);
+      const int64_t i0 = ib * kTile, i1 = std::min(i0 + kTile, dims[L]);
+      for (int64_t jj = j0; jj < j1; ++jj) {
+        const T* sr = x + so + jj;
+        T* dr = y + doff + jj * dj;
+        for (int64_t ii = i0; ii < i1; ++ii) dr[ii] = sr[ii * s];
+      }
+    }
+  });
+}
+
 // Copies dst[i] = src[base + sum(idx_d * strides_d)] over `dims` (dst contiguous).
 void strided_copy(DType dt, const void* src, int64_t base, const Shape& dims,
                   const std::vector<int64_t>& strides, void* dst) {
@@ -30,6 +75,14 @@ void strided_copy(DType dt, const void* src, int64_t base, const Shape& dims,
     p.strides[0].push_back(1);
   }
   const int64_t s = p.inner_stride(0);
+  // A transpose-like copy (the source-contiguous dim is not the output's inner one) goes in
+  // 32x32 tiles so that both sides stay in cache.
+  const int L = int(p.dims.size()) - 1;
+  int j = -1;
+  if (s != 1 && s != 0)
+    for (int d = 0; d < L; ++d)
+      if (p.strides[0][d] == 1) j = d;
+  if (j >= 0) return tiled_copy(dt, src, base, p.dims, p.strides[0], j, dst);
   dispatch_bytes(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* x = static_cast<const T*>(src) + base;

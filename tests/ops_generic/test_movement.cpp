@@ -73,6 +73,17 @@ TEST(Reorder, PermsAndNePair) {
   auto xb = iota_f(numel(big));
   auto rb = run1("Reorder", {{"perm", "0,2,1,3"}}, {f32(big, xb)});
   EXPECT_EQ(rb.vec<float>(), ref_transpose(xb, big, {0, 2, 1, 3}, &es));
+  // Transposes that move the source-contiguous dim go in tiles: several tiles and ragged edges.
+  for (auto& p : std::vector<std::vector<int64_t>>{{0, 2, 3, 1}, {0, 3, 1, 2}, {3, 1, 2, 0}}) {
+    SCOPED_TRACE(ints_str(p));
+    auto rt = run1("Reorder", {{"perm", ints_str(p)}}, {f32(big, xb)});
+    EXPECT_EQ(rt.vec<float>(), ref_transpose(xb, big, p, &es));
+  }
+  Shape m = {67, 45};
+  auto xm = iota_f(numel(m));
+  auto rm = run1("Reorder", {}, {HT::make(DType::int64, m, std::vector<int64_t>(xm.begin(), xm.end()))});
+  auto em = ref_transpose(xm, m, {1, 0}, &es);
+  EXPECT_EQ(rm.vec<int64_t>(), std::vector<int64_t>(em.begin(), em.end()));
 }
 
 TEST(Reorder, Errors) {

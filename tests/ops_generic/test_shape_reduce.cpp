@@ -2,6 +2,7 @@
 // Reduce family and ArgMax/ArgMin. Reductions are checked against a double-precision reference;
 // the op accumulates fp32 in double too, so the only difference is the final rounding to fp32
 // (rel 1e-6), plus libm's few ulp for sqrt/log/exp (rel 1e-5).
+#include <algorithm>
 #include <limits>
 
 #include "harness.hpp"
@@ -269,4 +270,27 @@ TEST(ArgMaxMin, AxesTiesAndSelectLast) {
         }
   expect_error("ArgMax", {{"axis", "3"}}, {f32(s, xf)}, {"out of range"});
   expect_error("ArgMax", {{"axis", "1"}}, {f32({2, 0}, {})}, {"empty axis"});
+}
+
+// Every op type OPS.md assigns to the generic family is registered under its exact name.
+TEST(Registry, AllGenericOpsRegistered) {
+  const char* types[] = {"BinaryAdd", "BinaryOp", "UnaryOp", "Clip", "Where", "Cast", "Reshape", "Flatten",
+                         "Squeeze", "Unsqueeze", "Reorder", "Concat", "Split", "Slice", "Gather", "Expand",
+                         "Tile", "Shape", "ConstantOfShape", "Range", "Identity", "ReduceMean", "ReduceSum",
+                         "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare", "ArgMax",
+                         "ArgMin"};
+  auto reg = ne::registered_op_types();
+  for (const char* t : types)
+    EXPECT_NE(std::find(reg.begin(), reg.end(), t), reg.end()) << t << " is not registered";
+  // The view ops are views; Shape is shape-only.
+  for (const char* t : {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}) {
+    ne::OpInfo i;
+    i.name = "v";
+    i.type = t;
+    EXPECT_TRUE(ne::create_op(i)->is_view()) << t;
+  }
+  ne::OpInfo s;
+  s.name = "s";
+  s.type = "Shape";
+  EXPECT_TRUE(ne::create_op(s)->shape_only());
 }
