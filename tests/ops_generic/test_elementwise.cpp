@@ -226,6 +226,7 @@ TEST(BinaryAdd, FastPathsRunAndMatch) {
 
 TEST(BinaryAdd, ThreeInputsAndInt) {
   Rng rng(5);
+  SCOPED_TRACE("seed 5");
   Shape sa = {3, 77, 33}, sb = {33}, sc = {3, 77, 33};
   auto a = rng.floats(numel(sa)), b = rng.floats(numel(sb)), c = rng.floats(numel(sc));
   auto r = run_op("BinaryAdd", {}, {f32(sa, a), f32(sb, b), f32(sc, c)});
@@ -332,6 +333,13 @@ TEST(Clip, InputsAttrsAndDtypes) {
   EXPECT_EQ(y, (std::vector<float>{-3, 3}));
   y = run1("Clip", {}, {f32({2}, {-3, 3}), f32({}, {2}), f32({}, {1})}).vec<float>();  // min > max -> max
   EXPECT_EQ(y, (std::vector<float>{1, 1}));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  y = run1("Clip", {}, {f32({2}, {nan, 5}), f32({}, {0}), f32({}, {1})}).vec<float>();
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_EQ(y[1], 1.f);
+  auto y8 = run1("Clip", {}, {HT::make(DType::s8, {3}, std::vector<int8_t>{-128, 0, 127}),
+                              HT::make(DType::s8, {}, std::vector<int8_t>{-5}), HT::none()}).vec<int8_t>();
+  EXPECT_EQ(y8, (std::vector<int8_t>{-5, 0, 127}));
   auto yi = run1("Clip", {}, {HT::make(DType::int64, {3}, std::vector<int64_t>{-9, 5, 9}),
                               HT::make(DType::int64, {}, std::vector<int64_t>{-2}),
                               HT::make(DType::int64, {}, std::vector<int64_t>{6})}).vec<int64_t>();
@@ -340,6 +348,7 @@ TEST(Clip, InputsAttrsAndDtypes) {
 
 TEST(Where, BroadcastAllDtypes) {
   Rng rng(31);
+  SCOPED_TRACE("seed 31");
   Shape sc = {3, 1, 77}, sx = {4, 1}, sy = {3, 4, 77};
   auto c = rng.ints<uint8_t>(numel(sc), 0, 1);
   auto x = rng.floats(numel(sx)), y = rng.floats(numel(sy));
@@ -356,7 +365,14 @@ TEST(Where, BroadcastAllDtypes) {
                                HT::make(DType::int64, {2}, std::vector<int64_t>{1, 2}),
                                HT::make(DType::int64, {}, std::vector<int64_t>{-7})}).vec<int64_t>();
   EXPECT_EQ(ri, (std::vector<int64_t>{1, -7}));
+  auto rb = run1("Where", {}, {HT::make(DType::boolean, {2, 1}, std::vector<uint8_t>{1, 0}),
+                               HT::make(DType::boolean, {1, 2}, std::vector<uint8_t>{1, 0}),
+                               HT::make(DType::boolean, {}, std::vector<uint8_t>{1})});
+  EXPECT_EQ(rb.shape, (Shape{2, 2}));
+  EXPECT_EQ(rb.vec<uint8_t>(), (std::vector<uint8_t>{1, 0, 1, 1}));
   expect_error("Where", {}, {f32({1}, {1}), f32({1}, {1}), f32({1}, {1})}, {"bool"});
+  expect_error("Where", {}, {HT::make(DType::boolean, {2}, std::vector<uint8_t>{1, 0}), f32({3}, {1, 2, 3}), f32({1}, {1})},
+               {"broadcast"});
 }
 
 TEST(Cast, OnnxRounding) {

@@ -95,6 +95,7 @@ TEST(Reorder, Errors) {
 
 TEST(Concat, AxesAndEmptyInputs) {
   Rng rng(8);
+  SCOPED_TRACE("seed 8");
   Shape a = {3, 2, 5}, b = {3, 7, 5}, c = {3, 0, 5};
   auto av = rng.floats(numel(a)), bv = rng.floats(numel(b));
   for (const char* ax : {"1", "-2"}) {

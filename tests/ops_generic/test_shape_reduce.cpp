@@ -191,6 +191,10 @@ TEST(Reduce, EmptyAxesEmptySetAndInts) {
   EXPECT_EQ(n.shape, (Shape{2, 3}));
   EXPECT_EQ(n.vec<float>(), x);
   EXPECT_EQ(run1("ReduceSum", {{"keepdims", "0"}}, {f32({2, 3}, x)}).vec<float>(), std::vector<float>{15});
+  auto all = run1("ReduceSum", {}, {f32({2, 3}, x), i64c({})});  // empty axes input: all axes
+  EXPECT_EQ(all.shape, (Shape{1, 1}));
+  EXPECT_EQ(all.vec<float>(), std::vector<float>{15});
+  EXPECT_EQ(run1("ReduceMax", {{"keepdims", "0"}}, {f32({}, {4})}).vec<float>(), std::vector<float>{4});  // rank 0
   EXPECT_EQ(run1("ReduceSum", {{"axes", "1"}, {"keepdims", "0"}}, {f32({2, 3}, x)}).vec<float>(), (std::vector<float>{3, 12}));
   // Empty set (ONNX test_reduce_*_empty_set): identities of each reduction.
   auto e = [&](const char* k) { return run1(k, {{"keepdims", "1"}}, {f32({2, 0, 4}, {}), i64c({1})}); };
@@ -215,6 +219,7 @@ TEST(Reduce, EmptyAxesEmptySetAndInts) {
   // Large: parallel trailing reduction over BERT-ish rows.
   Shape big = {3, 77, 768};
   Rng rng(9);
+  SCOPED_TRACE("seed 9");
   auto xb = rng.floats(numel(big));
   auto mb = run1("ReduceMean", {{"axes", "-1"}}, {f32(big, xb)}).vec<float>();
   for (int64_t r = 0; r < 3 * 77; r += 19) {
