@@ -11,6 +11,7 @@
 #include "tools/inspect/inspect.hpp"
 #ifdef NE_HAVE_COMPILE
 #include "compile/compile.hpp"
+#include "compile/passes/slim.hpp"
 #endif
 
 DEFINE_string(model, "", "ONNX model to compile and inspect");
@@ -21,6 +22,7 @@ DEFINE_double(threshold, -1, "sparse threshold as the executor uses it (default 
 DEFINE_double(spread_threshold, 10, "flag layers whose per-output-channel range spread is above this");
 DEFINE_int32(max_image, 512, "largest heatmap / range plot side in pixels (bigger weights are averaged)");
 DEFINE_bool(images, true, "build heatmaps and range plots");
+DEFINE_bool(canonicalize_zeros, false, "replace -0.0 by +0.0 in InnerProduct weights first (ONNX only; as a compile pass would)");
 DEFINE_bool(quiet, false, "no per-weight lines in the terminal summary");
 
 int main(int argc, char** argv) {
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {
     if (!FLAGS_model.empty()) {
 #ifdef NE_HAVE_COMPILE
       m = ne::compile_onnx(FLAGS_model, {});
+      if (FLAGS_canonicalize_zeros)
+        std::cout << "canonicalize_zeros: " << ne::canonicalize_zeros(m) << " elements -0.0 -> +0.0\n";
       if (m.source.empty()) m.source = FLAGS_model;
 #else
       ne::fail("--model: this build has no ONNX compiler; use --config/--weight");
