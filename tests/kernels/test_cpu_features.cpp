@@ -22,10 +22,18 @@ TEST(CpuFeatures, LatticeIsMonotoneAndCapWorks) {
 
 TEST(CpuFeatures, FeaturesAgreeWithLattice) {
   const auto& f = ne::cpu::features();
-  if (ne::cpu::detected_isa() >= Isa::avx512_core) EXPECT_TRUE(f.avx512f && f.avx512bw && f.os_zmm);
-  if (ne::cpu::detected_isa() >= Isa::avx512_core_vnni) EXPECT_TRUE(f.avx512_vnni);
-  if (ne::cpu::detected_isa() >= Isa::avx512_core_amx) EXPECT_TRUE(f.amx_permitted && f.os_amx);
-  if (!f.amx_tile) EXPECT_LT(ne::cpu::detected_isa(), Isa::avx512_core_amx);
+  if (ne::cpu::detected_isa() >= Isa::avx512_core) {
+    EXPECT_TRUE(f.avx512f && f.avx512bw && f.os_zmm);
+  }
+  if (ne::cpu::detected_isa() >= Isa::avx512_core_vnni) {
+    EXPECT_TRUE(f.avx512_vnni);
+  }
+  if (ne::cpu::detected_isa() >= Isa::avx512_core_amx) {
+    EXPECT_TRUE(f.amx_permitted && f.os_amx);
+  }
+  if (!f.amx_tile) {
+    EXPECT_LT(ne::cpu::detected_isa(), Isa::avx512_core_amx);
+  }
 }
 
 TEST(CpuFeatures, ParseAndDescribe) {

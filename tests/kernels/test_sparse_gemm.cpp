@@ -307,7 +307,9 @@ TEST(SparsePack, RoundTripAndSparsityAllDtypesPatterns) {
           EXPECT_EQ(view.K(), s[0]);
           EXPECT_EQ(view.N(), s[1]);
           EXPECT_EQ(view.pattern(), p);
-          if (p == Pattern::p1x4 || p == Pattern::p4x1) EXPECT_NEAR(view.sparsity(), ref_sparsity(w, p), 1e-12);
+          if (p == Pattern::p1x4 || p == Pattern::p4x1) {
+            EXPECT_NEAR(view.sparsity(), ref_sparsity(w, p), 1e-12);
+          }
         }
 }
 
@@ -430,7 +432,9 @@ TEST(SparseGemmDispatch, FastPathRunsAndCapFallsBack) {
     run_case(nullptr, c, e.p, 0.9, rng, &ran);
     ASSERT_NE(ran, nullptr);
     if (ne::cpu::detected_isa() >= Isa::avx512_core_amx) continue;  // AMX kernels may win there
-    if (ne::cpu::mayiuse(e.need)) EXPECT_STREQ(ran->name, e.name);
+    if (ne::cpu::mayiuse(e.need)) {
+      EXPECT_STREQ(ran->name, e.name);
+    }
     else EXPECT_EQ(ran->isa, Isa::generic) << "no fast path for " << e.name << ": " << ne::cpu::why_not(e.need);
   }
   if (ne::cpu::mayiuse(Isa::avx512_core_vnni) && ne::cpu::detected_isa() < Isa::avx512_core_amx) {
@@ -454,7 +458,9 @@ TEST(SparseGemmDispatch, FastPathRunsAndCapFallsBack) {
   ne::cpu::clear_isa_cap();
   bool saw_isa_reason = false;
   for (auto& d : ch.declined) saw_isa_reason |= d.find("ISA: ") != std::string::npos;
-  if (ne::cpu::detected_isa() >= Isa::avx512_core) EXPECT_TRUE(saw_isa_reason) << ch.summary();
+  if (ne::cpu::detected_isa() >= Isa::avx512_core) {
+    EXPECT_TRUE(saw_isa_reason) << ch.summary();
+  }
   EXPECT_NE(ch.summary().find("chose bsgemm_f32_any_generic__ref"), std::string::npos) << ch.summary();
 }
 
