@@ -3,17 +3,41 @@
 
 #include "compile/onnx_import.hpp"
 #include "compile/passes/passes.hpp"
+#include "compile/quantize.hpp"
 
 namespace ne {
 
+namespace {
+// Rows of the smallest 2-D fp32 table sliced by a Slice op (the position embeddings after
+// fuse_embeddings): generated calibration sequences stay within it. INT64_MAX if none.
+int64_t max_positions(const Model& m) {
+  int64_t r = INT64_MAX;
+  for (auto& op : m.ops)
+    if (op.type == "Slice" && !op.inputs.empty()) {
+      const TensorInfo* t = m.find(op.inputs[0]);
+      if (t && t->is_weight && t->dtype == DType::fp32 && t->shape.size() == 2) r = std::min(r, t->shape[0]);
+    }
+  return r;
+}
+}  // namespace
+
 Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
-  NE_CHECK(opt.precision == "fp32", onnx_path, ": precision '", opt.precision,
-           "' is not supported yet (only fp32; int8 and bf16 are later work)");
+  std::string precision = opt.precision, int8_mode = opt.int8_mode;
+  if (precision == "int8_dynamic") precision = "int8", int8_mode = "dynamic";
+  NE_CHECK(precision == "fp32" || precision == "int8" || precision == "bf16", onnx_path,
+           ": precision '", opt.precision, "' is unknown (fp32 | int8 | int8_dynamic | bf16)");
+  NE_CHECK(int8_mode == "static" || int8_mode == "dynamic", onnx_path, ": int8 mode '", int8_mode,
+           "' is unknown (static | dynamic)");
+  NE_CHECK(opt.int8_src == "u8" || opt.int8_src == "s8", onnx_path, ": int8 activation type '",
+           opt.int8_src, "' is unknown (u8 | s8)");
   NE_CHECK(!opt.transpose, onnx_path, ": --transpose is not supported yet");
   NE_CHECK(!opt.slim, onnx_path, ": --slim is not supported yet");
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
   validate(m);
+  // QDQ / MatMulInteger forms -> s8 InnerProducts, Quantize / Dequantize (always: the raw
+  // ONNX quantization ops are not IR operators).
+  pass::import_qdq(m, opt.fuse);
   if (opt.fuse) {
     for (int round = 0; round < 8; ++round) {
       int changed = pass::fold_constants(m);
@@ -33,6 +57,28 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
       changed += pass::remove_dead_ops(m);
       if (!changed) break;
     }
+  }
+  if (precision == "int8") {
+    QuantOptions q;
+    q.dynamic = int8_mode == "dynamic";
+    q.src_dtype = opt.int8_src == "s8" ? DType::s8 : DType::u8;
+    q.calib_method = opt.calib_method;
+    std::map<std::string, ActRange> ranges;
+    if (!q.dynamic) {
+      pass::finalize_inputs(m);
+      auto srcs = quantizable_srcs(m);
+      if (!srcs.empty()) {
+        std::vector<InputSet> sets =
+            opt.calib_dir.empty()
+                ? generated_calib_sets(m, opt.calib_sets, opt.calib_batch,
+                                       std::min<int64_t>(opt.calib_seq, max_positions(m)))
+                : load_calib_sets(opt.calib_dir, m);
+        ranges = calibrate(m, sets, srcs, q);
+      }
+    }
+    quantize_int8(m, ranges, q);
+  } else if (precision == "bf16") {
+    convert_bf16(m);
   }
   pass::finalize_inputs(m);
   validate(m);

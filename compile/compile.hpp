@@ -16,9 +16,20 @@ struct BoundTensor {
 };
 
 struct CompileOptions {
-  std::string precision = "fp32";  // fp32 only for now (int8 / bf16: later issues)
+  // fp32 | int8 | bf16 (docs/OPS.md "Precision"); "int8_dynamic" = int8 with int8_mode dynamic.
+  // int8: InnerProducts with constant weights become s8 (per-channel symmetric weights) with
+  // src quantized statically (calibrated) or dynamically; every other op stays fp32.
+  // bf16: InnerProduct weights bf16 (RNE), everything else fp32.
+  std::string precision = "fp32";
+  std::string int8_mode = "static";  // static (calibrated src scale) | dynamic (per call)
+  std::string int8_src = "u8";       // u8 asymmetric | s8 symmetric activations
+  std::string calib_method = "minmax";  // minmax | percentile (99.99)
+  // Generated calibration inputs when calib_dir is empty: calib_sets sets of
+  // [calib_batch, calib_seq] (seq capped at the position table's rows).
+  int calib_sets = 4, calib_batch = 2, calib_seq = 128;
   bool transpose = false;          // feature-major sparse chains (later issue)
   bool slim = false;               // remove all-zero channels / heads (later issue)
+  // int8 static calibration inputs: DIR/<input>.npy (one set) or DIR/<set>/<input>.npy.
   std::string calib_dir;
   bool fuse = true;  // false: only lower ONNX ops 1:1 (for tests)
   // Graph inputs replaced by constants before compiling (they disappear from the model's

@@ -1,4 +1,6 @@
-// neural_engine_compile --model model.onnx --output_dir DIR [--precision fp32] [--no_fuse]
+// neural_engine_compile --model model.onnx --output_dir DIR [--precision fp32|int8|int8_dynamic|bf16]
+//   [--int8_mode static|dynamic] [--int8_src u8|s8] [--calib_dir DIR] [--calib_method minmax|percentile]
+//   [--emulate] [--no_fuse]
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -6,11 +8,21 @@
 #include <map>
 
 #include "compile/compile.hpp"
+#include "compile/quantize.hpp"
 
 DEFINE_string(model, "", "ONNX model to compile");
 DEFINE_string(output_dir, "", "directory for conf.yaml and model.bin");
-DEFINE_string(precision, "fp32", "fp32 | int8 | bf16 (only fp32 for now)");
-DEFINE_string(calib_dir, "", "input .npy sets for int8 calibration (later)");
+DEFINE_string(precision, "fp32",
+              "fp32 | int8 | int8_dynamic | bf16: int8 quantizes InnerProducts with constant "
+              "weights (s8 per-channel weights, u8 src), bf16 converts their weights");
+DEFINE_string(int8_mode, "static", "static (calibrated src scales) | dynamic (src_scale: dynamic)");
+DEFINE_string(int8_src, "u8", "int8 activation type: u8 (asymmetric) | s8 (symmetric)");
+DEFINE_string(calib_method, "minmax", "int8 calibration range: minmax | percentile (99.99)");
+DEFINE_string(calib_dir, "",
+              "int8 calibration inputs: DIR/<input>.npy or DIR/<set>/<input>.npy (default: "
+              "4 generated sets of batch 2, seq 128)");
+DEFINE_bool(emulate, false,
+            "write an fp32 model emulating the int8 / bf16 numerics (accuracy studies)");
 DEFINE_bool(transpose, false, "feature-major sparse chains (later)");
 DEFINE_bool(slim, false, "remove all-zero channels and heads (later)");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
@@ -27,10 +39,14 @@ int main(int argc, char** argv) {
     ne::CompileOptions opt;
     opt.precision = FLAGS_precision;
     opt.calib_dir = FLAGS_calib_dir;
+    opt.int8_mode = FLAGS_int8_mode;
+    opt.int8_src = FLAGS_int8_src;
+    opt.calib_method = FLAGS_calib_method;
     opt.transpose = FLAGS_transpose;
     opt.slim = FLAGS_slim;
     opt.fuse = !FLAGS_no_fuse;
     ne::Model m = ne::compile_onnx(FLAGS_model, opt);
+    if (FLAGS_emulate) m = ne::emulate_fp32(m);
     ne::save_ir(m, FLAGS_output_dir);
     std::map<std::string, int> counts;
     for (auto& op : m.ops) counts[op.type]++;

@@ -293,7 +293,8 @@ const std::set<std::string>& simple_ops() {
       "ConstantOfShape",       "Range",     "Identity",  "Dropout",  "ReduceMean", "ReduceSum",
       "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare", "ArgMax", "ArgMin",
       "Constant", "Sum",       "Max",       "Min",       "Mean",     "LogSoftmax", "Size",
-      "CastLike", "ReduceL1",  "ReduceLogSum", "ReduceLogSumExp"};
+      "CastLike", "ReduceL1",  "ReduceLogSum", "ReduceLogSumExp", "QuantizeLinear",
+      "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear"};
   return t;
 }
 
@@ -436,6 +437,21 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
       emit(nm, "InnerProduct", in, out);
     else
       emit(nm, "Matmul", in, out);
+    return true;
+  }
+  // Quantization ops: lowered with their ONNX inputs; pass::import_qdq turns them into
+  // s8 InnerProducts or OPS.md Quantize / Dequantize (compile/passes/qdq_import.cpp).
+  if (t == "QuantizeLinear" || t == "DequantizeLinear") {
+    if (a.count("saturate") || a.count("block_size")) {
+      *why = "float8 / blocked quantization";
+      return false;
+    }
+    auto& op = emit(nm, t == "QuantizeLinear" ? "Quantize" : "Dequantize", in, out);
+    if (a.count("axis")) op.set_attr("axis", std::to_string(A_INT("axis", 1)));
+    return true;
+  }
+  if (t == "MatMulInteger" || t == "DynamicQuantizeLinear") {
+    emit(nm, t, in, out);
     return true;
   }
   if (t == "Gemm") {

@@ -26,7 +26,14 @@ bool has_sum(const OpInfo& ip) {
   for (auto& p : post_ops(ip)) if (p == "sum") return true;
   return false;
 }
-bool has_bias(const OpInfo& ip) { return ip.inputs.size() == (has_sum(ip) ? 4u : 3u); }
+// Inputs before the bias: src, weight, and weight_scale for an s8 weight (docs/OPS.md).
+size_t fixed_inputs(const Model& m, const OpInfo& ip) {
+  const TensorInfo* w = ip.inputs.size() > 1 ? m.find(ip.inputs[1]) : nullptr;
+  return w && w->dtype == DType::s8 ? 3 : 2;
+}
+bool has_bias(const Model& m, const OpInfo& ip) {
+  return ip.inputs.size() == fixed_inputs(m, ip) + (has_sum(ip) ? 2u : 1u);
+}
 
 // A single-use InnerProduct producing t (nullptr otherwise).
 OpInfo* ip_of(Graph& g, const std::string& t) {
@@ -59,7 +66,7 @@ int fuse_inner_product(Model& m) {
     if (is_binary(&op, "add")) {
       for (int s = 0; s < 2; ++s) {
         OpInfo* ip = ip_of(g, op.inputs[s]);
-        if (!ip || has_bias(*ip) || !post_ops(*ip).empty()) continue;
+        if (!ip || has_bias(m, *ip) || !post_ops(*ip).empty()) continue;
         const TensorInfo* b = m.find(op.inputs[1 - s]);
         const TensorInfo* w = m.find(ip->inputs[1]);
         if (!b || !b->is_weight || b->dtype != DType::fp32 || b->shape.size() != 1 ||
@@ -67,7 +74,8 @@ int fuse_inner_product(Model& m) {
           continue;
         OpInfo f = *ip;
         f.name = op.name;
-        f.inputs = {ip->inputs[0], ip->inputs[1], op.inputs[1 - s]};
+        f.inputs.assign(ip->inputs.begin(), ip->inputs.begin() + fixed_inputs(m, *ip));
+        f.inputs.push_back(op.inputs[1 - s]);
         f.outputs = op.outputs;
         op = f;
         ++n;

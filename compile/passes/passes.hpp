@@ -29,6 +29,11 @@ int fold_unsqueeze(Model& m);
 // Embeddings: Gather(position_table, Slice(arange, 0, seq)) -> Slice of the table itself.
 int fuse_embeddings(Model& m);
 
+// ONNX quantization ops -> s8 InnerProducts (QDQ MatMul, MatMulInteger + DynamicQuantizeLinear;
+// only when `fuse`), folded constants, and per-tensor Quantize / Dequantize fake-quant pairs.
+// See qdq_import.cpp. Throws ne::Error for forms it cannot express.
+int import_qdq(Model& m, bool fuse);
+
 // Lists the weights in the Input op (after the model inputs), drops weights nobody uses.
 void finalize_inputs(Model& m);
 
