@@ -203,8 +203,8 @@ TensorInfo& Model::add_weight(const std::string& n, DType dt, const Shape& shape
            "': ", bytes.size(), " bytes do not match shape ", shape_str(shape), " of ",
            dtype_name(dt));
   auto holder = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
-  const size_t n = holder->size();
-  if (n == 0) holder->push_back(0);  // zero-element weights still get a valid (unused) pointer
+  const size_t nb = holder->size();
+  if (nb == 0) holder->push_back(0);  // zero-element weights still get a valid (unused) pointer
   TensorInfo& t = tensors[n];
   t = TensorInfo();
   t.name = n;
@@ -212,7 +212,7 @@ TensorInfo& Model::add_weight(const std::string& n, DType dt, const Shape& shape
   t.shape = shape;
   t.has_shape = true;
   t.is_weight = true;
-  t.nbytes = n;
+  t.nbytes = nb;
   t.data = holder->data();
   t.holder = holder;
   return t;

@@ -16,12 +16,15 @@ class SparseIp : public IpStrategy {
   SparseIp(const IpProblem& p, const SparseDecision& d, sparse::Act act, bool sum)
       : p_(p), act_(act), sum_(sum) {
     const int K = int(p.K), N = int(p.N);
+    std::vector<uint8_t> canon;
+    const float* W = static_cast<const float*>(
+        canonical_zeros(p.weight, sparse::DType::f32, size_t(p.K) * size_t(p.N), &canon));
     std::string key = "bsgemm:f32:" + std::string(sparse::pattern_name(d.best)) + ":" + std::to_string(K) +
                       "x" + std::to_string(N) + ":" +
-                      hex64(hash_bytes(p.weight, size_t(p.K) * size_t(p.N) * sizeof(float)));
+                      hex64(hash_bytes(W, size_t(p.K) * size_t(p.N) * sizeof(float)));
     buf_ = find_packed(key);
     if (!buf_) {
-      sparse::PackedWeight tmp = sparse::PackedWeight::pack(p.weight, K, N, d.best);
+      sparse::PackedWeight tmp = sparse::PackedWeight::pack(W, K, N, d.best);
       buf_ = get_packed(key, tmp.pack_size(),
                         [&](uint8_t* dst) { std::memcpy(dst, tmp.pack_bytes(), tmp.pack_size()); });
     }
