@@ -86,12 +86,26 @@ struct Executor::Impl {
     return i;
   }
 
+  // An op whose weight (input 1) is not fp32 is created from the variant registered as
+  // "<type>.<dtype>" when there is one ("InnerProduct.s8", "InnerProduct.bf16"), else "<type>".
+  std::unique_ptr<Operator> make_op(const OpInfo& op) const {
+    if (op.inputs.size() > 1) {
+      const TensorInfo* w = model.find(op.inputs[1]);
+      if (w && w->is_weight && w->dtype != DType::fp32) {
+        OpInfo v = op;
+        v.type = op.type + "." + dtype_name(w->dtype);
+        if (auto o = create_op(v)) return o;
+      }
+    }
+    return create_op(op);
+  }
+
   void build() {
     validate(model);
     // Unknown op types: one message listing all of them.
     std::map<std::string, std::vector<std::string>> unknown;
     for (auto& op : model.ops)
-      if (op.type != "Input" && op.type != "Output" && !create_op(op)) unknown[op.type].push_back(op.name);
+      if (op.type != "Input" && op.type != "Output" && !make_op(op)) unknown[op.type].push_back(op.name);
     if (!unknown.empty()) {
       std::string msg = model.source + ": unknown operator type(s): ";
       bool first = true;
@@ -128,7 +142,7 @@ struct Executor::Impl {
     for (auto& op : model.ops) {
       if (op.type == "Input" || op.type == "Output") continue;
       Node nd;
-      nd.op = create_op(op);
+      nd.op = make_op(op);
       nd.op->set_config(opt.op);
       for (auto& n : op.inputs) nd.in.push_back(n.empty() ? -1 : tensor_id(n));
       for (auto& n : op.outputs) nd.out.push_back(tensor_id(n));
