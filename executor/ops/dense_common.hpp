@@ -29,5 +29,9 @@ void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n
 // Element-wise over n floats.
 void gelu_erf_avx512(const float* src, float* dst, int64_t n);
 void gelu_tanh_avx512(const float* src, float* dst, int64_t n);
+void gelu_erf_portable(const float* src, float* dst, int64_t n);
+void gelu_tanh_portable(const float* src, float* dst, int64_t n);
+// Gelu over n floats, split over the OpenMP threads, AVX-512 when use_avx512().
+void gelu_parallel(bool tanh_form, const float* src, float* dst, int64_t n);
 
 }  // namespace ne::dense

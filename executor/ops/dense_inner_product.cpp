@@ -67,6 +67,8 @@ using dt = memory::data_type;
 class OnednnIp : public IpStrategy {
  public:
   explicit OnednnIp(const IpProblem& p) : p_(p) {
+    // All post-ops stay fused in the oneDNN epilogue. (Tried: a trailing gelu_erf as our own
+    // AVX-512 pass over dst after the primitive — 12% slower on 768->3072, M=128 and 1024.)
     dnnl::post_ops po;
     for (IpPostKind k : p.post) {
       switch (k) {

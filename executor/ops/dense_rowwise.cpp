@@ -48,18 +48,6 @@ void layernorm_rows_portable(const float* src, float* dst, int64_t rows, int64_t
   }
 }
 
-// 0.5x(1+erf(x/sqrt2)) = 0.5x*erfc(-x/sqrt2): erfcf keeps the negative tail accurate.
-void gelu_erf_portable(const float* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = 0.5f * src[i] * std::erfc(-src[i] * 0.70710678118654752f);
-}
-void gelu_tanh_portable(const float* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = src[i];
-    const float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    dst[i] = x / (1.f + std::exp(-2.f * y));
-  }
-}
-
 // Splits [0, rows) over the OpenMP threads; f(begin, end).
 template <class F>
 void parallel_rows(int64_t rows, int64_t row_cost, F f) {
@@ -267,20 +255,7 @@ class GeluOp : public Operator {
   }
 
   void forward(const TensorList& in, const TensorList& out) override {
-    const int64_t n = in[0]->numel();
-    const float* src = in[0]->ptr<float>();
-    float* dst = out[0]->ptr<float>();
-    const bool v = dense::use_avx512();
-    const int64_t chunk = 4096;
-    parallel_rows((n + chunk - 1) / chunk, chunk * 16, [&](int64_t b, int64_t e) {
-      const int64_t lo = b * chunk, hi = std::min(n, e * chunk);
-      if (v)
-        tanh_ ? dense::gelu_tanh_avx512(src + lo, dst + lo, hi - lo)
-              : dense::gelu_erf_avx512(src + lo, dst + lo, hi - lo);
-      else
-        tanh_ ? gelu_tanh_portable(src + lo, dst + lo, hi - lo)
-              : gelu_erf_portable(src + lo, dst + lo, hi - lo);
-    });
+    dense::gelu_parallel(tanh_, in[0]->ptr<float>(), out[0]->ptr<float>(), in[0]->numel());
   }
 
  private:
@@ -288,6 +263,31 @@ class GeluOp : public Operator {
 };
 
 }  // namespace
+
+namespace dense {
+// 0.5x(1+erf(x/sqrt2)) = 0.5x*erfc(-x/sqrt2): erfcf keeps the negative tail accurate.
+void gelu_erf_portable(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = 0.5f * src[i] * std::erfc(-src[i] * 0.70710678118654752f);
+}
+void gelu_tanh_portable(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = src[i];
+    const float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    dst[i] = x / (1.f + std::exp(-2.f * y));
+  }
+}
+void gelu_parallel(bool tanh_form, const float* src, float* dst, int64_t n) {
+  const bool v = use_avx512();
+  const int64_t chunk = 4096;
+  parallel_rows((n + chunk - 1) / chunk, chunk * 16, [&](int64_t b, int64_t e) {
+    const int64_t lo = b * chunk, hi = std::min(n, e * chunk);
+    if (v)
+      tanh_form ? gelu_tanh_avx512(src + lo, dst + lo, hi - lo) : gelu_erf_avx512(src + lo, dst + lo, hi - lo);
+    else
+      tanh_form ? gelu_tanh_portable(src + lo, dst + lo, hi - lo) : gelu_erf_portable(src + lo, dst + lo, hi - lo);
+  });
+}
+}  // namespace dense
 
 NE_REGISTER_OP("Softmax", SoftmaxOp);
 NE_REGISTER_OP("LayerNorm", LayerNormOp);
