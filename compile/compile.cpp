@@ -1,6 +1,10 @@
 // compile_onnx: load -> lower -> (fold, fuse) -> finalize.
 #include "compile/compile.hpp"
 
+#include <cstdio>
+
+#include "compile/passes/slim.hpp"
+
 #include "compile/onnx_import.hpp"
 #include "compile/passes/passes.hpp"
 #include "compile/quantize.hpp"
@@ -31,7 +35,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
   NE_CHECK(opt.int8_src == "u8" || opt.int8_src == "s8", onnx_path, ": int8 activation type '",
            opt.int8_src, "' is unknown (u8 | s8)");
   NE_CHECK(!opt.transpose, onnx_path, ": --transpose is not supported yet");
-  NE_CHECK(!opt.slim, onnx_path, ": --slim is not supported yet");
+  NE_CHECK(!opt.slim || opt.fuse, onnx_path, ": --slim works on the fused graph (drop --no_fuse)");
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
   validate(m);
@@ -57,6 +61,14 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
       changed += pass::remove_dead_ops(m);
       if (!changed) break;
     }
+  }
+  // Pruning leaves -0.0 where negative weights were zeroed: make them +0 so block sparsity
+  // (bitwise zeros) sees them, in the IR and in every later tool.
+  canonicalize_zeros(m);
+  if (opt.slim) {
+    SlimStats st;
+    slim_model(m, &st);
+    std::fprintf(stderr, "[slim] %s\n", st.summary().c_str());
   }
   if (precision == "int8") {
     QuantOptions q;

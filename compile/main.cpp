@@ -24,7 +24,7 @@ DEFINE_string(calib_dir, "",
 DEFINE_bool(emulate, false,
             "write an fp32 model emulating the int8 / bf16 numerics (accuracy studies)");
 DEFINE_bool(transpose, false, "feature-major sparse chains (later)");
-DEFINE_bool(slim, false, "remove all-zero channels and heads (later)");
+DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
 
 int main(int argc, char** argv) {

@@ -117,3 +117,26 @@ TEST(CommandLineBadInput, ClearErrorsAndNonZeroExit) {
     EXPECT_NE(out.find("error: "), std::string::npos) << c.name << "\n" << out;
   }
 }
+
+// neural_engine_compile --slim, then neural_engine on the IR: same outputs as the reference.
+TEST(CompileCommandLine, SlimKeepsOutputs) {
+  const std::string m = std::string(NE_TEST_DATA) + "/models/tiny_channel_50";
+  const std::string compiler = std::string(NE_BIN_DIR) + "/neural_engine_compile";
+  std::string d = ne_test::tmp_dir("slimcli");
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + m + "/model.onnx --slim --output_dir " + d + "/ir", &out), 0) << out;
+  EXPECT_NE(out.find("[slim]"), std::string::npos) << out;
+  std::string in = " --input input_ids=" + m + "/inputs/input_ids.npy,attention_mask=" + m +
+                   "/inputs/attention_mask.npy,token_type_ids=" + m + "/inputs/token_type_ids.npy";
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --config " + d + "/ir/conf.yaml --weight " + d + "/ir/model.bin" + in +
+                                 " --output_dir " + d + "/out --iterations 1 --w 0",
+                             &out),
+            0)
+      << out;
+  ne::NpyArray a = ne::read_npy(d + "/out/last_hidden_state.npy");
+  ne::HostTensor h;
+  h.dtype = a.dtype;
+  h.shape = a.shape;
+  h.bytes = a.bytes;
+  expect_close(h, ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+}
