@@ -41,8 +41,8 @@ std::string read_all(const std::string& p) {
 }
 }  // namespace
 
-void instance_barrier() {
-  const char* e = std::getenv("NE_BARRIER_FDS");
+void instance_barrier(const char* var) {
+  const char* e = std::getenv(var);
   if (!e) return;
   int rd = -1, wr = -1;
   if (std::sscanf(e, "%d,%d", &rd, &wr) != 2) return;
@@ -55,14 +55,17 @@ void instance_barrier() {
   close(rd);
 }
 
+void instance_barrier() { instance_barrier("NE_BARRIER_FDS"); }
+void instance_barrier_end() { instance_barrier("NE_BARRIER_END_FDS"); }
+
 int launch_instances(int n, int c, const std::vector<std::string>& args, const std::string& report_json) {
   NE_CHECK(n > 0 && c > 0, "--instances and --cores_per_instance must be positive");
   std::vector<int> cpus = allowed_cpus();
   NE_CHECK(size_t(n) * size_t(c) <= cpus.size(), "--instances ", n, " x --cores_per_instance ", c, " = ",
            n * c, " cores, but this process may use only ", cpus.size(), " cores");
   bool numactl = have_numactl();
-  int ready[2], go[2];
-  NE_CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe failed");
+  int ready[2], go[2], ready2[2], go2[2];
+  NE_CHECK(pipe(ready) == 0 && pipe(go) == 0 && pipe(ready2) == 0 && pipe(go2) == 0, "pipe failed");
   char self[4096];
   ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
   NE_CHECK(len > 0, "cannot find this binary (/proc/self/exe)");
@@ -82,6 +85,10 @@ int launch_instances(int n, int c, const std::vector<std::string>& args, const s
     if (pid == 0) {
       close(ready[0]);
       close(go[1]);
+      close(ready2[0]);
+      close(go2[1]);
+      std::string fds2 = std::to_string(go2[0]) + "," + std::to_string(ready2[1]);
+      setenv("NE_BARRIER_END_FDS", fds2.c_str(), 1);
       setenv("OMP_NUM_THREADS", std::to_string(c).c_str(), 1);
       const char* ws = std::getenv("WEIGHT_SHARING");
       if (!ws) setenv("WEIGHT_SHARING", "1", 1);
@@ -113,12 +120,19 @@ int launch_instances(int n, int c, const std::vector<std::string>& args, const s
   }
   close(ready[1]);
   close(go[0]);
-  // Wait until every instance is warm (or has died), then release them together.
+  close(ready2[1]);
+  close(go2[0]);
+  // Wait until every instance is warm (or has died), then release them together; likewise at
+  // the end, so each reads its memory figures while all the others still map the weights.
   int got = 0;
   char ch;
   while (got < n && read(ready[0], &ch, 1) == 1) ++got;
   close(go[1]);
   close(ready[0]);
+  got = 0;
+  while (got < n && read(ready2[0], &ch, 1) == 1) ++got;
+  close(go2[1]);
+  close(ready2[0]);
   int failed = 0;
   for (int i = 0; i < n; ++i) {
     int st = 0;

@@ -12,4 +12,6 @@ int launch_instances(int instances, int cores_per_instance, const std::vector<st
 // Called by an instance after its warm-up: blocks until every instance is ready (no-op when not
 // started by the launcher).
 void instance_barrier();
+// Called after the memory figures are read: holds every instance until all have read theirs.
+void instance_barrier_end();
 }  // namespace ne

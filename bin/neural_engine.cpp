@@ -236,6 +236,7 @@ int run() {
     ne::MemoryStats ms = ex.memory();
     ne::ProcMem pm = ne::read_proc_mem(mapped_path);
     ne::ProcMem pk = ne::read_proc_mem(ne::mapped_cache_paths());
+    ne::instance_barrier_end();
     std::ofstream f(FLAGS_report_json);
     NE_CHECK(f.good(), FLAGS_report_json, ": cannot open for writing");
     f << std::setprecision(6) << "{\n";
@@ -248,7 +249,7 @@ int run() {
     f << "  \"memory\": {\"weight_bytes\": " << ms.weight_bytes << ", \"weight_mapped_bytes\": " << pm.file_size
       << ", \"weight_resident_bytes\": " << pm.file_rss << ", \"weight_pss_bytes\": " << pm.file_pss
       << ", \"packed_mapped_bytes\": " << pk.file_size << ", \"packed_resident_bytes\": " << pk.file_rss
-      << ", \"packed_pss_bytes\": " << pk.file_pss << ", \"weight_sharing\": " << (ne::weight_sharing_enabled() ? 1 : 0)
+      << ", \"packed_pss_bytes\": " << pk.file_pss << ", \"packed_private_bytes\": " << ne::private_packed_bytes() << ", \"weight_sharing\": " << (ne::weight_sharing_enabled() ? 1 : 0)
       << ", \"private_bytes\": " << pm.private_bytes << ", \"rss_bytes\": " << pm.rss
       << ", \"arena_bytes\": " << ms.arena_bytes << ", \"peak_live_activation_bytes\": " << ms.peak_live_bytes << "},\n";
     f << "  \"profile\": [\n";
@@ -260,6 +261,7 @@ int run() {
     }
     f << "  ]\n}\n";
   }
+  else ne::instance_barrier_end();
   return 0;
 }
 

@@ -78,6 +78,9 @@ class MappedBlob : public Blob {
     }
     ::close(fd);
   }
+  void release_resident() const override {
+    if (data_) madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+  }
   ~MappedBlob() override {
     if (data_) munmap(const_cast<uint8_t*>(data_), size_);
   }

@@ -17,6 +17,9 @@ class Blob {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }  // file it came from ("" if in memory)
+  // Drops this process's resident pages of a mapped file (they fault back in from the page
+  // cache when touched); no-op for owned buffers.
+  virtual void release_resident() const {}
 
  protected:
   const uint8_t* data_ = nullptr;
@@ -68,6 +71,7 @@ struct Model {
   std::vector<OpInfo> ops;                    // execution order; includes Input and Output ops
   std::map<std::string, TensorInfo> tensors;  // every tensor with known info (all weights)
   std::string source;                         // where it was loaded from, for messages
+  std::shared_ptr<Blob> blob;                 // the mapped model.bin (null for in-memory models)
 
   // Non-weight outputs of Input ops: the model's inputs, in order.
   std::vector<std::string> input_names() const;

@@ -132,7 +132,7 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
       OpInfo op;
       NE_CHECK(it->first.IsScalar(), conf_path, ": operator name must be a string");
       op.name = it->first.Scalar();
-      const YAML::Node& body = it->second;
+      const YAML::Node body = it->second;  // a copy: it-> points into a temporary
       NE_CHECK(body.IsMap(), conf_path, ": operator '", op.name, "' must be a map");
       NE_CHECK(body["type"] && body["type"].IsScalar(), conf_path, ": operator '", op.name,
                "' has no 'type'");
@@ -187,6 +187,7 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
     t.data = blob->data() + t.offset;
     t.holder = blob;
   }
+  m.blob = blob;
   validate(m);
   return m;
 }

@@ -141,6 +141,8 @@ struct Executor::Impl {
     for (size_t i = 0; i < names.size(); ++i) plan_const[i] = weight[i];
     for (auto& op : model.ops) {
       if (op.type == "Input" || op.type == "Output") continue;
+      // Operators index their outputs from 0 without checking: a model must give one.
+      NE_CHECK(!op.outputs.empty(), model.source, ": operator '", op.name, "' (", op.type, ") has no outputs");
       Node nd;
       nd.op = make_op(op);
       nd.op->set_config(opt.op);
@@ -172,6 +174,9 @@ struct Executor::Impl {
       nd.prof.kernel = nd.op->kernel();
       nd.prof.reason = nd.op->reason();
     }
+    // Weights were read (and packed) during init; pages of model.bin that the ops use in place
+    // fault back in on first use, the rest (weights now held packed) stop counting as resident.
+    if (model.blob) model.blob->release_resident();
   }
 
   TensorList list(Plan& p, const std::vector<int>& ids) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +35,7 @@ struct Header {
 };
 
 std::mutex g_mu;
+std::atomic<size_t> g_private_bytes{0};
 std::set<std::string> g_paths;
 
 class PrivateBuffer : public PackedBuffer {
@@ -43,8 +45,12 @@ class PrivateBuffer : public PackedBuffer {
     if (!p) fail("out of memory packing weights (", n, " bytes)");
     data_ = static_cast<uint8_t*>(p);
     size_ = n;
+    g_private_bytes += n;
   }
-  ~PrivateBuffer() override { std::free(const_cast<uint8_t*>(data_)); }
+  ~PrivateBuffer() override {
+    g_private_bytes -= size_;
+    std::free(const_cast<uint8_t*>(data_));
+  }
   uint8_t* mut() { return const_cast<uint8_t*>(data_); }
 };
 
@@ -193,6 +199,8 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
   }
   uint8_t* payload = static_cast<uint8_t*>(p) + kHeader;
   build(payload);
+  // Test hook: die the way a `kill -9` during packing would, temp file written, not published.
+  if (std::getenv("NE_TEST_DIE_WHILE_PACKING")) raise(SIGKILL);
   Header h{};
   h.magic = kMagic;
   h.version = kVersion;
@@ -225,6 +233,8 @@ std::shared_ptr<const PackedBuffer> find_packed(const std::string& key) {
   }
   return b;
 }
+
+size_t private_packed_bytes() { return g_private_bytes.load(); }
 
 std::string mapped_cache_paths() {
   std::lock_guard<std::mutex> g(g_mu);

@@ -46,6 +46,10 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
 // WEIGHT_SHARING always nullptr.
 std::shared_ptr<const PackedBuffer> find_packed(const std::string& key);
 
+// Bytes of packed weights held in private memory by this process (no WEIGHT_SHARING, or an
+// unwritable cache dir).
+size_t private_packed_bytes();
+
 // All cache files mapped by this process (for memory reports), ':'-separated.
 std::string mapped_cache_paths();
 

@@ -140,3 +140,57 @@ TEST(CompileCommandLine, SlimKeepsOutputs) {
   h.bytes = a.bytes;
   expect_close(h, ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
 }
+
+// Weight sharing across processes: an instance killed while packing, or in the middle of its
+// runs, leaves nothing that breaks the next start, which gives correct outputs.
+TEST(WeightSharingCommandLine, KilledInstancesDoNotBreakTheNextStart) {
+  std::string cache = ne_test::tmp_dir("wscache");
+  std::string d = ne_test::tmp_dir("wsout");
+  std::string env = "WEIGHT_SHARING=1 NE_CACHE_DIR=" + cache + " ";
+  std::string run = kBin + " --config " + kHand + "/conf.yaml --weight " + kHand + "/model.bin --input input_ids=" +
+                    kHand + "/input_ids.npy,position_ids=" + kHand + "/position_ids.npy";
+  std::string out;
+  // 1. killed while packing
+  int rc = ne_test::run_cmd(env + "NE_TEST_DIE_WHILE_PACKING=1 " + run + " --iterations 1 --w 0", &out);
+  EXPECT_EQ(rc, 128 + 9) << out;
+  ne_test::run_cmd("ls " + cache, &out);
+  EXPECT_NE(out.find(".tmp."), std::string::npos) << "expected the dead packer's temp file: " << out;
+  // 2. killed mid-run (SIGKILL while iterating)
+  rc = ne_test::run_cmd("timeout -s KILL 1 env " + env + run + " --iterations 100000000 --w 0", &out);
+  EXPECT_EQ(rc, 128 + 9) << out;
+  // 3. the next start: correct outputs, no stale temp files
+  rc = ne_test::run_cmd(env + run + " --output_dir " + d + " --iterations 2 --w 1 --report_json " + d + "/r.json", &out);
+  ASSERT_EQ(rc, 0) << out;
+  ne::NpyArray a = ne::read_npy(d + "/x2.npy");
+  ne::HostTensor h;
+  h.dtype = a.dtype;
+  h.shape = a.shape;
+  h.bytes = a.bytes;
+  expect_close(h, ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
+  ne_test::run_cmd("ls " + cache, &out);
+  EXPECT_EQ(out.find(".tmp."), std::string::npos) << out;
+  EXPECT_NE(out.find(".pack"), std::string::npos) << out;
+  std::string js = ne_test::read_file(d + "/r.json");
+  EXPECT_NE(js.find("\"weight_sharing\": 1"), std::string::npos) << js;
+  EXPECT_NE(js.find("\"packed_private_bytes\": 0"), std::string::npos) << js;
+}
+
+// The launcher: two instances, each on its own core, one summary.
+TEST(LauncherCommandLine, TwoInstancesSummary) {
+  std::string cache = ne_test::tmp_dir("lcache");
+  std::string out;
+  int rc = ne_test::run_cmd("NE_CACHE_DIR=" + cache + " " + kBin + " --config " + kHand + "/conf.yaml --weight " +
+                                kHand + "/model.bin --instances 2 --cores_per_instance 1 --batch_size 2 --seq_len 8"
+                                " --iterations 3 --w 1",
+                            &out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(" Instance 0"), std::string::npos) << out;
+  EXPECT_NE(out.find(" Instance 1"), std::string::npos) << out;
+  EXPECT_NE(out.find(" Instances is 2 x 1 cores"), std::string::npos) << out;
+  // Too many cores is refused clearly.
+  rc = ne_test::run_cmd(kBin + " --config " + kHand + "/conf.yaml --weight " + kHand +
+                            "/model.bin --instances 64 --cores_per_instance 64",
+                        &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("cores"), std::string::npos) << out;
+}
