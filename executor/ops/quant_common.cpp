@@ -1,0 +1,140 @@
+// Portable bodies and OpenMP wrappers of the quantization helpers (quant_common.hpp).
+#include "executor/ops/quant_common.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu_features.hpp"
+
+namespace ne::quant {
+namespace {
+
+std::atomic<bool> g_force_portable{false};
+
+// Split [0, n) into per-thread chunks of at least `grain` elements (a multiple of 64).
+template <class F>
+void parallel_chunks(int64_t n, F&& f) {
+  const int64_t grain = 1 << 15;
+  const int nt = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, n / grain)));
+  if (nt <= 1) {
+    f(int64_t(0), n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int64_t per = (n + T - 1) / T;
+    per = (per + 63) / 64 * 64;
+    const int64_t b = std::min<int64_t>(n, int64_t(t) * per), e = std::min<int64_t>(n, b + per);
+    if (e > b) f(b, e);
+  }
+}
+
+void minmax_portable(const float* x, int64_t n, float* mn, float* mx) {
+  float a = std::numeric_limits<float>::infinity(), b = -a;
+  for (int64_t i = 0; i < n; ++i) {
+    a = x[i] < a ? x[i] : a;
+    b = x[i] > b ? x[i] : b;
+  }
+  *mn = a, *mx = b;
+}
+
+template <class T>
+void quantize_portable(const float* x, T* q, int64_t n, float scale, int zp) {
+  const float lo = float(std::numeric_limits<T>::min()), hi = float(std::numeric_limits<T>::max());
+  const float fzp = float(zp);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::nearbyint(x[i] / scale) + fzp;
+    if (!(v >= lo)) v = lo;  // also NaN -> lo, as the AVX-512 body (max_ps takes the 2nd operand)
+    if (v > hi) v = hi;
+    q[i] = T(v);
+  }
+}
+
+inline uint16_t bf16_rne(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+}  // namespace
+
+void force_portable(bool on) { g_force_portable = on; }
+bool use_avx512() { return !g_force_portable && ne::cpu::mayiuse(ne::cpu::Isa::avx512_core); }
+
+void dynamic_qparams(float mn, float mx, bool is_signed, float* scale, int* zero_point) {
+  mn = std::min(mn, 0.f);
+  mx = std::max(mx, 0.f);
+  if (is_signed) {
+    const float a = std::max(std::fabs(mn), std::fabs(mx));
+    *scale = a > 0 && std::isfinite(a) ? a / 127.f : 1.f;
+    *zero_point = 0;
+    return;
+  }
+  const float s = (mx - mn) / 255.f;
+  if (!(s > 0) || !std::isfinite(s)) {
+    *scale = 1.f;
+    *zero_point = 0;
+    return;
+  }
+  *scale = s;
+  *zero_point = int(std::max(0.f, std::min(255.f, std::nearbyint(-mn / s))));
+}
+
+void minmax(const float* x, int64_t n, float* mn, float* mx) {
+  float a = std::numeric_limits<float>::infinity(), b = -a;
+  const bool v = use_avx512();
+  const int nt = omp_get_max_threads();
+  std::vector<float> lo(size_t(nt), a), hi(size_t(nt), b);
+  parallel_chunks(n, [&](int64_t s, int64_t e) {
+    float l, h;
+    if (v) minmax_avx512(x + s, e - s, &l, &h);
+    else minmax_portable(x + s, e - s, &l, &h);
+    lo[size_t(omp_get_thread_num())] = l;
+    hi[size_t(omp_get_thread_num())] = h;
+  });
+  for (int t = 0; t < nt; ++t) a = std::min(a, lo[size_t(t)]), b = std::max(b, hi[size_t(t)]);
+  *mn = a, *mx = b;
+}
+
+void quantize(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
+  const bool v = use_avx512();
+  parallel_chunks(n, [&](int64_t s, int64_t e) {
+    if (v) {
+      quantize_avx512(x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp, is_signed);
+    } else if (is_signed) {
+      quantize_portable(x + s, static_cast<int8_t*>(q) + s, e - s, scale, zp);
+    } else {
+      quantize_portable(x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp);
+    }
+  });
+}
+
+void to_bf16(const float* x, uint16_t* y, int64_t n) {
+  const bool v = use_avx512();
+  parallel_chunks(n, [&](int64_t s, int64_t e) {
+    if (v) {
+      to_bf16_avx512(x + s, y + s, e - s);
+    } else {
+      for (int64_t i = s; i < e; ++i) y[i] = bf16_rne(x[i]);
+    }
+  });
+}
+
+void from_bf16(const uint16_t* x, float* y, int64_t n) {
+  parallel_chunks(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) {
+      uint32_t u = uint32_t(x[i]) << 16;
+      std::memcpy(&y[i], &u, 4);
+    }
+  });
+}
+
+}  // namespace ne::quant

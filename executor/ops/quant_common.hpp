@@ -1,0 +1,38 @@
+// Shared helpers of the int8 / bf16 operators (InnerProduct.s8, InnerProduct.bf16, Quantize,
+// Dequantize): per-tensor quantization of fp32 activations, the dynamic (per call) scale and zero
+// point, fp32 -> bf16. Compiled without ISA flags; the AVX-512 bodies live in
+// quant_kernels_avx512.cpp and run only after ne::cpu::mayiuse(avx512_core).
+//
+// Rounding is round-half-to-even everywhere (ONNX QuantizeLinear): q = sat(nearbyint(x / scale) + zp)
+// — x / scale is a true division (as ONNX Runtime's MLAS computes it), not x * (1 / scale).
+#pragma once
+#include <cstdint>
+
+namespace ne::quant {
+
+// The activation quantization parameters ONNX Runtime's DynamicQuantizeLinear computes from a
+// tensor's min and max (range widened to include 0): u8 scale = (max − min) / 255,
+// zp = sat(nearbyint(−min / scale)); s8 (symmetric) scale = max|.| / 127, zp = 0. A zero range
+// gives scale 1, zp 0.
+void dynamic_qparams(float mn, float mx, bool is_signed, float* scale, int* zero_point);
+
+// min and max of x[0..n) (n > 0; NaNs ignored), split over the OpenMP threads.
+void minmax(const float* x, int64_t n, float* mn, float* mx);
+
+// q[i] = sat(nearbyint(x[i] / scale) + zp) to u8 (is_signed false) or s8, split over threads.
+void quantize(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
+
+// y[i] = bf16(x[i]) (round to nearest even, NaN kept quiet), split over threads.
+void to_bf16(const float* x, uint16_t* y, int64_t n);
+void from_bf16(const uint16_t* x, float* y, int64_t n);
+
+// Tests: force the portable loops (true) or go back to CPU detection (false).
+void force_portable(bool on);
+bool use_avx512();
+
+// Single-threaded bodies (the parallel wrappers above split n over threads and call these).
+void minmax_avx512(const float* x, int64_t n, float* mn, float* mx);
+void quantize_avx512(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
+void to_bf16_avx512(const float* x, uint16_t* y, int64_t n);
+
+}  // namespace ne::quant

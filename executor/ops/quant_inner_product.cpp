@@ -1,0 +1,581 @@
+// InnerProduct.s8 and InnerProduct.bf16 (docs/OPS.md "Precision"): the InnerProduct variants the
+// executor creates when the weight (input 1) is s8 or bf16.
+//
+//   s8:   src fp32 -> u8/s8 (static src_scale / src_zero_point, or `dynamic`: per call from src's
+//         min/max as ONNX Runtime's DynamicQuantizeLinear), or src already u8/s8;
+//         acc[m,n] = Σ_k q[m,k]·W[k,n] (int32); y = acc·(s·ws[n]) + bias'[n] with the zero point
+//         folded into the bias: bias'[n] = bias[n] − s·ws[n]·zp·colsum[n] (colsum = Σ_k W[k,n]);
+//         then the post-ops in append_op order; output fp32 or requantized u8/s8.
+//   bf16: src fp32 -> bf16 (RNE) or src bf16; bf16 products, fp32 accumulation, fp32 epilogue;
+//         output fp32 (or bf16).
+//
+// Strategies, chosen once at init():
+//   sparse: decide_sparse() above the threshold and the post-ops in the kernel epilogue's order
+//           ([act] [sum]) -> kernels/sparse_gemm (VNNI u8s8s32 / vdpbf16ps), epilogue fused
+//           (scale, bias, act, residual, store as fp32 / bf16 / u8 / s8). Weight packed once in the
+//           shared weight cache.
+//   dense:  oneDNN matmul (u8|s8 × s8 -> fp32 with per-N output scales and the folded bias as a
+//           binary_add post-op; bf16 × bf16 -> fp32 with bias), weight reordered once
+//           (format_tag::any) into the shared weight cache; primitives cached per M. Post-ops
+//           eltwise / sum fused. Requantized / bf16 outputs: fp32 into a scratch, then converted.
+#include <glog/logging.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "executor/ops/dense_common.hpp"
+#include "executor/ops/dense_inner_product.hpp"
+#include "executor/ops/quant_common.hpp"
+#include "executor/sparse_dispatch.hpp"
+#include "executor/weight_cache.hpp"
+
+namespace ne {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using ddt = memory::data_type;
+
+enum class Prec { s8, bf16 };
+
+// What a strategy computes, fixed at init().
+struct QProblem {
+  std::string op_name;
+  Prec prec = Prec::s8;
+  int64_t K = 0, N = 0;
+  DType src_dt = DType::u8;       // the dtype the GEMM reads: u8 / s8 (s8 op), bf16 (bf16 op)
+  std::vector<IpPostKind> post;   // append_op, in order
+  bool has_bias = false;          // bf16: the op's bias; s8: bias or zero-point fold present
+  std::vector<float> static_scale;  // s8 with static src scale: s·ws[n] (empty: given per call)
+  const void* weight = nullptr;   // [K, N] s8 / bf16 bits; valid during init only
+  int num_threads_hint = 1;
+};
+
+// One call. `y` is written as `dst_dt` (fp32 unless the strategy stores other types itself).
+struct QCall {
+  const void* src = nullptr;
+  int64_t M = 0;
+  const float* scale = nullptr;     // s8: [N] s·ws[n]
+  const float* bias = nullptr;      // [N] (s8: folded) or null
+  const float* residual = nullptr;  // `sum`: fp32 [M, N] (may be y itself)
+  void* y = nullptr;
+  DType dst_dt = DType::fp32;
+  float dst_scale = 1.f;
+  int dst_zp = 0;
+};
+
+class QStrategy {
+ public:
+  virtual ~QStrategy() = default;
+  virtual void forward(const QCall& c) = 0;
+  virtual std::string kernel() const = 0;
+  // True: stores u8/s8/bf16 dst itself (reading the residual from QCall::residual). False: writes
+  // fp32 only, and `sum` adds y's previous content (the op puts the residual there).
+  virtual bool stores_any_dtype() const = 0;
+};
+
+sparse::DType sp_dt(DType d) {
+  switch (d) {
+    case DType::u8: return sparse::DType::u8;
+    case DType::s8: return sparse::DType::s8;
+    case DType::bf16: return sparse::DType::bf16;
+    default: return sparse::DType::f32;
+  }
+}
+
+// ---- sparse ----
+
+class SparseQIp : public QStrategy {
+ public:
+  SparseQIp(const QProblem& p, const SparseDecision& d, sparse::Act act) : p_(p), act_(act) {
+    const sparse::DType wdt = p.prec == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16;
+    const size_t n = size_t(p.K) * size_t(p.N);
+    std::vector<uint8_t> canon;
+    const void* W = canonical_zeros(p.weight, wdt, n, &canon);
+    const std::string key = std::string("bsgemm:") + sparse::dtype_name(wdt) + ":" + sparse::pattern_name(d.best) +
+                            ":" + std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
+                            hex64(hash_bytes(W, n * sparse::dtype_size(wdt)));
+    buf_ = find_packed(key);
+    if (!buf_) {
+      sparse::PackedWeight tmp = sparse::PackedWeight::pack(W, wdt, int(p.K), int(p.N), d.best);
+      buf_ = get_packed(key, tmp.pack_size(),
+                        [&](uint8_t* dst) { std::memcpy(dst, tmp.pack_bytes(), tmp.pack_size()); });
+    }
+    w_ = sparse::PackedWeight::from_bytes(buf_->data(), buf_->size());
+    QCall c;
+    c.M = 128;
+    auto ch = sparse::choose_kernel(args(c), w_);
+    NE_CHECK(ch.kernel, "operator '", p.op_name, "': no sparse kernel can run: ", ch.summary());
+    kernel_ = ch.kernel->name;
+  }
+  void forward(const QCall& c) override {
+    if (c.M == 0) return;
+    sparse::gemm(args(c), w_);
+  }
+  std::string kernel() const override { return kernel_; }
+  bool stores_any_dtype() const override { return true; }
+
+ private:
+  sparse::GemmArgs args(const QCall& c) const {
+    sparse::GemmArgs a;
+    a.layout = sparse::Layout::token_major;
+    a.M = int(c.M);
+    a.src = c.src;
+    a.src_dtype = sp_dt(p_.src_dt);
+    a.dst = c.y;
+    a.post.scale = c.scale;
+    a.post.bias = c.bias;
+    a.post.act = act_;
+    // The kernel's epilogue reads each residual element before it writes the same dst element,
+    // so the residual may alias dst (fp32 output in place).
+    a.post.residual = c.residual;
+    a.post.dst_dtype = sp_dt(c.dst_dt);
+    a.post.dst_scale = c.dst_scale;
+    a.post.dst_zero_point = c.dst_zp;
+    return a;
+  }
+  QProblem p_;
+  sparse::Act act_;
+  std::shared_ptr<const PackedBuffer> buf_;
+  sparse::PackedWeight w_;
+  std::string kernel_;
+};
+
+// The sparse epilogue runs [act] then [+ residual]; other orders decline. Returns false + why.
+bool sparse_epilogue(const std::vector<IpPostKind>& post, sparse::Act* act, std::string* why) {
+  *act = sparse::Act::none;
+  bool sum = false;
+  for (IpPostKind k : post) {
+    if (k == IpPostKind::sum) {
+      sum = true;
+      continue;
+    }
+    if (sum || *act != sparse::Act::none) {
+      *why = std::string("post-op order not supported by the sparse epilogue (") + ip_post_name(k) + ")";
+      return false;
+    }
+    switch (k) {
+      case IpPostKind::relu: *act = sparse::Act::relu; break;
+      case IpPostKind::gelu_erf: *act = sparse::Act::gelu_erf; break;
+      case IpPostKind::gelu_tanh: *act = sparse::Act::gelu_tanh; break;
+      case IpPostKind::tanh: *act = sparse::Act::tanh; break;
+      default: *why = std::string("post-op ") + ip_post_name(k) + " not in the sparse epilogue"; return false;
+    }
+  }
+  return true;
+}
+
+// ---- dense: oneDNN matmul ----
+
+ddt dnnl_dt(DType d) {
+  switch (d) {
+    case DType::u8: return ddt::u8;
+    case DType::s8: return ddt::s8;
+    case DType::bf16: return ddt::bf16;
+    default: return ddt::f32;
+  }
+}
+
+class OnednnQIp : public QStrategy {
+ public:
+  explicit OnednnQIp(const QProblem& p) : p_(p) {
+    const bool s8 = p.prec == Prec::s8;
+    wdt_ = s8 ? ddt::s8 : ddt::bf16;
+    sdt_ = dnnl_dt(p.src_dt);
+    dnnl::post_ops po;
+    if (s8) {
+      if (p.static_scale.empty()) attr_.set_output_scales(2, {DNNL_RUNTIME_F32_VAL});
+      else attr_.set_output_scales(2, p.static_scale);
+      // The (folded) bias after the output scale: a per-N binary add, post-op 0.
+      if (p.has_bias) po.append_binary(dnnl::algorithm::binary_add, memory::desc({1, p.N}, ddt::f32, tag::ab));
+    }
+    for (IpPostKind k : p.post) {
+      switch (k) {
+        case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+        case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
+        case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
+        case IpPostKind::tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
+        case IpPostKind::sigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+        case IpPostKind::sum: po.append_sum(1.f); break;
+      }
+    }
+    attr_.set_post_ops(po);
+    plain_w_ = memory::desc({p.K, p.N}, wdt_, tag::ab);
+    bias_md_ = memory::desc({1, p.N}, ddt::f32, tag::ab);
+    const int64_t m_typ = 128 * std::max(1, p.num_threads_hint);
+    auto pd = make_pd(m_typ);
+    const memory::desc wmd = pd.weights_desc();
+    const size_t wbytes = size_t(p.K) * size_t(p.N) * (s8 ? 1 : 2);
+    const std::string key = std::string("onednn_ip:") + dtype_name(p.src_dt) + (s8 ? "s8" : "bf16") + ":" +
+                            std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
+                            std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + ":" +
+                            hex64(hash_bytes(&wmd.data, sizeof(wmd.data))) + ":" + hex64(hash_bytes(p.weight, wbytes));
+    buf_ = get_packed(key, wmd.get_size(), [&](uint8_t* dstp) {
+      memory user(plain_w_, dense::engine(), const_cast<void*>(p.weight));
+      memory packed(wmd, dense::engine(), dstp);
+      dnnl::reorder(user, packed).execute(dense::stream(), user, packed);
+      dense::stream().wait();
+    });
+    // oneDNN only reads weights: the read-only mapping is safe behind the non-const handle.
+    packed_.push_back(memory(wmd, dense::engine(), const_cast<uint8_t*>(buf_->data())));
+    kernel_ = std::string("onednn:") + pd.impl_info_str();
+  }
+  std::string kernel() const override { return kernel_; }
+  bool stores_any_dtype() const override { return false; }
+
+  void forward(const QCall& c) override {
+    if (c.M == 0) return;
+    Entry& e = entry(c.M);
+    auto& eng = dense::engine();
+    memory msrc(memory::desc({c.M, p_.K}, sdt_, tag::ab), eng, const_cast<void*>(c.src));
+    memory mdst(memory::desc({c.M, p_.N}, ddt::f32, tag::ab), eng, c.y);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, *e.weights}, {DNNL_ARG_DST, mdst}};
+    if (p_.prec == Prec::s8) {
+      if (p_.static_scale.empty())
+        args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES,
+                     memory(memory::desc({p_.N}, ddt::f32, tag::a), eng, const_cast<float*>(c.scale)));
+      if (p_.has_bias)
+        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                     memory(bias_md_, eng, const_cast<float*>(c.bias)));
+    } else if (p_.has_bias) {
+      args.emplace(DNNL_ARG_BIAS, memory(bias_md_, eng, const_cast<float*>(c.bias)));
+    }
+    e.prim.execute(dense::stream(), args);
+    dense::stream().wait();
+  }
+
+ private:
+  struct Entry {
+    dnnl::matmul prim;
+    memory* weights = nullptr;
+  };
+  dnnl::matmul::primitive_desc make_pd(int64_t M) const {
+    memory::desc src({M, p_.K}, sdt_, tag::ab), dst({M, p_.N}, ddt::f32, tag::ab);
+    memory::desc w({p_.K, p_.N}, wdt_, tag::any);
+    auto d = (p_.prec == Prec::bf16 && p_.has_bias) ? dnnl::matmul::desc(src, w, bias_md_, dst)
+                                                     : dnnl::matmul::desc(src, w, dst);
+    return dnnl::matmul::primitive_desc(d, attr_, dense::engine());
+  }
+  Entry& entry(int64_t M) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = cache_.find(M);
+    if (it != cache_.end()) return it->second;
+    Entry e;
+    auto pd = make_pd(M);
+    for (auto& m : packed_)
+      if (m.get_desc() == pd.weights_desc()) e.weights = &m;
+    if (!e.weights) {
+      // This M wants another layout: reorder from the first packed copy, once.
+      memory packed(pd.weights_desc(), dense::engine());
+      dnnl::reorder(packed_.front(), packed).execute(dense::stream(), packed_.front(), packed);
+      dense::stream().wait();
+      packed_.push_back(packed);
+      e.weights = &packed_.back();
+    }
+    e.prim = dnnl::matmul(pd);
+    return cache_.emplace(M, std::move(e)).first->second;
+  }
+
+  QProblem p_;
+  ddt wdt_, sdt_;
+  dnnl::primitive_attr attr_;
+  memory::desc plain_w_, bias_md_;
+  std::shared_ptr<const PackedBuffer> buf_;
+  std::deque<memory> packed_;
+  std::map<int64_t, Entry> cache_;
+  std::mutex mu_;
+  std::string kernel_;
+};
+
+// ---- the op ----
+
+class QuantIpOp : public Operator {
+ public:
+  QuantIpOp(const OpInfo& info, Prec prec) : Operator(info), prec_(prec) {
+    parse_post(info.attr("append_op", ""));
+    const std::string odt = info.attr("output_dtype", "fp32");
+    if (!parse_dtype(odt, &out_dt_)) op_error("unknown output_dtype '", odt, "'");
+    if (prec == Prec::s8) {
+      if (out_dt_ != DType::fp32 && out_dt_ != DType::u8 && out_dt_ != DType::s8)
+        op_error("output_dtype '", odt, "' must be fp32, u8 or s8");
+      const std::string sdt = info.attr("src_dtype", "u8");
+      if (!parse_dtype(sdt, &src_dt_) || (src_dt_ != DType::u8 && src_dt_ != DType::s8))
+        op_error("src_dtype '", sdt, "' must be u8 or s8");
+      const std::string ss = info.attr("src_scale", "");
+      if (ss.empty()) op_error("missing attribute src_scale (a number, or 'dynamic')");
+      dynamic_ = ss == "dynamic";
+      if (!dynamic_) {
+        src_scale_ = info.attr_float("src_scale", 0.f);
+        if (!(src_scale_ > 0) || !std::isfinite(src_scale_))
+          op_error("src_scale ", ss, " must be a positive finite number or 'dynamic'");
+        const int64_t zp = info.attr_int("src_zero_point", 0);
+        const int64_t lo = 0, hi = src_dt_ == DType::u8 ? 255 : 0;
+        if (zp < lo || zp > hi)
+          op_error("src_zero_point ", zp, " out of range for src_dtype ", dtype_name(src_dt_),
+                   src_dt_ == DType::s8 ? " (s8 activations are symmetric: 0)" : " (0..255)");
+        src_zp_ = int(zp);
+      }
+    } else {
+      if (out_dt_ != DType::fp32 && out_dt_ != DType::bf16) op_error("output_dtype '", odt, "' must be fp32 or bf16");
+      src_dt_ = DType::bf16;
+    }
+    if (out_dt_ == DType::u8 || out_dt_ == DType::s8) {
+      dst_scale_ = info.attr_float("dst_scale", 0.f);
+      if (!(dst_scale_ > 0) || !std::isfinite(dst_scale_))
+        op_error("output_dtype ", dtype_name(out_dt_), " needs a positive dst_scale");
+      const int64_t zp = info.attr_int("dst_zero_point", 0);
+      if (out_dt_ == DType::u8 ? (zp < 0 || zp > 255) : (zp < -128 || zp > 127))
+        op_error("dst_zero_point ", zp, " out of range for ", dtype_name(out_dt_));
+      dst_zp_ = int(zp);
+    }
+  }
+
+  void init(const TensorList& in) override {
+    const size_t base = (prec_ == Prec::s8 ? 3 : 2) + (has_sum_ ? 1 : 0);
+    expect_inputs(in, base, base + 1);
+    has_bias_ = in.size() == base + 1;
+    bias_idx_ = has_bias_ ? (prec_ == Prec::s8 ? 3 : 2) : -1;
+    const Tensor& w = *in[1];
+    const DType wdt = prec_ == Prec::s8 ? DType::s8 : DType::bf16;
+    if (w.dtype != wdt) op_error("weight '", w.name, "' must be ", dtype_name(wdt), ", got ", dtype_name(w.dtype));
+    if (!w.is_const || !w.data) op_error("weight '", w.name, "' must be a constant");
+    if (w.rank() != 2) op_error("weight '", w.name, "' must be 2-D [K, N], got ", shape_str(w.shape));
+    K_ = w.shape[0];
+    N_ = w.shape[1];
+    if (prec_ == Prec::s8) {
+      const Tensor& s = *in[2];
+      if (s.dtype != DType::fp32 || !s.is_const || !s.data)
+        op_error("weight_scale '", s.name, "' must be a constant fp32 tensor");
+      if (s.numel() != N_ && s.numel() != 1)
+        op_error("weight_scale '", s.name, "' ", shape_str(s.shape), " must have N = ", N_, " or 1 element");
+      wscale_.assign(size_t(N_), 0.f);
+      for (int64_t n = 0; n < N_; ++n) wscale_[size_t(n)] = s.ptr<float>()[s.numel() == 1 ? 0 : n];
+      colsum_.assign(size_t(N_), 0);
+      const int8_t* W = w.ptr<int8_t>();
+      for (int64_t k = 0; k < K_; ++k)
+        for (int64_t n = 0; n < N_; ++n) colsum_[size_t(n)] += W[k * N_ + n];
+    }
+    if (has_bias_) {
+      const Tensor& b = *in[size_t(bias_idx_)];
+      if (b.dtype != DType::fp32) op_error("bias '", b.name, "' must be fp32, got ", dtype_name(b.dtype));
+      if (!b.shape.empty() && b.numel() != N_) op_error("bias '", b.name, "' ", shape_str(b.shape), " does not match N = ", N_);
+    }
+    QProblem p;
+    p.op_name = name();
+    p.prec = prec_;
+    p.K = K_;
+    p.N = N_;
+    p.src_dt = src_dt_;
+    p.post = post_;
+    // s8: the bias input carries the zero-point fold too (u8 src may have zp != 0).
+    p.has_bias = has_bias_ || (prec_ == Prec::s8 && src_dt_ == DType::u8);
+    if (prec_ == Prec::s8 && !dynamic_) {
+      p.static_scale.resize(size_t(N_));
+      for (int64_t n = 0; n < N_; ++n) p.static_scale[size_t(n)] = src_scale_ * wscale_[size_t(n)];
+    }
+    p.weight = w.data;
+    p.num_threads_hint = omp_get_max_threads();
+    choose(p);
+  }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    const size_t base = (prec_ == Prec::s8 ? 3 : 2) + (has_sum_ ? 1 : 0);
+    expect_inputs(in, base, base + 1);
+    if (!impl_) op_error("reshape() before init()");
+    const Tensor& src = *in[0];
+    if (prec_ == Prec::s8) {
+      if (src.dtype != DType::fp32 && src.dtype != src_dt_)
+        op_error("src '", src.name, "' must be fp32 or ", dtype_name(src_dt_), " (src_dtype), got ", dtype_name(src.dtype));
+      if (src.dtype != DType::fp32 && dynamic_)
+        op_error("src '", src.name, "' is already quantized but src_scale is 'dynamic'");
+    } else if (src.dtype != DType::fp32 && src.dtype != DType::bf16) {
+      op_error("src '", src.name, "' must be fp32 or bf16, got ", dtype_name(src.dtype));
+    }
+    if (src.rank() < 1 || src.dim(-1) != K_)
+      op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim must be K = ", K_, " (weight '",
+               in[1]->name, "' ", shape_str(in[1]->shape), ")");
+    Shape s = src.shape;
+    s.back() = N_;
+    if (has_sum_) {
+      const Tensor& r = *in.back();
+      if (r.dtype != DType::fp32) op_error("residual '", r.name, "' must be fp32, got ", dtype_name(r.dtype));
+      if (r.numel() != shape_numel(s))
+        op_error("residual '", r.name, "' ", shape_str(r.shape), " does not match dst ", shape_str(s));
+    }
+    out[0]->dtype = out_dt_;
+    out[0]->shape = s;
+  }
+
+  int inplace_input() const override {
+    return has_sum_ && out_dt_ == DType::fp32 ? int(info_.inputs.size()) - 1 : -1;
+  }
+  std::string kernel() const override { return impl_ ? impl_->kernel() : "uninitialised"; }
+  std::string reason() const override { return reason_; }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    const Tensor& src = *in[0];
+    const int64_t M = src.numel() / std::max<int64_t>(1, K_);
+    if (src.dim(-1) != K_) op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim != K = ", K_);
+    const int64_t MN = M * N_;
+    QCall c;
+    c.M = M;
+    const float* bias = has_bias_ ? in[size_t(bias_idx_)]->ptr<float>() : nullptr;
+
+    // 1. src in the GEMM's dtype.
+    if (prec_ == Prec::s8) {
+      float s = src_scale_;
+      int zp = src_zp_;
+      if (src.dtype == DType::fp32) {
+        const float* x = src.ptr<float>();
+        const int64_t n = M * K_;
+        if (dynamic_) {
+          float mn = 0, mx = 0;
+          if (n > 0) quant::minmax(x, n, &mn, &mx);
+          quant::dynamic_qparams(mn, mx, src_dt_ == DType::s8, &s, &zp);
+        }
+        qsrc_.resize(size_t(n) + 64);
+        quant::quantize(x, qsrc_.data(), n, s, zp, src_dt_ == DType::s8);
+        c.src = qsrc_.data();
+      } else {
+        c.src = src.data;
+      }
+      // 2. per-N scale and the zero-point fold.
+      scale_.resize(size_t(N_));
+      for (int64_t n = 0; n < N_; ++n) scale_[size_t(n)] = s * wscale_[size_t(n)];
+      if (has_bias_ || src_dt_ == DType::u8) {
+        bias_.resize(size_t(N_));
+        for (int64_t n = 0; n < N_; ++n)
+          bias_[size_t(n)] = (bias ? bias[n] : 0.f) - scale_[size_t(n)] * float(zp) * float(colsum_[size_t(n)]);
+        c.bias = bias_.data();
+      }
+      c.scale = scale_.data();
+    } else {
+      if (src.dtype == DType::fp32) {
+        qsrc_.resize(size_t(M * K_) * 2 + 64);
+        quant::to_bf16(src.ptr<float>(), reinterpret_cast<uint16_t*>(qsrc_.data()), M * K_);
+        c.src = qsrc_.data();
+      } else {
+        c.src = src.data;
+      }
+      c.bias = bias;
+    }
+
+    // 3. GEMM + epilogue; the residual for `sum`.
+    const float* res = has_sum_ ? in.back()->ptr<float>() : nullptr;
+    auto put_residual = [&](float* y) {
+      if (!has_sum_ || res == y) return;  // in place: the executor gave dst the residual's buffer
+      const int64_t chunk = 1 << 16;
+#pragma omp parallel for schedule(static) if (MN > 2 * chunk)
+      for (int64_t b = 0; b < MN; b += chunk) std::memcpy(y + b, res + b, sizeof(float) * size_t(std::min(chunk, MN - b)));
+    };
+    if (out_dt_ == DType::fp32) {
+      float* y = out[0]->ptr<float>();
+      put_residual(y);
+      c.y = y;
+      c.residual = has_sum_ ? y : nullptr;
+      impl_->forward(c);
+    } else if (impl_->stores_any_dtype()) {
+      c.y = out[0]->data;
+      c.residual = res;
+      c.dst_dt = out_dt_;
+      c.dst_scale = dst_scale_;
+      c.dst_zp = dst_zp_;
+      impl_->forward(c);
+    } else {
+      yf_.resize(size_t(MN) + 16);
+      put_residual(yf_.data());
+      c.y = yf_.data();
+      c.residual = has_sum_ ? yf_.data() : nullptr;
+      impl_->forward(c);
+      if (out_dt_ == DType::bf16)
+        quant::to_bf16(yf_.data(), out[0]->ptr<uint16_t>(), MN);
+      else
+        quant::quantize(yf_.data(), out[0]->data, MN, dst_scale_, dst_zp_, out_dt_ == DType::s8);
+    }
+  }
+
+ private:
+  void parse_post(const std::string& list) {
+    size_t pos = 0;
+    while (!list.empty() && pos <= list.size()) {
+      size_t e = list.find(',', pos);
+      if (e == std::string::npos) e = list.size();
+      std::string t = list.substr(pos, e - pos);
+      t.erase(0, t.find_first_not_of(" \t"));
+      t.erase(t.find_last_not_of(" \t") + 1);
+      if (t == "relu") post_.push_back(IpPostKind::relu);
+      else if (t == "gelu_erf" || t == "gelu") post_.push_back(IpPostKind::gelu_erf);
+      else if (t == "gelu_tanh") post_.push_back(IpPostKind::gelu_tanh);
+      else if (t == "tanh") post_.push_back(IpPostKind::tanh);
+      else if (t == "sigmoid" || t == "logistic") post_.push_back(IpPostKind::sigmoid);
+      else if (t == "sum") {
+        if (has_sum_) op_error("append_op '", list, "' has more than one sum (only one residual input)");
+        has_sum_ = true;
+        post_.push_back(IpPostKind::sum);
+      } else if (!t.empty())
+        op_error("unknown append_op '", t, "' (expected relu, gelu_erf, gelu_tanh, tanh, sigmoid, sum)");
+      pos = e + 1;
+    }
+  }
+
+  void choose(const QProblem& p) {
+    const sparse::DType wdt = prec_ == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16;
+    std::string declined;
+    sparse::Act act;
+    if (!sparse_epilogue(post_, &act, &declined)) {
+      declined = "sparse: " + declined;
+    } else {
+      SparseDecision d = decide_sparse(p.weight, wdt, int(K_), int(N_), cfg_);
+      if (d.sparse) {
+        impl_ = std::make_unique<SparseQIp>(p, d, act);
+        reason_ = "sparse: " + d.reason;
+      } else {
+        declined = "sparse: " + d.reason;
+      }
+    }
+    if (!impl_) {
+      impl_ = std::make_unique<OnednnQIp>(p);
+      reason_ = "dense (" + declined + ")";
+    }
+    if (cfg_.verbose)
+      LOG(INFO) << "InnerProduct." << (prec_ == Prec::s8 ? "s8" : "bf16") << " '" << name() << "' [" << K_ << "x"
+                << N_ << "]: " << impl_->kernel() << ", " << reason_;
+  }
+
+  Prec prec_;
+  std::vector<IpPostKind> post_;
+  bool has_sum_ = false, has_bias_ = false, dynamic_ = false;
+  int bias_idx_ = -1;
+  DType src_dt_ = DType::u8, out_dt_ = DType::fp32;
+  float src_scale_ = 1.f, dst_scale_ = 1.f;
+  int src_zp_ = 0, dst_zp_ = 0;
+  int64_t K_ = 0, N_ = 0;
+  std::vector<float> wscale_;
+  std::vector<int32_t> colsum_;
+  std::unique_ptr<QStrategy> impl_;
+  std::string reason_;
+  // Per-call scratch (ops of one Executor run one at a time).
+  std::vector<uint8_t> qsrc_;
+  std::vector<float> scale_, bias_, yf_;
+};
+
+class InnerProductS8Op : public QuantIpOp {
+ public:
+  explicit InnerProductS8Op(const OpInfo& i) : QuantIpOp(i, Prec::s8) {}
+};
+class InnerProductBf16Op : public QuantIpOp {
+ public:
+  explicit InnerProductBf16Op(const OpInfo& i) : QuantIpOp(i, Prec::bf16) {}
+};
+
+NE_REGISTER_OP("InnerProduct.s8", InnerProductS8Op);
+NE_REGISTER_OP("InnerProduct.bf16", InnerProductBf16Op);
+
+}  // namespace
+}  // namespace ne
