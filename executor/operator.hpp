@@ -28,7 +28,9 @@ using TensorList = std::vector<Tensor*>;
 
 // Settings the executor passes to every operator (from flags and the environment).
 struct OpConfig {
-  float sparse_threshold = 0.7f;  // block sparsity above which a sparse kernel is used
+  // Block sparsity above which a sparse kernel is used. < 0: the per-pattern defaults set from
+  // the measured break-even (sparse_dispatch.hpp: 1x4 0.3, 4x1 0.7).
+  float sparse_threshold = -1.f;
   bool allow_sparse = true;
   bool verbose = false;  // log kernel choices and reasons
 };

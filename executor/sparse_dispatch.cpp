@@ -5,9 +5,11 @@
 
 namespace ne {
 
-float default_sparse_threshold() {
+float sparse_threshold_for(sparse::Pattern p, const OpConfig& cfg) {
+  if (cfg.sparse_threshold >= 0) return cfg.sparse_threshold;
   const char* e = std::getenv("NE_SPARSE_THRESHOLD");
-  return e && *e ? float(std::atof(e)) : 0.7f;
+  if (e && *e) return float(std::atof(e));
+  return p == sparse::Pattern::p4x1 ? kDefaultThreshold4x1 : kDefaultThreshold1x4;
 }
 
 const void* canonical_zeros(const void* W, sparse::DType dt, size_t n, std::vector<uint8_t>* storage) {
@@ -51,12 +53,15 @@ SparseDecision decide_sparse(const void* W_in, sparse::DType dt, int K, int N, c
     zeros += z;
   }
   d.element_sparsity = total ? double(zeros) / double(total) : 0;
-  // Kernels exist for 1x4 and 4x1 (2:4 and channel weights run through the 1x4 packing).
+  // Kernels exist for 1x4 and 4x1 (2:4 and channel weights run through the 1x4 packing). A 4x1
+  // block feeds one dot product per activation load, a 1x4 block four: per non-zero block the
+  // 4x1 kernels run at about half the rate (bench_sparse_gemm), so 4x1 is preferred only when
+  // it leaves less than half the non-zero blocks of 1x4.
   double s14 = d.sparsity[int(sparse::Pattern::p1x4)], s41 = d.sparsity[int(sparse::Pattern::p4x1)];
-  d.best = s41 > s14 ? sparse::Pattern::p4x1 : sparse::Pattern::p1x4;
-  d.best_sparsity = std::max(s14, s41);
+  d.best = (1 - s41) * 2 < (1 - s14) ? sparse::Pattern::p4x1 : sparse::Pattern::p1x4;
+  d.best_sparsity = d.best == sparse::Pattern::p4x1 ? s41 : s14;
   char buf[256];
-  float thr = cfg.sparse_threshold;
+  float thr = sparse_threshold_for(d.best, cfg);
   if (!cfg.allow_sparse) {
     d.reason = "sparse kernels disabled";
   } else if (d.best_sparsity > thr) {

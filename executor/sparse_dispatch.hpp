@@ -29,7 +29,13 @@ SparseDecision decide_sparse(const void* W, sparse::DType dt, int K, int N, cons
 // -0.0, else a copy in *storage with every -0.0 made +0.0 (the product is the same).
 const void* canonical_zeros(const void* W, sparse::DType dt, size_t n, std::vector<uint8_t>* storage);
 
-// The default threshold (0.7 unless NE_SPARSE_THRESHOLD says otherwise).
-float default_sparse_threshold();
+// Default thresholds per pattern, from the break-even sparsity measured by
+// `bench_sparse_gemm --breakeven` (kernels/bench/RESULTS.md): 1x4 kernels beat oneDNN dense from
+// 5-20% sparsity (f32/bf16/int8), 4x1 kernels from 50-65%; the defaults add a margin.
+constexpr float kDefaultThreshold1x4 = 0.3f;
+constexpr float kDefaultThreshold4x1 = 0.7f;
+// Threshold for a pattern: cfg.sparse_threshold when set (>= 0), else NE_SPARSE_THRESHOLD when
+// set, else the pattern's default.
+float sparse_threshold_for(sparse::Pattern p, const OpConfig& cfg);
 
 }  // namespace ne

@@ -216,3 +216,25 @@ TEST(Executor, OperatorErrorsNameTheOperator) {
     EXPECT_NE(std::string(e.what()).find("operator 'sc'"), std::string::npos) << e.what();
   }
 }
+
+#include "executor/sparse_dispatch.hpp"
+
+// Pruning by mask multiplication leaves -0.0; the decision must count it as zero.
+TEST(SparseDecision, NegativeZerosCountAsZeros) {
+  const int K = 64, N = 64;
+  std::vector<float> w(K * N, -0.0f);
+  for (int k = 0; k < K; k += 10)
+    for (int n = 0; n < 4; ++n) w[k * N + n] = 1.f;  // 7 of 16*64 1x4 blocks non-zero
+  ne::OpConfig cfg;
+  ne::SparseDecision d = ne::decide_sparse(w.data(), ne::sparse::DType::f32, K, N, cfg);
+  EXPECT_NEAR(d.sparsity[0], 1.0 - 7.0 / (64 * 16), 1e-12);
+  EXPECT_TRUE(d.sparse) << d.reason;
+  std::vector<uint8_t> store;
+  const float* c = static_cast<const float*>(ne::canonical_zeros(w.data(), ne::sparse::DType::f32, w.size(), &store));
+  EXPECT_NE(c, w.data());
+  uint32_t bits;
+  std::memcpy(&bits, &c[1 * N + 5], 4);
+  EXPECT_EQ(bits, 0u);
+  cfg.sparse_threshold = 0.999f;
+  EXPECT_FALSE(ne::decide_sparse(w.data(), ne::sparse::DType::f32, K, N, cfg).sparse);
+}

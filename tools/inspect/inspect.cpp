@@ -258,7 +258,9 @@ std::string safe_name(const std::string& t) {
 Report inspect_model(const Model& m, const Options& opt) {
   Report rep;
   rep.source = m.source;
-  rep.threshold = opt.op.sparse_threshold;
+  // The threshold in force: the per-pattern defaults are reported as the 1x4 one (the 4x1 one is
+  // in each weight's reason).
+  rep.threshold = sparse_threshold_for(sparse::Pattern::p1x4, opt.op);
   rep.spread_threshold = opt.spread_threshold;
   rep.isa = cpu::isa_name(cpu::max_isa());
   std::set<std::string> seen, files;

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
       if (m.source.empty()) m.source = FLAGS_config;
     }
     ne::inspect::Options o;
-    // The executor's OpConfig as neural_engine builds it: flag, else env, else 0.7.
+    // The executor's OpConfig as neural_engine builds it: flag, else env, else per-pattern defaults.
     double thr = FLAGS_threshold;
     if (thr < 0 && std::getenv("NE_SPARSE_THRESHOLD")) thr = std::atof(std::getenv("NE_SPARSE_THRESHOLD"));
     if (thr >= 0) o.op.sparse_threshold = float(thr);
