@@ -51,6 +51,7 @@ struct QProblem {
   int64_t K = 0, N = 0;
   DType src_dt = DType::u8;       // the dtype the GEMM reads: u8 / s8 (s8 op), bf16 (bf16 op)
   std::vector<IpPostKind> post;   // append_op, in order
+  DType out_dt = DType::fp32;     // the op's output dtype
   bool has_bias = false;          // bf16: the op's bias; s8: bias or zero-point fold present
   std::vector<float> static_scale;  // s8 with static src scale: s·ws[n] (empty: given per call)
   const void* weight = nullptr;   // [K, N] s8 / bf16 bits; valid during init only
@@ -373,6 +374,7 @@ class QuantIpOp : public Operator {
     p.N = N_;
     p.src_dt = src_dt_;
     p.post = post_;
+    p.out_dt = out_dt_;
     // s8: the bias input carries the zero-point fold too (u8 src may have zp != 0).
     p.has_bias = has_bias_ || (prec_ == Prec::s8 && src_dt_ == DType::u8);
     if (prec_ == Prec::s8 && !dynamic_) {

@@ -1,0 +1,132 @@
+// Micro-benchmark of InnerProduct.s8 / .bf16 (and the fp32 InnerProduct for comparison) at
+// BERT-base shapes, M = 1024 tokens (batch 8 x seq 128), driven through the operator API.
+// Prints ms per call (process CPU time, so a shared machine's load does not count), the
+// effective GOP/s on the non-zero weights, and the time of the src quantization alone.
+// Threads: OMP_NUM_THREADS.  Not a test.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/dtype.hpp"
+#include "executor/operator.hpp"
+#include "executor/ops/quant_common.hpp"
+
+namespace {
+
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+struct T {
+  ne::Tensor t;
+  std::vector<uint8_t> b;
+};
+T mk(ne::DType dt, ne::Shape s, bool c) {
+  T x;
+  x.t.dtype = dt;
+  x.t.shape = s;
+  x.t.is_const = c;
+  x.b.resize(size_t(ne::shape_numel(s)) * ne::dtype_size(dt) + 64);
+  x.t.data = x.b.data();
+  return x;
+}
+
+// W [K, N] with 90% of 1x4 blocks zero (sparse) or none.
+template <class F>
+void fill_w(int64_t K, int64_t N, bool sparse, std::mt19937& g, F set) {
+  std::uniform_real_distribution<float> u(0, 1);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; n += 4) {
+      bool z = sparse && u(g) < 0.9f;
+      for (int64_t j = n; j < std::min(N, n + 4); ++j) set(k * N + j, z ? 0.f : u(g) - 0.5f);
+    }
+}
+
+double bench(const std::string& type, int64_t M, int64_t K, int64_t N, bool sparse, const std::string& post,
+             std::string* kernel) {
+  std::mt19937 g(1);
+  ne::OpInfo info;
+  info.name = "ip";
+  info.type = type;
+  const bool s8 = type == "InnerProduct.s8", bf = type == "InnerProduct.bf16";
+  const bool sum = post.find("sum") != std::string::npos;
+  std::vector<T> in;
+  in.push_back(mk(ne::DType::fp32, {M, K}, false));
+  in.push_back(mk(s8 ? ne::DType::s8 : bf ? ne::DType::bf16 : ne::DType::fp32, {K, N}, true));
+  fill_w(K, N, sparse, g, [&](int64_t i, float v) {
+    if (s8) reinterpret_cast<int8_t*>(in[1].b.data())[i] = int8_t(v * 254);
+    else if (bf) reinterpret_cast<uint16_t*>(in[1].b.data())[i] = ne::fp32_to_bf16(v);
+    else reinterpret_cast<float*>(in[1].b.data())[i] = v;
+  });
+  if (s8) {
+    in.push_back(mk(ne::DType::fp32, {N}, true));
+    for (int64_t n = 0; n < N; ++n) in.back().t.ptr<float>()[n] = 0.001f;  // y ~ O(1), as in BERT
+    info.attrs = {{"src_scale", "0.02"}, {"src_zero_point", "100"}};
+  }
+  in.push_back(mk(ne::DType::fp32, {N}, true));  // bias
+  std::memset(in.back().b.data(), 0, in.back().b.size());
+  if (sum) in.push_back(mk(ne::DType::fp32, {M, N}, false));
+  if (!post.empty()) info.attrs.push_back({"append_op", post});
+  std::uniform_real_distribution<float> u(-1.5f, 2.5f);
+  for (int64_t i = 0; i < M * K; ++i) in[0].t.ptr<float>()[i] = u(g);
+  for (size_t k = 0; k < in.size(); ++k) info.inputs.push_back("in" + std::to_string(k));
+  info.outputs = {"out"};
+  auto op = ne::create_op(info);
+  std::vector<ne::Tensor*> p;
+  for (auto& x : in) p.push_back(&x.t);
+  op->init(p);
+  ne::Tensor out;
+  std::vector<ne::Tensor*> o{&out};
+  op->reshape(p, o);
+  std::vector<uint8_t> ob(out.nbytes() + 64);
+  out.data = ob.data();
+  *kernel = op->kernel();
+  for (int i = 0; i < 2; ++i) op->forward(p, o);
+  const int reps = 10;
+  const double c0 = cpu_seconds();
+  for (int i = 0; i < reps; ++i) op->forward(p, o);
+  return (cpu_seconds() - c0) / reps;
+}
+
+}  // namespace
+
+int main() {
+  const int64_t M = 1024;
+  std::printf("threads %d, M = %lld; CPU ms per call (summed over threads); GOP/s on non-zero weights\n",
+              omp_get_max_threads(), (long long)M);
+  struct Shape { int64_t K, N; const char* post; const char* what; };
+  const Shape shapes[] = {{768, 768, "", "qkv/attn_out"}, {768, 3072, "gelu_erf", "ffn1+gelu"}, {768, 3072, "", "ffn1 no act"},
+                          {3072, 768, "sum", "ffn2+sum"}};
+  for (const Shape& s : shapes) {
+    for (bool sparse : {true, false}) {
+      const double density = sparse ? 0.1 : 1.0;
+      for (std::string type : {"InnerProduct.s8", "InnerProduct.bf16", "InnerProduct"}) {
+        std::string k;
+        double t = bench(type, M, s.K, s.N, sparse, s.post, &k);
+        double gop = 2.0 * M * s.K * s.N * density / 1e9;
+        std::printf("%-13s %4lldx%-4lld %-6s %-18s %8.3f ms %7.1f GOP/s  %s\n", s.what, (long long)s.K,
+                    (long long)s.N, sparse ? "90%1x4" : "dense", type.c_str(), t * 1e3, gop / t, k.c_str());
+      }
+    }
+    // The src quantization alone (part of the s8 times above).
+    std::vector<float> x(size_t(M * s.K));
+    std::mt19937 g(2);
+    std::uniform_real_distribution<float> u(-1.5f, 2.5f);
+    for (auto& v : x) v = u(g);
+    std::vector<uint8_t> q(x.size());
+    const double c0 = cpu_seconds();
+    for (int i = 0; i < 20; ++i) ne::quant::quantize(x.data(), q.data(), int64_t(x.size()), 0.02f, 100, false);
+    std::printf("%-13s quantize src [%lld x %lld] fp32->u8: %.3f ms\n", s.what, (long long)M, (long long)s.K,
+                (cpu_seconds() - c0) / 20 * 1e3);
+  }
+  return 0;
+}
