@@ -42,17 +42,18 @@ T mk(ne::DType dt, ne::Shape s, bool c) {
 
 // W [K, N] with 90% of 1x4 blocks zero (sparse) or none.
 template <class F>
-void fill_w(int64_t K, int64_t N, bool sparse, std::mt19937& g, F set) {
+void fill_w(int64_t K, int64_t N, double sparsity, std::mt19937& g, F set) {
   std::uniform_real_distribution<float> u(0, 1);
   for (int64_t k = 0; k < K; ++k)
     for (int64_t n = 0; n < N; n += 4) {
-      bool z = sparse && u(g) < 0.9f;
+      bool z = u(g) < sparsity;
       for (int64_t j = n; j < std::min(N, n + 4); ++j) set(k * N + j, z ? 0.f : u(g) - 0.5f);
     }
 }
 
-double bench(const std::string& type, int64_t M, int64_t K, int64_t N, bool sparse, const std::string& post,
-             std::string* kernel) {
+// force: 0 = the op's own choice, 1 = sparse kernel, 2 = dense (oneDNN).
+double bench(const std::string& type, int64_t M, int64_t K, int64_t N, double sparsity, const std::string& post,
+             std::string* kernel, int force = 0) {
   std::mt19937 g(1);
   ne::OpInfo info;
   info.name = "ip";
@@ -62,7 +63,7 @@ double bench(const std::string& type, int64_t M, int64_t K, int64_t N, bool spar
   std::vector<T> in;
   in.push_back(mk(ne::DType::fp32, {M, K}, false));
   in.push_back(mk(s8 ? ne::DType::s8 : bf ? ne::DType::bf16 : ne::DType::fp32, {K, N}, true));
-  fill_w(K, N, sparse, g, [&](int64_t i, float v) {
+  fill_w(K, N, sparsity, g, [&](int64_t i, float v) {
     if (s8) reinterpret_cast<int8_t*>(in[1].b.data())[i] = int8_t(v * 254);
     else if (bf) reinterpret_cast<uint16_t*>(in[1].b.data())[i] = ne::fp32_to_bf16(v);
     else reinterpret_cast<float*>(in[1].b.data())[i] = v;
@@ -81,6 +82,10 @@ double bench(const std::string& type, int64_t M, int64_t K, int64_t N, bool spar
   for (size_t k = 0; k < in.size(); ++k) info.inputs.push_back("in" + std::to_string(k));
   info.outputs = {"out"};
   auto op = ne::create_op(info);
+  ne::OpConfig cfg;
+  if (force == 1) cfg.sparse_threshold = 0.f;
+  if (force == 2) cfg.allow_sparse = false;
+  op->set_config(cfg);
   std::vector<ne::Tensor*> p;
   for (auto& x : in) p.push_back(&x.t);
   op->init(p);
@@ -99,8 +104,23 @@ double bench(const std::string& type, int64_t M, int64_t K, int64_t N, bool spar
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   const int64_t M = 1024;
+  if (argc > 1 && std::string(argv[1]) == "--breakeven") {
+    // Sparse kernel vs oneDNN dense on 768x768 (and 768x3072) over 1x4 block sparsity.
+    std::printf("threads %d, M = %lld: ms per call, sparse kernel / oneDNN dense\n", omp_get_max_threads(), (long long)M);
+    for (std::string type : {"InnerProduct.s8", "InnerProduct.bf16"})
+      for (int64_t N : {768, 3072}) {
+        std::string k;
+        const double td = bench(type, M, 768, N, 0.0, "", &k, 2);
+        for (double sp : {0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}) {
+          const double ts = bench(type, M, 768, N, sp, "", &k, 1);
+          std::printf("%-18s 768x%-4lld 1x4 %3.0f%%: sparse %7.3f ms  dense %7.3f ms  %s\n", type.c_str(),
+                      (long long)N, sp * 100, ts * 1e3, td * 1e3, ts < td ? "sparse faster" : "dense faster");
+        }
+      }
+    return 0;
+  }
   std::printf("threads %d, M = %lld; CPU ms per call (summed over threads); GOP/s on non-zero weights\n",
               omp_get_max_threads(), (long long)M);
   struct Shape { int64_t K, N; const char* post; const char* what; };
@@ -111,7 +131,7 @@ int main() {
       const double density = sparse ? 0.1 : 1.0;
       for (std::string type : {"InnerProduct.s8", "InnerProduct.bf16", "InnerProduct"}) {
         std::string k;
-        double t = bench(type, M, s.K, s.N, sparse, s.post, &k);
+        double t = bench(type, M, s.K, s.N, sparse ? 0.9 : 0.0, s.post, &k);
         double gop = 2.0 * M * s.K * s.N * density / 1e9;
         std::printf("%-13s %4lldx%-4lld %-6s %-18s %8.3f ms %7.1f GOP/s  %s\n", s.what, (long long)s.K,
                     (long long)s.N, sparse ? "90%1x4" : "dense", type.c_str(), t * 1e3, gop / t, k.c_str());
