@@ -174,7 +174,12 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
     NE_CHECK(t.has_shape, conf_path, ": weight '", t.name, "' has no shape");
     for (int64_t d : t.shape)
       NE_CHECK(d >= 0, conf_path, ": weight '", t.name, "' has a dynamic dimension in ", shape_str(t.shape));
-    uint64_t need = uint64_t(shape_numel(t.shape));
+    uint64_t need = 0;
+    try {
+      need = uint64_t(shape_numel(t.shape));
+    } catch (const Error& e) {
+      fail(conf_path, ": weight '", t.name, "': shape ", shape_str(t.shape), ": ", e.what());
+    }
     NE_CHECK(need <= (uint64_t(1) << 48) / dtype_size(t.dtype), conf_path, ": weight '", t.name,
              "': shape ", shape_str(t.shape), " is implausibly large");
     need *= dtype_size(t.dtype);

@@ -103,7 +103,12 @@ NpyArray parse_npy(const uint8_t* data, size_t size, const std::string& what) {
     } else if (c != ' ' && c != 'L') cur += c;
   }
   size_t off = hstart + hlen;
-  int64_t n = shape_numel(a.shape);
+  int64_t n = 0;
+  try {
+    n = shape_numel(a.shape);
+  } catch (const Error& e) {
+    fail(what, ": shape ", shape_str(a.shape), ": ", e.what());
+  }
   NE_CHECK(uint64_t(n) <= (size - off) / dtype_size(a.dtype), what, ": truncated .npy data: shape ",
            shape_str(a.shape), " needs ", uint64_t(n) * dtype_size(a.dtype), " bytes, file has ",
            size - off);
