@@ -14,8 +14,8 @@
 //           ([act] [sum]) -> kernels/sparse_gemm (VNNI u8s8s32 / vdpbf16ps), epilogue fused
 //           (scale, bias, act, residual, store as fp32 / bf16 / u8 / s8). Weight packed once in the
 //           shared weight cache.
-//   dense:  oneDNN matmul (u8|s8 × s8 -> fp32 with per-N output scales and the folded bias as a
-//           binary_add post-op; bf16 × bf16 -> fp32 with bias), weight reordered once
+//   dense:  oneDNN matmul (u8|s8 × s8 -> fp32 with per-N output scales (static src scale) or a
+//           per-N binary_mul (dynamic), and the folded bias as a binary_add post-op; bf16 × bf16 -> fp32 with bias), weight reordered once
 //           (format_tag::any) into the shared weight cache; primitives cached per M. Post-ops
 //           eltwise / sum fused. Requantized / bf16 outputs: fp32 into a scratch, then converted.
 #include <glog/logging.h>
@@ -191,10 +191,21 @@ class OnednnQIp : public QStrategy {
     sdt_ = dnnl_dt(p.src_dt);
     dnnl::post_ops po;
     if (s8) {
-      if (p.static_scale.empty()) attr_.set_output_scales(2, {DNNL_RUNTIME_F32_VAL});
-      else attr_.set_output_scales(2, p.static_scale);
-      // The (folded) bias after the output scale: a per-N binary add, post-op 0.
-      if (p.has_bias) po.append_binary(dnnl::algorithm::binary_add, memory::desc({1, p.N}, ddt::f32, tag::ab));
+      // Static src scale: per-N output scales s·ws[n] fixed in the primitive. Dynamic: the scale
+      // changes every call; runtime output scales (DNNL_RUNTIME_F32_VAL) push oneDNN 2.6 off brgemm
+      // (to gemm:jit, and ref_int8 with `sum`), so the scale is a per-N binary_mul post-op instead,
+      // whose operand is given per call (measured: brg:avx512_core_vnni for every tiny op).
+      if (p.static_scale.empty()) {
+        po.append_binary(dnnl::algorithm::binary_mul, memory::desc({1, p.N}, ddt::f32, tag::ab));
+        scale_po_ = po.len() - 1;
+      } else {
+        attr_.set_output_scales(2, p.static_scale);
+      }
+      // The (folded) bias after the scale: a per-N binary add.
+      if (p.has_bias) {
+        po.append_binary(dnnl::algorithm::binary_add, memory::desc({1, p.N}, ddt::f32, tag::ab));
+        bias_po_ = po.len() - 1;
+      }
     }
     for (IpPostKind k : p.post) {
       switch (k) {
@@ -238,11 +249,11 @@ class OnednnQIp : public QStrategy {
     memory mdst(memory::desc({c.M, p_.N}, ddt::f32, tag::ab), eng, c.y);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, *e.weights}, {DNNL_ARG_DST, mdst}};
     if (p_.prec == Prec::s8) {
-      if (p_.static_scale.empty())
-        args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES,
-                     memory(memory::desc({p_.N}, ddt::f32, tag::a), eng, const_cast<float*>(c.scale)));
-      if (p_.has_bias)
-        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+      if (scale_po_ >= 0)
+        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(scale_po_) | DNNL_ARG_SRC_1,
+                     memory(bias_md_, eng, const_cast<float*>(c.scale)));
+      if (bias_po_ >= 0)
+        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(bias_po_) | DNNL_ARG_SRC_1,
                      memory(bias_md_, eng, const_cast<float*>(c.bias)));
     } else if (p_.has_bias) {
       args.emplace(DNNL_ARG_BIAS, memory(bias_md_, eng, const_cast<float*>(c.bias)));
@@ -285,6 +296,7 @@ class OnednnQIp : public QStrategy {
 
   QProblem p_;
   ddt wdt_, sdt_;
+  int scale_po_ = -1, bias_po_ = -1;  // indices of the per-call binary post-ops (s8)
   dnnl::primitive_attr attr_;
   memory::desc plain_w_, bias_md_;
   std::shared_ptr<const PackedBuffer> buf_;

@@ -259,6 +259,8 @@ void run_s8(const S8Case& c) {
   // oneDNN; dense ones to oneDNN.
   std::string want = c.expect_kernel.empty() ? (c.pat == "dense" ? "onednn" : "bsgemm") : c.expect_kernel;
   EXPECT_EQ(r.op->kernel().rfind(want, 0), 0u) << "kernel " << r.op->kernel() << " reason " << r.op->reason();
+  // No silent fall back to oneDNN's reference int8 implementation (e.g. runtime output scales).
+  EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << r.op->kernel();
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
@@ -390,9 +392,11 @@ TEST(InnerProductS8, PostOpsAndCombos) {
   uint32_t seed = 400;
   for (const char* pat : kPats)
     for (std::string post : {"gelu_erf", "sum", "gelu_erf,sum", "relu", "gelu_tanh", "tanh"})
-      for (bool bias : {true, false}) {
+      for (int v = 0; v < 3; ++v) {
         S8Case c;
-        c.pat = pat, c.post = post, c.bias = bias, c.K = 97, c.N = 64, c.M = 77, c.seed = seed++;
+        c.pat = pat, c.post = post, c.K = 97, c.N = 64, c.M = 77, c.seed = seed++;
+        c.bias = v != 1;
+        c.dynamic = v == 2;
         c.Ms = {3};
         run_s8(c);
       }
