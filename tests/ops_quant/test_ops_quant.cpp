@@ -372,7 +372,7 @@ TEST(InnerProductS8, DynamicAndS8Src) {
         for (bool pc : {true, false}) {
           S8Case c;
           c.pat = pat, c.dynamic = dyn, c.src_dt = sdt, c.per_channel = pc, c.K = 97, c.N = 29, c.M = 77;
-          c.Ms = {1, 3};
+          c.Ms = {1, 0, 3, 515};  // M = 0 (empty batch) and a large M between calls
           c.seed = seed++;
           run_s8(c);
         }
@@ -584,7 +584,7 @@ TEST(InnerProductBf16, PostOpsSrcBf16OutBf16InPlace) {
         c.out_bf16 = v == 2;
         c.inplace = v == 3;
         c.bias = v != 1;
-        c.Ms = {1, 3};
+        c.Ms = {1, 0, 3};
         run_bf16(c);
       }
     }
