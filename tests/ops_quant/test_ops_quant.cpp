@@ -259,8 +259,13 @@ void run_s8(const S8Case& c) {
   // oneDNN; dense ones to oneDNN.
   std::string want = c.expect_kernel.empty() ? (c.pat == "dense" ? "onednn" : "bsgemm") : c.expect_kernel;
   EXPECT_EQ(r.op->kernel().rfind(want, 0), 0u) << "kernel " << r.op->kernel() << " reason " << r.op->reason();
-  // No silent fall back to oneDNN's reference int8 implementation (e.g. runtime output scales).
-  EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << r.op->kernel();
+  // No silent fall back to oneDNN's reference int8 implementation (e.g. runtime output scales),
+  // nor to the generic sparse kernel on a CPU with VNNI.
+  if (r.op->kernel().rfind("onednn:", 0) == 0) {
+    EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << r.op->kernel();
+  } else if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_vnni)) {
+    EXPECT_NE(r.op->kernel().find("avx512vnni"), std::string::npos) << r.op->kernel();
+  }
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
@@ -520,6 +525,11 @@ void run_bf16(const Bf16Case& c) {
   r.init(args);
   std::string want = c.expect_kernel.empty() ? (c.pat == "dense" ? "onednn" : "bsgemm") : c.expect_kernel;
   EXPECT_EQ(r.op->kernel().rfind(want, 0), 0u) << "kernel " << r.op->kernel() << " reason " << r.op->reason();
+  if (r.op->kernel().rfind("onednn:", 0) == 0) {
+    EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << r.op->kernel();
+  } else if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16)) {
+    EXPECT_NE(r.op->kernel().find("avx512bf16"), std::string::npos) << r.op->kernel();
+  }
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
