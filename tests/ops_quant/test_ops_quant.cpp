@@ -655,6 +655,35 @@ TEST(Quantize, HalfToEvenAndSaturation) {
   ne::quant::force_portable(false);
 }
 
+// Values a few ulp around every half step, for awkward scales: the AVX-512 body multiplies by
+// 1/scale and must still round exactly as fl(x / scale) does (ONNX), near the halves included.
+TEST(Quantize, NearHalfStepsMatchTheDivision) {
+  for (bool portable : {false, true}) {
+    ne::quant::force_portable(portable);
+    for (float s : {0.025f, 4.f / 255.f, 0.0173f, 3.3e-3f, 7.1f, 1e-30f, 3e30f}) {
+      SCOPED_TRACE(std::string(portable ? "portable" : "detected ISA") + " scale " + std::to_string(s));
+      std::vector<float> x;
+      for (int k = -300; k <= 300; ++k) {
+        float h = (float(k) + 0.5f) * s;
+        float lo = h, hi = h;
+        for (int j = 0; j < 4; ++j) lo = std::nextafter(lo, -INFINITY), hi = std::nextafter(hi, INFINITY);
+        for (float v = lo; v <= hi; v = std::nextafter(v, INFINITY)) x.push_back(v);
+      }
+      for (bool sg : {false, true}) {
+        const int zp = sg ? 0 : 100;
+        std::vector<uint8_t> q(x.size());
+        ne::quant::quantize(x.data(), q.data(), int64_t(x.size()), s, zp, sg);
+        for (size_t i = 0; i < x.size(); ++i) {
+          int want = ref_q(x[i], s, zp, sg ? -128 : 0, sg ? 127 : 255);
+          int got = sg ? int(int8_t(q[i])) : int(q[i]);
+          ASSERT_EQ(got, want) << "x=" << x[i] << " x/s=" << x[i] / s << (sg ? " s8" : " u8");
+        }
+      }
+    }
+  }
+  ne::quant::force_portable(false);
+}
+
 TEST(Quantize, BadAttributes) {
   EXPECT_THROW(ne::create_op(info("Quantize", 1, {{"output_dtype", "u8"}})), ne::Error);
   EXPECT_THROW(ne::create_op(info("Quantize", 1, {{"output_dtype", "fp32"}, {"scale", "1"}})), ne::Error);
