@@ -277,7 +277,9 @@ std::string ir_to_yaml(const Model& m) {
 }
 
 void save_ir(const Model& m, const std::string& dir) {
-  ::mkdir(dir.c_str(), 0755);
+  // mkdir -p
+  for (size_t p = 1; p <= dir.size(); ++p)
+    if (p == dir.size() || dir[p] == '/') ::mkdir(dir.substr(0, p).c_str(), 0755);
   uint64_t total;
   auto off = plan_offsets(m, &total);
   std::vector<uint8_t> bin(total, 0);
