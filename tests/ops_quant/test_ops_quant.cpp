@@ -59,7 +59,7 @@ Arg make(DType dt, Shape s, const std::vector<T>& v, bool c = false) {
   a.dt = dt;
   a.shape = std::move(s);
   a.bytes.resize(v.size() * sizeof(T));
-  std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
+  if (!v.empty()) std::memcpy(a.bytes.data(), v.data(), a.bytes.size());  // memcpy(null, null, 0) is UB (UBSan)
   a.is_const = c;
   return a;
 }
