@@ -4,6 +4,9 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 
+#include <onnx/defs/schema.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -104,11 +107,17 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
   BoundTensor r;
   NE_CHECK(onnx_dtype(t.data_type(), &r.dtype), what, ": data type ", onnx_dtype_name(t.data_type()),
            " is not supported");
+  NE_CHECK(t.dims_size() <= 16, what, ": rank ", t.dims_size(), " exceeds 16");
   for (auto d : t.dims()) {
     NE_CHECK(d >= 0, what, ": negative dimension ", d);
     r.shape.push_back(d);
   }
-  int64_t n = shape_numel(r.shape);
+  int64_t n;
+  try {
+    n = shape_numel(r.shape);
+  } catch (const Error& e) {
+    fail(what, ": ", e.what(), " (dims ", shape_str(r.shape), ")");
+  }
   size_t es = dtype_size(r.dtype);
   NE_CHECK(uint64_t(n) <= (uint64_t(1) << 40) / es, what, ": too large (", shape_str(r.shape), ")");
   size_t nbytes = size_t(n) * es;
@@ -116,10 +125,18 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
     std::string loc;
     uint64_t offset = 0;
     int64_t length = -1;
+    auto number = [&](const std::string& key, const std::string& v) -> int64_t {
+      char* end = nullptr;
+      errno = 0;
+      long long x = std::strtoll(v.c_str(), &end, 10);
+      NE_CHECK(!v.empty() && end && *end == 0 && errno == 0 && x >= 0, what, ": external data ", key, " '", v,
+               "' is not a non-negative integer");
+      return x;
+    };
     for (auto& kv : t.external_data()) {
       if (kv.key() == "location") loc = kv.value();
-      else if (kv.key() == "offset") offset = std::stoull(kv.value());
-      else if (kv.key() == "length") length = std::stoll(kv.value());
+      else if (kv.key() == "offset") offset = uint64_t(number("offset", kv.value()));
+      else if (kv.key() == "length") length = number("length", kv.value());
     }
     std::string p = external_path(model_dir, loc, what);
     std::ifstream f(p, std::ios::binary);
@@ -137,17 +154,23 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
     NE_CHECK(f.good() || nbytes == 0, what, ": reading external data from '", p, "' failed");
     return r;
   }
-  r.bytes.resize(nbytes);
+  // Sizes are checked against the data present before anything is allocated.
   if (t.has_raw_data()) {
     NE_CHECK(t.raw_data().size() == nbytes, what, ": raw_data has ", t.raw_data().size(),
              " bytes, shape ", shape_str(r.shape), " needs ", nbytes);
+    r.bytes.resize(nbytes);
     if (nbytes) std::memcpy(r.bytes.data(), t.raw_data().data(), nbytes);
     return r;
   }
-  auto need = [&](int got) {
-    NE_CHECK(int64_t(got) == n, what, ": has ", got, " values, shape ", shape_str(r.shape),
-             " needs ", n);
-  };
+  int have = 0;
+  switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT: have = t.float_data_size(); break;
+    case onnx::TensorProto::INT64: have = t.int64_data_size(); break;
+    default: have = t.int32_data_size(); break;
+  }
+  NE_CHECK(int64_t(have) == n, what, ": has ", have, " values, shape ", shape_str(r.shape), " needs ", n);
+  auto need = [&](int got) { (void)got; };
+  r.bytes.resize(nbytes);
   uint8_t* dst = r.bytes.data();
   switch (t.data_type()) {
     case onnx::TensorProto::FLOAT:
@@ -304,6 +327,16 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   std::vector<std::string> in(n.input().begin(), n.input().end());
   std::vector<std::string> out(n.output().begin(), n.output().end());
   const std::string& nm = n.name();
+  // Arity and attribute types against ONNX's own schema for this opset, before any in[k]/out[k].
+  if (n.domain().empty() || n.domain() == "ai.onnx") {
+    if (const onnx::OpSchema* s = onnx::OpSchemaRegistry::Schema(t, int(opset), "")) {
+      try {
+        s->Verify(n);
+      } catch (const std::exception& e) {
+        fail(path, ": node '", nm, "' (", t, "): does not match the ONNX schema: ", e.what());
+      }
+    }
+  }
   auto need_outputs = [&](size_t k) {
     for (size_t i = k; i < out.size(); ++i)
       if (!out[i].empty()) {
