@@ -10,7 +10,7 @@
 //   int8: s32 accumulation is exact; the s32 -> f32 conversion adds 6e-8 relative.
 //   activations: + 1e-5 * (1 + |y|): dominated by the fp32 rounding of the pre-activation
 //     (slope <= 1.13); the vector approximations themselves are far tighter (measured
-//     over x in [-30, 30]: gelu_erf <= 9.7e-7 absolute, by a rational erf with no erfc
+//     over x in [-40, 40]: gelu_erf <= 1.0e-6 absolute, by a rational erf with no erfc
 //     tail, so not relative-accurate for x < -3 where |y| < 4e-3; tanh <= 2e-7 relative;
 //     see bsgemm_avx512_common.hpp).
 //   bf16 output: + |y| * 2^-8 (one bf16 rounding, 8 mantissa bits).
