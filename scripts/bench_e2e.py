@@ -88,7 +88,7 @@ def main():
                         ort[model] = (json.loads(out.strip().splitlines()[-1]), od)
                 if a.dense in ort:
                     r = ort[a.dense][0]
-                    rows.append(dict(model="ORT", sparsity="dense", prec="fp32", b=b, s=s, inst="1 x %d" % t,
+                    rows.append(dict(model="ORT", sparsity="dense", prec="fp32", b=b, s=s, t=t, inst="1 x %d" % t,
                                      lat=r["latency_ms"]["mean"], thr=r["throughput"], diff=None))
                 for (model, prec), ir in irs.items():
                     runs = [(1, t)] + ([(a.instances, a.cores)] if a.instances and model != a.dense else [])
@@ -112,17 +112,20 @@ def main():
                         diff = None
                         if n == 1 and prec == "fp32" and model in ort:
                             diff = B.max_diff(ort[model][1], od)
-                        rows.append(dict(model="ours", sparsity=sparsity_of(model), prec=prec, b=b, s=s,
+                        rows.append(dict(model="ours", sparsity=sparsity_of(model), prec=prec, b=b, s=s, t=t,
                                          inst="%d x %d" % (n, c), lat=lat, thr=r["throughput"], diff=diff))
                 print("done b%d s%d t%d" % (b, s, t), file=sys.stderr)
 
     print("| engine | sparsity | precision | batch | seq | instances x cores | latency ms | throughput | x ORT fp32 | lat x | max abs diff vs ORT |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        base = [x for x in rows if x["model"] == "ORT" and x["b"] == r["b"] and x["s"] == r["s"]]
+        # Baseline: ORT on the same batch, sequence and thread count (instance rows: the total cores).
+        base = [x for x in rows if x["model"] == "ORT" and x["b"] == r["b"] and x["s"] == r["s"] and x["t"] == r["t"]]
         bt = base[0] if base else None
         ratio = "%.2f" % (r["thr"] / bt["thr"]) if bt else "-"
         latx = "%.2f" % (bt["lat"] / r["lat"]) if bt and r["inst"].startswith("1 x") else "-"
+        if r["model"] == "ORT" and r is not bt:
+            ratio = latx = "-"
         diff = "%.1e" % r["diff"] if r["diff"] is not None else "-"
         print("| %s | %s | %s | %d | %d | %s | %.1f | %.2f | %s | %s | %s |" % (
             r["model"], r["sparsity"], r["prec"], r["b"], r["s"], r["inst"], r["lat"], r["thr"], ratio, latx, diff))
