@@ -230,6 +230,10 @@ void validate(const Model& m) {
     NE_CHECK(!op.name.empty(), m.source, ": operator #", i, " has no name");
     NE_CHECK(opnames.insert(op.name).second, m.source, ": operator name '", op.name,
              "' is used twice");
+    NE_CHECK(op.type != "Input" || op.inputs.empty(), m.source, ": Input operator '", op.name,
+             "' must have outputs only (it has inputs)");
+    NE_CHECK(op.type != "Output" || op.outputs.empty(), m.source, ": Output operator '", op.name,
+             "' must have inputs only (it has outputs)");
     for (auto& in : op.inputs) {
       if (in.empty()) continue;  // optional input left out
       NE_CHECK(produced.count(in), m.source, ": operator '", op.name, "' (", op.type,

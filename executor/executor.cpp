@@ -253,7 +253,7 @@ struct Executor::Impl {
     std::vector<int> buf(T, -1);
     struct Buffer { size_t size = 0; int first = 0, last = 0; };
     std::vector<Buffer> bufs;
-    auto in_arena = [&](int i) { return i >= 0 && !p.t[i].is_const; };
+    auto in_arena = [&](int i) { return i >= 0 && !p.t[i].is_const && buf[i] >= 0; };
     for (int i : inputs) {
       buf[i] = int(bufs.size());
       bufs.push_back({align64(p.t[i].nbytes()), -1, std::max(last[i], -1)});
@@ -261,6 +261,10 @@ struct Executor::Impl {
     for (int j = 0; j < N; ++j) {
       Node& nd = nodes[j];
       if (nd.at_plan) continue;
+      for (int i : nd.in)
+        if (i >= 0 && !p.t[i].is_const && buf[i] < 0)
+          fail("operator '", nd.op->name(), "' (", nd.op->type(), ") reads tensor '", names[i],
+               "', which no operator computes before it");
       for (size_t k = 0; k < nd.out.size(); ++k) {
         int o = nd.out[k];
         size_t sz = align64(p.t[o].nbytes());
