@@ -20,6 +20,7 @@
 #include "common/proc_mem.hpp"
 #include "bin/launcher.hpp"
 #include "executor/executor.hpp"
+#include "executor/input_gen.hpp"
 #include "executor/weight_cache.hpp"
 #ifdef NE_HAVE_COMPILE
 #include "compile/compile.hpp"
@@ -53,62 +54,9 @@ std::vector<std::string> split(const std::string& s, char c) {
   return r;
 }
 
-// Vocabulary size of an id input: the rows of the table of a Gather that reads it (through
-// Cast/Reshape-like ops).
-int64_t find_vocab(const ne::Model& m, const std::string& input) {
-  std::set<std::string> reach = {input};
-  int64_t vocab = -1;
-  for (auto& op : m.ops) {
-    bool reads = false;
-    for (auto& i : op.inputs) reads |= reach.count(i) > 0;
-    if (!reads) continue;
-    if (op.type == "Gather" && op.inputs.size() >= 2 && reach.count(op.inputs[1])) {
-      const ne::TensorInfo* t = m.find(op.inputs[0]);
-      if (t && t->is_weight && !t->shape.empty() && op.attr_int("axis", 0) == 0)
-        vocab = vocab < 0 ? t->shape[0] : std::min(vocab, t->shape[0]);
-    } else if (op.type == "Cast" || op.type == "Reshape" || op.type == "Squeeze" ||
-               op.type == "Unsqueeze" || op.type == "Flatten" || op.type == "Identity") {
-      for (auto& o : op.outputs) reach.insert(o);
-    }
-  }
-  return vocab;
-}
-
 std::map<std::string, ne::HostTensor> make_inputs(const ne::Model& m, int batch, int seq, int seed) {
-  std::map<std::string, ne::HostTensor> r;
   std::mt19937 rng(seed);
-  for (auto& name : m.input_names()) {
-    const ne::TensorInfo* t = m.find(name);
-    ne::HostTensor h;
-    h.dtype = t ? t->dtype : ne::DType::int64;
-    ne::Shape s = t && t->has_shape ? t->shape : ne::Shape{-1, -1};
-    int dyn = 0;
-    for (auto& d : s)
-      if (d < 0) d = dyn++ == 0 ? batch : seq;
-    if (dyn > 2)
-      ne::fail("input '", name, "' has ", dyn, " dynamic dims; give it with --input");
-    h.shape = s;
-    int64_t n = ne::shape_numel(s);
-    h.bytes.resize(size_t(n) * ne::dtype_size(h.dtype));
-    std::string lname = name;
-    std::transform(lname.begin(), lname.end(), lname.begin(), ::tolower);
-    bool is_mask = lname.find("mask") != std::string::npos;
-    bool is_type = lname.find("token_type") != std::string::npos || lname.find("segment") != std::string::npos;
-    int64_t vocab = find_vocab(m, name);
-    if (vocab <= 0) vocab = 2;
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t iv = is_mask ? 1 : is_type ? 0 : int64_t(rng() % uint64_t(vocab));
-      switch (h.dtype) {
-        case ne::DType::int64: h.ptr<int64_t>()[i] = iv; break;
-        case ne::DType::int32: case ne::DType::s32: h.ptr<int32_t>()[i] = int32_t(iv); break;
-        case ne::DType::fp32: h.ptr<float>()[i] = is_mask ? 1.f : std::uniform_real_distribution<float>(-1, 1)(rng); break;
-        case ne::DType::u8: case ne::DType::s8: case ne::DType::boolean: h.bytes[size_t(i)] = uint8_t(is_mask ? 1 : iv & 1); break;
-        default: ne::fail("cannot generate input '", name, "' of dtype ", ne::dtype_name(h.dtype));
-      }
-    }
-    r[name] = std::move(h);
-  }
-  return r;
+  return ne::generate_inputs(m, batch, seq, rng);
 }
 
 double pct(std::vector<double> v, double p) {
