@@ -82,6 +82,14 @@ SparseDecision decide_sparse(const void* W_in, sparse::DType dt, int K, int N, c
     a.src_dtype = dt == sparse::DType::s8 ? sparse::DType::u8 : dt;
     auto ch = sparse::choose_kernel(a, pw);
     d.kernel = ch.kernel ? ch.kernel->name : "none";
+    // Only the scalar reference kernel can run here (no AVX-512, or capped by NE_MAX_ISA): it
+    // does 1/16 of the work per instruction of a SIMD kernel, so oneDNN dense is the better bet.
+    if (!ch.kernel || ch.kernel->isa == cpu::Isa::generic) {
+      d.sparse = false;
+      d.reason += std::string(", but only the scalar reference sparse kernel runs on this CPU (") +
+                  cpu::isa_name(cpu::max_isa()) + "): dense";
+      d.kernel = "onednn";
+    }
   } else {
     d.kernel = "onednn";
   }
