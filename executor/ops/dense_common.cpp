@@ -1,13 +1,36 @@
 #include "executor/ops/dense_common.hpp"
 
 #include <atomic>
+#include <cstdlib>
 
 #include "kernels/cpu_features.hpp"
 
 namespace ne::dense {
 
+// NE_MAX_ISA caps oneDNN too (unless ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA says otherwise), so a
+// capped run exercises the lower dense paths as well. Must happen before oneDNN's first JIT.
+static void cap_onednn_isa() {
+  const char* e = std::getenv("NE_MAX_ISA");
+  if (!e || !*e || std::getenv("ONEDNN_MAX_CPU_ISA") || std::getenv("DNNL_MAX_CPU_ISA")) return;
+  cpu::Isa isa;
+  if (!cpu::parse_isa(e, &isa)) return;
+  dnnl_cpu_isa_t d = dnnl_cpu_isa_all;
+  switch (isa) {
+    case cpu::Isa::generic: case cpu::Isa::sse41: d = dnnl_cpu_isa_sse41; break;
+    case cpu::Isa::avx2: d = dnnl_cpu_isa_avx2; break;
+    case cpu::Isa::avx512_core: d = dnnl_cpu_isa_avx512_core; break;
+    case cpu::Isa::avx512_core_vnni: d = dnnl_cpu_isa_avx512_core_vnni; break;
+    case cpu::Isa::avx512_core_bf16: d = dnnl_cpu_isa_avx512_core_bf16; break;
+    case cpu::Isa::avx512_core_amx: d = dnnl_cpu_isa_avx512_core_amx; break;
+  }
+  dnnl_set_max_cpu_isa(d);
+}
+
 dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  static dnnl::engine e = [] {
+    cap_onednn_isa();
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return e;
 }
 

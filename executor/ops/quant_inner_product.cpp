@@ -33,6 +33,7 @@
 #include "executor/ops/dense_inner_product.hpp"
 #include "executor/ops/quant_common.hpp"
 #include "executor/sparse_dispatch.hpp"
+#include "kernels/cpu_features.hpp"
 #include "executor/weight_cache.hpp"
 
 namespace ne {
@@ -552,6 +553,17 @@ class QuantIpOp : public Operator {
       } else {
         declined = "sparse: " + d.reason;
       }
+    }
+    if (!impl_ && prec_ == Prec::s8 && !cpu::mayiuse(cpu::Isa::avx512_core_vnni)) {
+      // Without VNNI, oneDNN's u8·s8 path sums pairs of products in int16 (vpmaddubsw) and can
+      // saturate: wrong answers. The block-sparse family's kernels accumulate exactly in int32,
+      // so they run every int8 weight here, dense ones too (slower, never wrong).
+      if (!sparse_epilogue(post_, &act, &declined))
+        op_error("int8 with this post-op order needs AVX512_VNNI on this CPU (", declined, ")");
+      SparseDecision d = decide_sparse(p.weight, wdt, int(K_), int(N_), cfg_);
+      impl_ = std::make_unique<SparseQIp>(p, d, act);
+      reason_ = "exact int32 kernel: the CPU lacks AVX512_VNNI, where oneDNN's u8*s8 may saturate (" +
+                cpu::why_not(cpu::Isa::avx512_core_vnni) + ")";
     }
     if (!impl_) {
       impl_ = std::make_unique<OnednnQIp>(p);

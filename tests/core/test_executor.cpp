@@ -238,3 +238,37 @@ TEST(SparseDecision, NegativeZerosCountAsZeros) {
   cfg.sparse_threshold = 0.999f;
   EXPECT_FALSE(ne::decide_sparse(w.data(), ne::sparse::DType::f32, K, N, cfg).sparse);
 }
+
+#include "kernels/cpu_features.hpp"
+
+// Without AVX512_VNNI oneDNN's u8*s8 path can saturate (int16 pair sums): the s8 InnerProduct
+// must then run the exact int32 kernels, also for a dense weight with large values.
+TEST(Int8WithoutVnni, ExactKernelAndExactResult) {
+  ne::cpu::set_isa_cap(ne::cpu::Isa::avx2);
+  const int M = 5, K = 64, N = 32;
+  std::vector<int8_t> w(K * N);
+  for (int i = 0; i < K * N; ++i) w[i] = int8_t(i % 2 ? 127 : 120);  // dense, large
+  std::vector<float> ws(N, 0.01f);
+  ne::Model m;
+  m.tensors["x"].name = "x";
+  m.tensors["x"].dtype = ne::DType::fp32;
+  m.add_weight<int8_t>("w", ne::DType::s8, {K, N}, w);
+  m.add_weight<float>("ws", ne::DType::fp32, {N}, ws);
+  m.ops = {{"in", "Input", {}, {"x", "w", "ws"}, {}},
+           {"fc", "InnerProduct", {"x", "w", "ws"}, {"y"}, {{"src_scale", "0.01"}, {"src_zero_point", "0"}}},
+           {"out", "Output", {"y"}, {}, {}}};
+  ne::ExecOptions o;
+  o.profile = true;
+  ne::Executor ex(std::move(m), o);
+  std::vector<float> x(M * K, 2.55f);  // quantizes to u8 255: u8*s8 pairs = 255*127*2 > int16
+  auto out = ex.run({{"x", ne::HostTensor::make(ne::DType::fp32, {M, K}, x)}});
+  ne::cpu::clear_isa_cap();
+  auto prof = ex.profile();
+  ASSERT_EQ(prof.size(), 1u);
+  EXPECT_NE(prof[0].reason.find("AVX512_VNNI"), std::string::npos) << prof[0].kernel << ": " << prof[0].reason;
+  for (int n = 0; n < N; ++n) {
+    double acc = 0;
+    for (int k = 0; k < K; ++k) acc += 255.0 * w[k * N + n];
+    EXPECT_NEAR(out[0].ptr<float>()[n], acc * 0.01 * 0.01, 1e-3) << n;
+  }
+}
