@@ -169,31 +169,25 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
     default: have = t.int32_data_size(); break;
   }
   NE_CHECK(int64_t(have) == n, what, ": has ", have, " values, shape ", shape_str(r.shape), " needs ", n);
-  auto need = [&](int got) { (void)got; };
   r.bytes.resize(nbytes);
   uint8_t* dst = r.bytes.data();
   switch (t.data_type()) {
     case onnx::TensorProto::FLOAT:
-      need(t.float_data_size());
       if (n) std::memcpy(dst, t.float_data().data(), nbytes);
       break;
     case onnx::TensorProto::INT64:
-      need(t.int64_data_size());
       if (n) std::memcpy(dst, t.int64_data().data(), nbytes);
       break;
     case onnx::TensorProto::INT32:
-      need(t.int32_data_size());
       if (n) std::memcpy(dst, t.int32_data().data(), nbytes);
       break;
     case onnx::TensorProto::INT8:
     case onnx::TensorProto::UINT8:
     case onnx::TensorProto::BOOL:
-      need(t.int32_data_size());
       for (int64_t i = 0; i < n; ++i) dst[i] = uint8_t(t.int32_data(int(i)));
       break;
     case onnx::TensorProto::FLOAT16:
     case onnx::TensorProto::BFLOAT16:
-      need(t.int32_data_size());
       for (int64_t i = 0; i < n; ++i) {
         uint16_t v = uint16_t(t.int32_data(int(i)));
         std::memcpy(dst + 2 * i, &v, 2);

@@ -2,6 +2,7 @@
 // the oneDNN engine, the CPU check that guards the *_avx512.cpp kernels, and the row kernels'
 // declarations. Compiled without ISA flags: nothing here may use AVX-512 instructions.
 #pragma once
+#include <deque>
 #include <cstdint>
 #include <string>
 
@@ -33,5 +34,9 @@ void gelu_erf_portable(const float* src, float* dst, int64_t n);
 void gelu_tanh_portable(const float* src, float* dst, int64_t n);
 // Gelu over n floats, split over the OpenMP threads, AVX-512 when use_avx512().
 void gelu_parallel(bool tanh_form, const float* src, float* dst, int64_t n);
+
+// The packed weight in layout `want`: one already in `packed` (front = the first packing), or a
+// reorder of the front one, made once and appended (deque: addresses stay stable).
+dnnl::memory* packed_weights_for(std::deque<dnnl::memory>& packed, const dnnl::memory::desc& want);
 
 }  // namespace ne::dense

@@ -147,16 +147,7 @@ class OnednnIp : public IpStrategy {
       e.prim = dnnl::matmul(make_pd(M, plain_w_));
     } else {
       auto pd = make_pd(M, memory::desc({p_.K, p_.N}, dt::f32, tag::any));
-      for (auto& m : packed_)
-        if (m.get_desc() == pd.weights_desc()) e.weights = &m;
-      if (!e.weights) {
-        // This M wants another layout: reorder from the first packed copy, once.
-        memory packed(pd.weights_desc(), dense::engine());
-        dnnl::reorder(packed_.front(), packed).execute(dense::stream(), packed_.front(), packed);
-        dense::stream().wait();
-        packed_.push_back(packed);
-        e.weights = &packed_.back();
-      }
+      e.weights = dense::packed_weights_for(packed_, pd.weights_desc());
       e.prim = dnnl::matmul(pd);
     }
     return cache_.emplace(M, std::move(e)).first->second;

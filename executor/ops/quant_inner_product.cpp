@@ -281,16 +281,7 @@ class OnednnQIp : public QStrategy {
     if (it != cache_.end()) return it->second;
     Entry e;
     auto pd = make_pd(M);
-    for (auto& m : packed_)
-      if (m.get_desc() == pd.weights_desc()) e.weights = &m;
-    if (!e.weights) {
-      // This M wants another layout: reorder from the first packed copy, once.
-      memory packed(pd.weights_desc(), dense::engine());
-      dnnl::reorder(packed_.front(), packed).execute(dense::stream(), packed_.front(), packed);
-      dense::stream().wait();
-      packed_.push_back(packed);
-      e.weights = &packed_.back();
-    }
+    e.weights = dense::packed_weights_for(packed_, pd.weights_desc());
     e.prim = dnnl::matmul(pd);
     return cache_.emplace(M, std::move(e)).first->second;
   }
