@@ -27,6 +27,8 @@ struct CompileOptions {
   // Generated calibration inputs when calib_dir is empty: calib_sets sets of
   // [calib_batch, calib_seq] (seq capped at the position table's rows).
   int calib_sets = 4, calib_batch = 2, calib_seq = 128;
+  // int8 / bf16: attention's activation-by-activation Matmuls in bf16 (products) or fp32.
+  std::string attention_dtype = "bf16";
   bool transpose = false;          // feature-major sparse chains (later issue)
   bool slim = false;               // remove all-zero channels / heads (later issue)
   // int8 static calibration inputs: DIR/<input>.npy (one set) or DIR/<set>/<input>.npy.

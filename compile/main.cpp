@@ -23,6 +23,8 @@ DEFINE_string(calib_dir, "",
               "4 generated sets of batch 2, seq 128)");
 DEFINE_bool(emulate, false,
             "write an fp32 model emulating the int8 / bf16 numerics (accuracy studies)");
+DEFINE_string(attention_dtype, "bf16",
+              "int8 / bf16 precision: attention's Q·Kᵀ and P·V products in bf16 (fp32 accumulation) or fp32");
 DEFINE_bool(transpose, false, "feature-major sparse chains (later)");
 DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
     opt.int8_src = FLAGS_int8_src;
     opt.calib_method = FLAGS_calib_method;
     opt.transpose = FLAGS_transpose;
+    opt.attention_dtype = FLAGS_attention_dtype;
     opt.slim = FLAGS_slim;
     opt.fuse = !FLAGS_no_fuse;
     ne::Model m = ne::compile_onnx(FLAGS_model, opt);

@@ -309,6 +309,19 @@ int convert_bf16(Model& m) {
   return count;
 }
 
+int mark_matmuls_bf16(Model& m) {
+  int count = 0;
+  for (auto& op : m.ops) {
+    if (op.type != "Matmul" || op.inputs.size() < 2) continue;
+    const TensorInfo* a = m.find(op.inputs[0]);
+    const TensorInfo* b = m.find(op.inputs[1]);
+    if ((a && a->is_weight) || (b && b->is_weight)) continue;
+    op.set_attr("compute_dtype", "bf16");
+    ++count;
+  }
+  return count;
+}
+
 // ------------------------------------------------------------------------------ emulation
 namespace {
 

@@ -63,6 +63,10 @@ std::map<std::string, ActRange> calibrate(const Model& m, const std::vector<Inpu
 int quantize_int8(Model& m, const std::map<std::string, ActRange>& ranges, const QuantOptions& q);
 // InnerProduct weights fp32 -> bf16 (RNE). Returns the count.
 int convert_bf16(Model& m);
+// Matmuls of two activations (attention's Q·Kᵀ and P·V) get `compute_dtype: bf16`: bf16
+// products, fp32 accumulation, fp32 in and out (int8 and bf16 precisions; see docs/OPS.md).
+// Returns the count.
+int mark_matmuls_bf16(Model& m);
 
 // An fp32 model with the numerics of `m`: s8 InnerProducts become fake-quantized src (static:
 // round/clip with the op's scale and zero point; dynamic: the same with scale and zero point

@@ -32,6 +32,20 @@ void gelu_erf_avx512(const float* src, float* dst, int64_t n);
 void gelu_tanh_avx512(const float* src, float* dst, int64_t n);
 void gelu_erf_portable(const float* src, float* dst, int64_t n);
 void gelu_tanh_portable(const float* src, float* dst, int64_t n);
+// Small fp32 GEMM (attention's batched products), single-threaded:
+// C[m*ldc + n] = alpha * sum_k A[m*lda + k] * B[k*b_rs + n*b_cs] (+ mask[m*m_rs + n*m_cs]).
+// Needs b_cs == 1 or b_rs == 1, and m_cs in {0, 1} when mask is given; scratch holds
+// small_gemm_scratch_floats(N, K) floats (used when b_cs != 1).
+int64_t small_gemm_scratch_floats(int64_t N, int64_t K);
+void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                       const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc, const float* mask,
+                       int64_t m_rs, int64_t m_cs, float* scratch);
+// The same with bf16 products, fp32 accumulation (AVX512_BF16 CPUs only): A and B rounded to
+// bf16 (nearest even) per call. scratch: small_gemm_bf16_scratch_bytes(M, N, K) bytes.
+int64_t small_gemm_bf16_scratch_bytes(int64_t M, int64_t N, int64_t K);
+void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                                const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc,
+                                const float* mask, int64_t m_rs, int64_t m_cs, void* scratch);
 // Gelu over n floats, split over the OpenMP threads, AVX-512 when use_avx512().
 void gelu_parallel(bool tanh_form, const float* src, float* dst, int64_t n);
 

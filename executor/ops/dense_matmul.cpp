@@ -24,6 +24,7 @@
 
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
+#include "kernels/cpu_features.hpp"
 
 namespace ne {
 namespace {
@@ -63,6 +64,9 @@ class MatmulOp : public Operator {
     perm1_ = i.attr_ints("src1_perm");
     permd_ = i.attr_ints("dst_perm");
     scale_ = i.attr_float("output_scale", 1.f);
+    const std::string cd = i.attr("compute_dtype", "fp32");
+    if (cd != "fp32" && cd != "bf16") op_error("compute_dtype '", cd, "' is not supported (expected fp32 or bf16)");
+    bf16_ = cd == "bf16";
     const std::string ap = i.attr("append_op", "");
     if (!ap.empty() && ap != "binary_add")
       op_error("append_op '", ap, "' is not supported (expected binary_add with a mask input)");
@@ -110,6 +114,12 @@ class MatmulOp : public Operator {
   std::map<std::vector<int64_t>, Plan> cache_;
   std::mutex mu_;
   std::string kernel_, reason_;
+  bool bf16_ = false;  // compute_dtype: bf16 (products rounded to bf16, fp32 accumulation)
+  bool bf16_runs() const { return bf16_ && ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16); }
+  bool small_ok_ = [] {
+    const char* f = std::getenv("NE_DENSE_MATMUL");
+    return !(f && (std::string(f) == "sgemm" || std::string(f) == "onednn"));
+  }();
 
   std::vector<int64_t> check_perm(const std::vector<int64_t>& perm, int rank, const char* what) const {
     if (perm.empty()) {
@@ -138,7 +148,16 @@ class MatmulOp : public Operator {
     Plan p = make_plan(in);
     build_offsets(p);
     try_primitive(p);
-    kernel_ = p.use_prim ? "onednn:" + p.impl : "sgemm_strided";
+    if (!p.use_prim && small_fits(p) && bf16_runs()) {
+      kernel_ = "small_gemm_bf16:avx512_bf16";
+      reason_ = "compute_dtype bf16: 6x64 vdpbf16ps tiles, A and B rounded to bf16 per call";
+    } else if (!p.use_prim && small_fits(p)) {
+      kernel_ = "small_gemm:avx512";
+      reason_ = "6x64 AVX-512 tiles, A and C in place, B in place or one transposed panel";
+      if (bf16_) reason_ += " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")";
+    } else {
+      kernel_ = p.use_prim ? "onednn:" + p.impl : "sgemm_strided";
+    }
     return cache_.emplace(key, std::move(p)).first->second;
   }
 
@@ -335,8 +354,62 @@ class MatmulOp : public Operator {
     dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, 0.f, C, ldc);
   }
 
+  // The small AVX-512 GEMM (dense_common.hpp) fits: A rows contiguous, C rows contiguous, B
+  // contiguous along n or k, the mask (if any) contiguous or broadcast along n, and Bᵀ's panel
+  // small enough to stay in L2. Attention's Q·Kᵀ and P·V are such.
+  bool small_fits(const Plan& p) const {
+    if (!small_ok_ || !dense::use_avx512() || p.M < 1 || p.N < 1 || p.K < 1) return false;
+    if (!(p.c_cs == 1 || p.N == 1) || !(p.a_cs == 1 || p.K == 1)) return false;
+    if (!(p.b_cs == 1 || p.N == 1 || p.b_rs == 1 || p.K == 1)) return false;
+    if (p.has_mask && !(p.m_cs == 0 || p.m_cs == 1 || p.N == 1)) return false;
+    return p.K * p.N <= 128 * 1024 && p.N <= 4096;
+  }
+
   void run_strided(const Plan& p, const float* A, const float* B, const float* mask, float* C) const {
     const int64_t nbatch = int64_t(p.a_off.size());
+    if (small_fits(p)) {
+      const int64_t lda = p.a_rs, ldc = p.c_rs;
+      // Normalise B's strides: a unit n stride (rows) or a unit k stride (columns).
+      int64_t brs = p.b_rs, bcs = p.b_cs;
+      if (p.N == 1) bcs = 1;
+      else if (p.K == 1 && bcs != 1) brs = 1;
+      const int64_t mcs = p.N == 1 ? 0 : p.m_cs;
+      auto one = [&](int64_t t, std::vector<float>& scratch) {
+        dense::small_gemm_avx512(p.M, p.N, p.K, scale_, A + p.a_off[t], lda, B + p.b_off[t], brs, bcs,
+                                 C + p.c_off[t], ldc, mask ? mask + p.m_off[t] : nullptr, p.m_rs, mcs,
+                                 scratch.data());
+      };
+      if (bf16_runs()) {
+        const int64_t sb = dense::small_gemm_bf16_scratch_bytes(p.M, p.N, p.K);
+        auto one16 = [&](int64_t t, std::vector<uint8_t>& scratch) {
+          dense::small_gemm_bf16_avx512bf16(p.M, p.N, p.K, scale_, A + p.a_off[t], lda, B + p.b_off[t], brs, bcs,
+                                            C + p.c_off[t], ldc, mask ? mask + p.m_off[t] : nullptr, p.m_rs, mcs,
+                                            scratch.data());
+        };
+        const int nt = omp_get_max_threads();
+#pragma omp parallel if (nt > 1 && nbatch >= nt)
+        {
+          std::vector<uint8_t> scratch(static_cast<size_t>(sb));
+#pragma omp for schedule(static)
+          for (int64_t t = 0; t < nbatch; ++t) one16(t, scratch);
+        }
+        return;
+      }
+      const int64_t sf = bcs == 1 ? 1 : dense::small_gemm_scratch_floats(p.N, p.K);
+      const int nt = omp_get_max_threads();
+      if (nt > 1 && nbatch >= nt) {
+#pragma omp parallel
+        {
+          std::vector<float> scratch(static_cast<size_t>(sf));
+#pragma omp for schedule(static)
+          for (int64_t t = 0; t < nbatch; ++t) one(t, scratch);
+        }
+      } else {
+        std::vector<float> scratch(static_cast<size_t>(sf));
+        for (int64_t t = 0; t < nbatch; ++t) one(t, scratch);
+      }
+      return;
+    }
     // C must have a unit column stride for sgemm; if instead its rows are unit-stride compute
     // Cᵀ = B'ᵀ·A'ᵀ; if neither, go through a temporary tile.
     const bool c_direct = p.c_cs == 1 || p.N == 1;

@@ -7,6 +7,9 @@
 //                     [--nk 768x768,3072x768,768x3072] [--threads 1,2]
 //                     [--layout token|feature] [--min-time SEC] [--breakeven]
 //                     [--cpu-time]   (time = process CPU time; for --threads 1 on a busy machine)
+//                     [--dst f32|u8] (int8 only: output dtype of BOTH engines. f32 = the s32
+//                                     result dequantized (scale per channel + bias); u8 = then
+//                                     requantized to u8, as the int8 pipeline chains layers)
 //
 // Columns: time per GEMM; dense-equivalent GOP/s (2*M*N*K / t); "peak%": the fraction
 // of the per-core peak (fp32 270, bf16 535, int8 1090 GOP/s, x threads) reached on the
@@ -41,6 +44,19 @@ struct Opts {
   Layout layout = Layout::token_major;
   double min_time = 0.3;
   bool breakeven = false;
+  bool dst_u8 = false;
+};
+
+bool g_dst_u8 = false;  // --dst u8 (int8 rows)
+
+template <class T>
+struct AlignedBuf {  // 64-byte aligned, like the executor's arena (std::vector of a large size is not)
+  T* p = nullptr;
+  explicit AlignedBuf(size_t n) : p(static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) & ~size_t(63)))) {}
+  ~AlignedBuf() { std::free(p); }
+  AlignedBuf(const AlignedBuf&) = delete;
+  T* data() { return p; }
+  T& operator[](size_t i) { return p[i]; }
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -132,10 +148,13 @@ struct Dense {
     // Baseline is always the token-major dense matmul (oneDNN's preferred layout; its
     // transposed-layout path is a slow reference): the same work as either orientation.
     (void)layout;
-    dnnl::memory::desc sd({M, K}, sdt, tag::ab), dd({M, N}, dt_t::f32, tag::ab), wd_any, wd_user;
+    const bool u8out = dt == DType::s8 && g_dst_u8;
+    dnnl::memory::desc sd({M, K}, sdt, tag::ab), dd({M, N}, u8out ? dt_t::u8 : dt_t::f32, tag::ab), wd_any, wd_user;
     wd_any = dnnl::memory::desc({K, N}, wdt, tag::any);
     wd_user = dnnl::memory::desc({K, N}, wdt, tag::ab);
-    auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(sd, wd_any, dd), eng);
+    dnnl::primitive_attr attr;
+    if (dt == DType::s8) attr.set_output_scales(2, std::vector<float>(size_t(N), 0.01f));  // per-channel dequantize (+ requantize folded in for u8)
+    auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(sd, wd_any, dd), attr, eng);
     prim = dnnl::matmul(pd);
     src = dnnl::memory(pd.src_desc(), eng, const_cast<void*>(X));
     dnnl::memory wuser(wd_user, eng, const_cast<void*>(W));
@@ -163,13 +182,14 @@ Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads,
   const std::vector<uint8_t> W = make_weight(dt, K, N, p, sp, rng);
   const PackedWeight pw = PackedWeight::pack(W.data(), dt, K, N, p);
   const size_t es = dtype_size(dt);
-  std::vector<uint8_t> X(size_t(M) * K * es);
+  AlignedBuf<uint8_t> X(size_t(M) * K * es);
   for (size_t i = 0; i < size_t(M) * K; ++i) {
     if (dt == DType::f32) { float v = float(int(rng() % 200) - 100) / 100.f; std::memcpy(&X[i * 4], &v, 4); }
     else if (dt == DType::bf16) { uint16_t h = bf16(float(int(rng() % 200) - 100) / 100.f); std::memcpy(&X[i * 2], &h, 2); }
     else X[i] = uint8_t(rng());
   }
-  std::vector<float> Y(size_t(M) * N), bias(N, 0.1f), scale(N, 0.01f);
+  AlignedBuf<float> Y(size_t(M) * N);
+  std::vector<float> bias(N, 0.1f), scale(N, 0.01f);
   GemmArgs a;
   a.layout = layout;
   a.M = M;
@@ -178,6 +198,11 @@ Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads,
   a.dst = Y.data();
   a.post.bias = bias.data();
   if (dt == DType::s8) a.post.scale = scale.data();
+  if (dt == DType::s8 && g_dst_u8) {
+    a.post.dst_dtype = DType::u8;
+    a.post.dst_scale = 0.05f;
+    a.post.dst_zero_point = 128;
+  }
   a.num_threads = threads;
   const KernelInfo* k = &gemm(a, pw);
   Result r{};
@@ -233,10 +258,15 @@ int main(int argc, char** argv) {
     else if (a == "--min-time") { o.min_time = std::atof(next().c_str()); }
     else if (a == "--breakeven") { o.breakeven = true; }
     else if (a == "--cpu-time") { g_cpu_time = true; }
+    else if (a == "--dst") {
+      const std::string d = next();
+      if (d != "f32" && d != "u8") { std::fprintf(stderr, "--dst f32|u8\n"); return 2; }
+      g_dst_u8 = d == "u8";
+    }
     else { std::fprintf(stderr, "unknown flag %s (see the header of bench_sparse_gemm.cpp)\n", a.c_str()); return 2; }
   }
-  std::printf("# %s\n# layout %s; peaks/core: f32 270, bf16 535, int8 1090 GOP/s\n", ne::cpu::describe().c_str(),
-              o.layout == Layout::token_major ? "token-major" : "feature-major");
+  std::printf("# %s\n# layout %s; int8 output %s; peaks/core: f32 270, bf16 535, int8 1090 GOP/s\n", ne::cpu::describe().c_str(),
+              o.layout == Layout::token_major ? "token-major" : "feature-major", g_dst_u8 ? "u8 (requantized)" : "f32");
   std::mt19937_64 rng(42);
 
   if (o.breakeven) {

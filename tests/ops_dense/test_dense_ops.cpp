@@ -11,6 +11,7 @@
 //    claim ~1e-6 relative (oneDNN eltwise docs), which is what bounds the post-op cases.
 //  * LayerNorm: rows of n values, fp32 two-pass mean/var: 1e-5 relative to |gamma|·|x-mean|/std.
 // Random data: std::mt19937 seeded per test; the seed is printed on failure (SCOPED_TRACE).
+#include "kernels/cpu_features.hpp"
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -358,6 +359,8 @@ std::vector<int64_t> strides_of(const Shape& s) {
 }
 
 // Naive: transpose (by index maths), numpy-matmul with broadcast and 1-D rules, scale, mask, dst perm.
+double g_matmul_extra_rel = 0;  // added tolerance, relative to sum |a_k b_k| (bf16 products)
+
 void matmul_ref(const Arg& A, const Arg& B, const Arg* mask, std::vector<int64_t> pa,
                 std::vector<int64_t> pb, std::vector<int64_t> pd, double scale, Shape* out_shape,
                 std::vector<double>* ref, std::vector<double>* tol) {
@@ -425,7 +428,7 @@ void matmul_ref(const Arg& A, const Arg& B, const Arg* mask, std::vector<int64_t
         int64_t oc = 0;
         for (int i = 0; i < rc; ++i) oc += ci[i] * c_st[i];
         (*ref)[oc] = acc;
-        (*tol)[oc] = 4 * std::sqrt(double(K) + 2) * kU * mag + 1e-7;
+        (*tol)[oc] = 4 * std::sqrt(double(K) + 2) * kU * mag + 1e-7 + g_matmul_extra_rel * mag;
       }
   }
 }
@@ -438,7 +441,7 @@ std::string join(const std::vector<int64_t>& v) {
 
 void run_matmul(const Shape& as, const Shape& bs, const Shape* ms, std::vector<int64_t> pa,
                 std::vector<int64_t> pb, std::vector<int64_t> pd, float scale, uint32_t seed,
-                const char* expect_kernel = nullptr) {
+                const char* expect_kernel = nullptr, bool bf16 = false) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " A" + ne::shape_str(as) + " B" + ne::shape_str(bs) +
                " perms " + join(pa) + "/" + join(pb) + "/" + join(pd));
   Arg A{as, rnd(numel(as), seed)}, B{bs, rnd(numel(bs), seed + 1)};
@@ -450,6 +453,9 @@ void run_matmul(const Shape& as, const Shape& bs, const Shape* ms, std::vector<i
   if (!pd.empty()) attrs.push_back({"dst_perm", join(pd)});
   if (scale != 1.f) attrs.push_back({"output_scale", std::to_string(scale)});
   if (ms) attrs.push_back({"append_op", "binary_add"});
+  if (bf16) attrs.push_back({"compute_dtype", "bf16"});
+  // bf16 products: each factor rounded to 8 significant bits (relative 2^-8 each).
+  g_matmul_extra_rel = bf16 ? std::ldexp(1.0, -7) : 0.0;
   std::vector<Arg*> args{&A, &B};
   if (ms) args.push_back(&M);
   Runner r(info("Matmul", int(args.size()), attrs));
@@ -500,9 +506,43 @@ TEST(Matmul, AttentionShapes) {
     const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
     Shape mask{B, 1, 1, S};
     const float sc = 1.f / std::sqrt(float(D));
-    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, sc, 30, "sgemm_strided");
-    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 31, "sgemm_strided");
+    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, sc, 30, "small_gemm");
+    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 31, "small_gemm");
   }
+}
+
+// compute_dtype bf16 (attention of int8 / bf16 models): the vdpbf16ps small GEMM, same shapes
+// and tails, within bf16 rounding of the double reference.
+TEST(Matmul, ComputeBf16) {
+  if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16)) GTEST_SKIP() << "no AVX512_BF16: " << ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16);
+  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {3, 77, 16, 64}, {2, 13, 3, 5}}) {
+    const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
+    Shape mask{B, 1, 1, S};
+    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 0.125f, 70, "small_gemm_bf16", true);
+    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 71, "small_gemm_bf16", true);
+  }
+  int seed = 72;
+  for (int64_t M : {1, 7, 13})
+    for (int64_t N : {1, 17, 64, 130})
+      for (int64_t K : {1, 3, 64, 129}) {
+        Shape m1{2, 1, N};
+        run_matmul({2, M, K}, {2, K, N}, &m1, {}, {}, {}, 0.5f, seed++, "small_gemm_bf16", true);
+        run_matmul({2, M, K}, {2, N, K}, nullptr, {}, {0, 2, 1}, {}, 1.f, seed++, "small_gemm_bf16", true);
+      }
+  g_matmul_extra_rel = 0;
+}
+
+// The small AVX-512 GEMM on every M / N tail (6-row blocks, 64/48/32/16-column tiles, masked
+// last vector), K from 1, Bᵀ panels with odd sizes, masks contiguous or broadcast along n.
+TEST(Matmul, SmallGemmTails) {
+  int seed = 60;
+  for (int64_t M : {1, 5, 6, 7, 13})
+    for (int64_t N : {1, 15, 16, 17, 63, 64, 65, 130})
+      for (int64_t K : {1, 3, 64}) {
+        Shape m1{2, 1, N}, m2{2, M, 1};
+        run_matmul({2, M, K}, {2, K, N}, &m1, {}, {}, {}, 0.5f, seed++, N >= 1 ? "small_gemm" : nullptr);
+        run_matmul({2, M, K}, {2, N, K}, &m2, {}, {0, 2, 1}, {}, 1.f, seed++, "small_gemm");
+      }
 }
 
 // The same products on the oneDNN primitive (strided descriptors, scale, binary_add mask).

@@ -1,0 +1,137 @@
+// Small fp32 GEMM for the batched products of attention (Matmul): C = alpha * A * B (+ mask),
+// one batch element per call, single-threaded (the Matmul op splits batches over threads).
+// Built with -mavx512f/bw/vl/dq; called only when ne::dense::use_avx512() is true.
+//
+// Why not dnnl_sgemm: at BERT's shapes (Q·Kᵀ 128x128x64, P·V 128x64x128, 96 of them per layer
+// at batch 8) the per-call packing and dispatch of sgemm is a large share of the work. Here A is
+// read in place (rows with any stride, unit column stride: Q and P as they lie), B is used in
+// place when its rows are contiguous (V), or transposed once per call into a [K][N] panel (Kᵀ:
+// 16x16 in-register transposes), and the micro-kernel keeps a 6 x 64 tile of C in 24 zmm
+// accumulators: per k, 4 loads of B, 6 broadcasts of A, 24 FMAs. The additive mask (attention's
+// [B,1,1,S] padding mask) is fused into the store.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "executor/ops/dense_common.hpp"
+
+namespace ne::dense {
+namespace {
+
+inline __mmask16 tail16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+
+// C[MR x (16*NV)] tile; columns beyond `n` (last vector) masked.
+template <int MR, int NV>
+void tile(int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+          int64_t ldc, int64_t n, const float* mask, int64_t m_rs, int64_t m_cs) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  const __mmask16 last = tail16(n - 16 * (NV - 1));
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, B + k * ldb + 16 * v) : _mm512_loadu_ps(B + k * ldb + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 km = v == NV - 1 ? last : __mmask16(0xffff);
+      __m512 r = _mm512_mul_ps(acc[i][v], al);
+      if (mask) {  // m_cs is 0 (broadcast along n) or 1
+        const float* mp = mask + i * m_rs + 16 * v * m_cs;
+        r = _mm512_add_ps(r, m_cs ? _mm512_maskz_loadu_ps(km, mp) : _mm512_set1_ps(*mp));
+      }
+      _mm512_mask_storeu_ps(C + i * ldc + 16 * v, km, r);
+    }
+}
+
+template <int MR>
+void row_block(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+               float* C, int64_t ldc, const float* mask, int64_t m_rs, int64_t m_cs) {
+  int64_t n0 = 0;
+  for (; n0 + 64 <= N; n0 += 64)
+    tile<MR, 4>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, 64, mask ? mask + n0 * m_cs : nullptr, m_rs, m_cs);
+  const int64_t rest = N - n0;
+  if (rest <= 0) return;
+  const float* mk = mask ? mask + n0 * m_cs : nullptr;
+  switch ((rest + 15) / 16) {
+    case 1: tile<MR, 1>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+    case 2: tile<MR, 2>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+    case 3: tile<MR, 3>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+    default: tile<MR, 4>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+  }
+}
+
+// dst[k][n] = src[n * lds + k] for n < N, k < K (dst row stride ldd >= N).
+void transpose_panel(const float* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldd) {
+  for (int64_t n0 = 0; n0 < N; n0 += 16)
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+      const int64_t nn = std::min<int64_t>(16, N - n0), kk = std::min<int64_t>(16, K - k0);
+      __m512 r[16], t[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < nn ? _mm512_maskz_loadu_ps(tail16(kk), src + (n0 + i) * lds + k0) : _mm512_setzero_ps();
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      for (int i = 0; i < 4; ++i) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+      }
+      for (int i = 0; i < 8; ++i) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+      }
+      for (int64_t k = 0; k < kk; ++k) _mm512_mask_storeu_ps(dst + (k0 + k) * ldd + n0, tail16(nn), r[k]);
+    }
+}
+
+}  // namespace
+
+int64_t small_gemm_scratch_floats(int64_t N, int64_t K) { return K * ((N + 15) / 16 * 16); }
+
+void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                       const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc, const float* mask,
+                       int64_t m_rs, int64_t m_cs, float* scratch) {
+  int64_t ldb = b_rs;
+  if (b_cs != 1) {  // B[k][n] = B[n * b_cs] (b_rs == 1): transpose into the panel
+    ldb = (N + 15) / 16 * 16;
+    transpose_panel(B, b_cs, N, K, scratch, ldb);
+    B = scratch;
+  }
+  int64_t m = 0;
+  for (; m + 6 <= M; m += 6)
+    row_block<6>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mask ? mask + m * m_rs : nullptr, m_rs, m_cs);
+  const float* mk = mask ? mask + m * m_rs : nullptr;
+  switch (M - m) {
+    case 1: row_block<1>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 2: row_block<2>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 3: row_block<3>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 4: row_block<4>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 5: row_block<5>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    default: break;
+  }
+}
+
+}  // namespace ne::dense

@@ -1,0 +1,194 @@
+// Small GEMM with bf16 products and fp32 accumulation (vdpbf16ps), for Matmuls marked
+// `compute_dtype: bf16` (attention of int8 / bf16 models). Same contract as small_gemm_avx512
+// (dense_common.hpp): fp32 in, fp32 out, C = alpha * A * B (+ mask), single-threaded.
+// Built with -mavx512f/bw/vl/dq -mavx512bf16; called only when the CPU has AVX512_BF16.
+//
+// vdpbf16ps takes pairs along k: acc[n] += a[k]·b[k][n] + a[k+1]·b[k+1][n]. So per call:
+//  - A (fp32 rows, any row stride) is rounded to bf16 rows in scratch: [M][Kp] bf16, Kp = K
+//    rounded up to even (a dword of a row is the pair (k, k+1));
+//  - B becomes a panel of pair dwords [Kp/2][Np]: from rows (V: B[k][n] contiguous in n) by
+//    packing rows 2j and 2j+1 lane-wise; from columns (Kᵀ: B[k][n] = Bt[n][k]) by rounding each
+//    Bt row to bf16 (pairs already adjacent) and 16x16 dword transposes.
+// Rounding is to nearest even, as everywhere in this engine (values are finite here).
+// Micro-kernel: 6 rows x 64 columns, 24 zmm accumulators; per pair: 4 panel loads, 6 dword
+// broadcasts, 24 vdpbf16ps (twice the multiply-adds of an FMA per instruction).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "executor/ops/dense_common.hpp"
+
+namespace ne::dense {
+namespace {
+
+inline __mmask16 tail16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+
+// fp32 -> bf16 bits (round to nearest even) in the low 16 bits of each dword.
+inline __m512i rne16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i r = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
+  return _mm512_srli_epi32(_mm512_add_epi32(u, r), 16);
+}
+// Pair dwords (lo = even k, hi = odd k).
+inline __m512i pair(__m512 even, __m512 odd) { return _mm512_or_si512(rne16(even), _mm512_slli_epi32(rne16(odd), 16)); }
+
+// Row of n fp32 -> n bf16 (n even after padding with a zero).
+void row_to_bf16(const float* src, int64_t n, uint16_t* dst, int64_t n_pad) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512i lo = rne16(_mm512_loadu_ps(src + i)), hi = rne16(_mm512_loadu_ps(src + i + 16));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(lo));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 16), _mm512_cvtepi32_epi16(hi));
+  }
+  for (; i < n; i += 16) {
+    const __m512i v = rne16(_mm512_maskz_loadu_ps(tail16(n - i), src + i));
+    _mm256_mask_storeu_epi16(dst + i, tail16(n - i), _mm512_cvtepi32_epi16(v));
+  }
+  for (i = n; i < n_pad; ++i) dst[i] = 0;
+}
+
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+template <int MR, int NV>
+void tile(int64_t KP, float alpha, const uint32_t* A, int64_t lda_d, const uint32_t* P, int64_t ldp, float* C,
+          int64_t ldc, int64_t n, const float* mask, int64_t m_rs, int64_t m_cs) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    __m512bh b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_loadu_si512(P + kp * ldp + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(int(A[i * lda_d + kp]));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], a, b[v]);
+    }
+  }
+  const __mmask16 last = tail16(n - 16 * (NV - 1));
+  const __m512 al = _mm512_set1_ps(alpha);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 km = v == NV - 1 ? last : __mmask16(0xffff);
+      __m512 r = _mm512_mul_ps(acc[i][v], al);
+      if (mask) {  // m_cs is 0 (broadcast along n) or 1
+        const float* mp = mask + i * m_rs + 16 * v * m_cs;
+        r = _mm512_add_ps(r, m_cs ? _mm512_maskz_loadu_ps(km, mp) : _mm512_set1_ps(*mp));
+      }
+      _mm512_mask_storeu_ps(C + i * ldc + 16 * v, km, r);
+    }
+}
+
+template <int MR>
+void row_block(int64_t N, int64_t KP, float alpha, const uint32_t* A, int64_t lda_d, const uint32_t* P, int64_t ldp,
+               float* C, int64_t ldc, const float* mask, int64_t m_rs, int64_t m_cs) {
+  int64_t n0 = 0;
+  for (; n0 + 64 <= N; n0 += 64)
+    tile<MR, 4>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, 64, mask ? mask + n0 * m_cs : nullptr, m_rs, m_cs);
+  const int64_t rest = N - n0;
+  if (rest <= 0) return;
+  const float* mk = mask ? mask + n0 * m_cs : nullptr;
+  switch ((rest + 15) / 16) {
+    case 1: tile<MR, 1>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+    case 2: tile<MR, 2>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+    case 3: tile<MR, 3>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+    default: tile<MR, 4>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
+  }
+}
+
+}  // namespace
+
+int64_t small_gemm_bf16_scratch_bytes(int64_t M, int64_t N, int64_t K) {
+  const int64_t kp = (K + 1) / 2, np = (N + 15) / 16 * 16;
+  return 4 * (M * kp + kp * np) + 64 * 16;
+}
+
+void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                                const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc,
+                                const float* mask, int64_t m_rs, int64_t m_cs, void* scratch) {
+  const int64_t KP = (K + 1) / 2, Np = (N + 15) / 16 * 16;
+  uint32_t* Ab = reinterpret_cast<uint32_t*>((reinterpret_cast<uintptr_t>(scratch) + 63) & ~uintptr_t(63));
+  uint32_t* Pb = Ab + (M * KP + 15) / 16 * 16;
+  // A rows -> bf16 rows (pairs = dwords).
+  for (int64_t m = 0; m < M; ++m) row_to_bf16(A + m * lda, K, reinterpret_cast<uint16_t*>(Ab + m * KP), 2 * KP);
+  if (b_cs == 1) {
+    // Rows k of B: pair rows 2j, 2j+1 lane-wise.
+    for (int64_t j = 0; j < KP; ++j) {
+      const float* r0 = B + 2 * j * b_rs;
+      const float* r1 = 2 * j + 1 < K ? B + (2 * j + 1) * b_rs : nullptr;
+      for (int64_t n = 0; n < N; n += 16) {
+        const __mmask16 km = tail16(N - n);
+        const __m512 e = _mm512_maskz_loadu_ps(km, r0 + n);
+        const __m512 o = r1 ? _mm512_maskz_loadu_ps(km, r1 + n) : _mm512_setzero_ps();
+        _mm512_storeu_si512(Pb + j * Np + n, pair(e, o));
+      }
+    }
+  } else {
+    // Columns: Bt[n][k] = B[n * b_cs + k]; bf16 rows of Bt are pair dwords along k, then transposed.
+    alignas(64) uint32_t rows[16][64];
+    for (int64_t n0 = 0; n0 < N; n0 += 16) {
+      const int64_t nn = std::min<int64_t>(16, N - n0);
+      for (int64_t j0 = 0; j0 < KP; j0 += 64) {
+        const int64_t jj = std::min<int64_t>(64, KP - j0);
+        for (int64_t i = 0; i < 16; ++i) {
+          if (i < nn) {
+            const int64_t k0 = 2 * j0, kk = std::min<int64_t>(2 * jj, K - k0);
+            row_to_bf16(B + (n0 + i) * b_cs + k0, kk, reinterpret_cast<uint16_t*>(rows[i]), 2 * jj);
+          } else {
+            std::memset(rows[i], 0, sizeof(rows[i]));
+          }
+        }
+        for (int64_t q = 0; q < jj; q += 16) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(reinterpret_cast<const float*>(rows[i] + q));
+          transpose16(r);
+          for (int64_t c = 0; c < std::min<int64_t>(16, jj - q); ++c)
+            _mm512_storeu_ps(reinterpret_cast<float*>(Pb + (j0 + q + c) * Np + n0), r[c]);
+        }
+      }
+    }
+  }
+  int64_t m = 0;
+  for (; m + 6 <= M; m += 6)
+    row_block<6>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mask ? mask + m * m_rs : nullptr, m_rs, m_cs);
+  const float* mk = mask ? mask + m * m_rs : nullptr;
+  switch (M - m) {
+    case 1: row_block<1>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 2: row_block<2>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 3: row_block<3>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 4: row_block<4>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    case 5: row_block<5>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
+    default: break;
+  }
+}
+
+}  // namespace ne::dense
