@@ -89,6 +89,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
       }
     }
     quantize_int8(m, ranges, q);
+    if (!q.dynamic) chain_int8(m);
   } else if (precision == "bf16") {
     convert_bf16(m);
   }

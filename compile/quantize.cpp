@@ -309,6 +309,35 @@ int convert_bf16(Model& m) {
   return count;
 }
 
+int chain_int8(Model& m) {
+  std::map<std::string, int> uses;
+  for (const auto& op : m.ops)
+    for (const auto& t : op.inputs) uses[t]++;
+  for (const auto& t : m.output_names()) uses[t] += 2;  // never requantize a model output
+  auto static_s8 = [&](const OpInfo& op) {
+    if (op.type != "InnerProduct" || op.inputs.size() < 3) return false;
+    const TensorInfo* w = m.find(op.inputs[1]);
+    return w && w->is_weight && w->dtype == DType::s8 && op.has_attr("src_scale") &&
+           op.attr("src_scale") != "dynamic";
+  };
+  std::map<std::string, const OpInfo*> consumer;  // src tensor -> the s8 InnerProduct reading it
+  for (const auto& op : m.ops)
+    if (static_s8(op)) consumer[op.inputs[0]] = &op;
+  int count = 0;
+  for (auto& op : m.ops) {
+    if (!static_s8(op) || op.outputs.size() != 1 || op.attr("output_dtype", "fp32") != "fp32") continue;
+    const std::string& out = op.outputs[0];
+    auto c = consumer.find(out);
+    if (c == consumer.end() || uses[out] != 1) continue;
+    const OpInfo& next = *c->second;
+    op.set_attr("output_dtype", next.attr("src_dtype", "u8"));
+    op.set_attr("dst_scale", next.attr("src_scale"));
+    op.set_attr("dst_zero_point", next.attr("src_zero_point", "0"));
+    ++count;
+  }
+  return count;
+}
+
 int mark_matmuls_bf16(Model& m) {
   int count = 0;
   for (auto& op : m.ops) {
@@ -404,9 +433,8 @@ Model emulate_fp32(const Model& m) {
       const TensorInfo* ws = m.find(op.inputs[2]);
       NE_CHECK(ws && ws->is_weight && ws->dtype == DType::fp32, "emulate: InnerProduct '", op.name,
                "': weight_scale must be a constant fp32 tensor");
-      std::string odt = op.attr("output_dtype", "fp32");
-      NE_CHECK(odt == "fp32", "emulate: InnerProduct '", op.name, "': output_dtype ", odt,
-               " is not emulated");
+      // A requantized output (chain_int8) is emulated by its consumer's static fake-quant of the
+      // fp32 output (same scale and zero point, the same rounding): output_dtype is dropped below.
       int64_t K = w->shape[0], N = w->shape[1];
       bool per_tensor = ws->numel() == 1;
       NE_CHECK(per_tensor || ws->numel() == N, "emulate: weight_scale of '", op.name, "' has ",

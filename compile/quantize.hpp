@@ -63,6 +63,11 @@ std::map<std::string, ActRange> calibrate(const Model& m, const std::vector<Inpu
 int quantize_int8(Model& m, const std::map<std::string, ActRange>& ranges, const QuantOptions& q);
 // InnerProduct weights fp32 -> bf16 (RNE). Returns the count.
 int convert_bf16(Model& m);
+// int8 static: an s8 InnerProduct whose output only feeds another static s8 InnerProduct's src
+// (BERT's FFN1 -> FFN2) writes that src already quantized: output_dtype u8/s8 with the
+// consumer's src_scale / src_zero_point as dst_scale / dst_zero_point (no fp32 round trip).
+// Returns the count.
+int chain_int8(Model& m);
 // Matmuls of two activations (attention's Q·Kᵀ and P·V) get `compute_dtype: bf16`: bf16
 // products, fp32 accumulation, fp32 in and out (int8 and bf16 precisions; see docs/OPS.md).
 // Returns the count.

@@ -299,6 +299,36 @@ TEST(Int8Compile, UnknownPrecisionIsAnError) {
   EXPECT_THROW(compile("tiny", "int8", [](ne::CompileOptions& o) { o.int8_mode = "x"; }), ne::Error);
 }
 
+// chain_int8: FFN1 (s8, gelu) writes FFN2's src already quantized, with FFN2's scale and zero
+// point; the executor's result stays close to the fp32 emulation (where the requantization is
+// the consumer's fake-quant); dynamic mode chains nothing.
+TEST(Int8Compile, ChainsFfnIntoU8) {
+  if (!has_fixture("tiny_1x4_90")) GTEST_SKIP();
+  ne::Model q = compile("tiny_1x4_90", "int8");
+  int chained = 0;
+  for (auto* ip : ips(q)) {
+    if (ip->attr("output_dtype", "fp32") == "fp32") continue;
+    ++chained;
+    EXPECT_EQ(ip->attr("output_dtype"), "u8");
+    const ne::OpInfo* next = nullptr;
+    for (auto* c : ips(q))
+      if (c->inputs[0] == ip->outputs[0]) next = c;
+    ASSERT_NE(next, nullptr) << ip->name;
+    EXPECT_EQ(ip->attr("dst_scale"), next->attr("src_scale"));
+    EXPECT_EQ(ip->attr("dst_zero_point"), next->attr("src_zero_point"));
+  }
+  EXPECT_GE(chained, 1);
+  for (auto* ip : ips(compile("tiny_1x4_90", "int8_dynamic"))) { EXPECT_EQ(ip->attr("output_dtype", "fp32"), "fp32"); }
+  auto in = fixture_inputs("tiny_1x4_90");
+  std::vector<ne::HostTensor> real;
+  std::string why;
+  if (!try_run(q, in, &real, &why)) GTEST_SKIP() << why;
+  auto emu = run_model(ne::emulate_fp32(q), in);
+  double mn, mean;
+  cosine(emu[0], real[0], &mn, &mean);
+  EXPECT_GE(mn, 0.999) << "executor vs emulation, max abs " << max_abs_diff(emu[0], real[0]);
+}
+
 // Numerics through the fp32 emulation of the int8 model (and the IR written and read back).
 void check_int8_numerics(const std::string& fixture, const std::string& precision) {
   auto in = fixture_inputs(fixture);
