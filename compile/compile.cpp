@@ -96,6 +96,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
   NE_CHECK(opt.attention_dtype == "fp32" || opt.attention_dtype == "bf16", onnx_path,
            ": --attention_dtype must be fp32 or bf16, got '", opt.attention_dtype, "'");
   if (precision != "fp32" && opt.attention_dtype == "bf16") mark_matmuls_bf16(m);
+  if (opt.fuse) pass::fuse_attention_op(m);
   pass::finalize_inputs(m);
   validate(m);
   return m;

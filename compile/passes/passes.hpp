@@ -24,6 +24,10 @@ int fuse_inner_product(Model& m);
 // Reorder into Matmul src perms, the scale into output_scale, the mask add, the Reorder after
 // it into dst_perm.
 int fuse_attention(Model& m);
+// Matmul(Q, K[, mask]) -> Softmax(-1) -> Matmul(P, V) -> one Attention op (run last).
+int fuse_attention_op(Model& m);
+// The inverse (for passes that look for the three ops, e.g. slim on a compiled IR).
+int unfuse_attention_op(Model& m);
 // Unsqueeze chains of known rank (the attention mask's [B,S] -> [B,1,1,S]) -> one Reshape view.
 int fold_unsqueeze(Model& m);
 // Embeddings: Gather(position_table, Slice(arange, 0, seq)) -> Slice of the table itself.

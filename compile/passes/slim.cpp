@@ -358,6 +358,7 @@ void slim_model(Model& m, SlimStats* stats) {
   st = SlimStats();
   st.weight_bytes_before = model_weight_bytes(m);
   st.ip_macs_per_token_before = ip_macs(m);
+  const int fused_attention = pass::unfuse_attention_op(m);  // heads are found on the 3-op form
   {
     Graph g(m);
     // Ops are edited in place (weights, attrs, a new shape constant); the op list keeps its
@@ -368,6 +369,7 @@ void slim_model(Model& m, SlimStats* stats) {
     for (size_t i = 0; i < m.ops.size(); ++i)
       if (m.ops[i].type == "InnerProduct") slim_ffn(g, m.ops[i], st);
   }
+  if (fused_attention) pass::fuse_attention_op(m);
   if (st.ffn_channels_removed || st.heads_removed) pass::finalize_inputs(m);  // new / unused constants
   st.weight_bytes_after = model_weight_bytes(m);
   st.ip_macs_per_token_after = ip_macs(m);

@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -109,6 +110,7 @@ class MatmulOp : public Operator {
   }
 
  private:
+  friend class AttentionOp;
   std::vector<int64_t> perm0_, perm1_, permd_;
   float scale_ = 1.f;
   std::map<std::vector<int64_t>, Plan> cache_;
@@ -453,8 +455,166 @@ class MatmulOp : public Operator {
   }
 };
 
+// Attention (docs/OPS.md): softmax(output_scale · Q'·K' + mask) · V', the three ops of
+// attention in one. Q' = transpose(Q, qk_src0_perm), K' = transpose(K, qk_src1_perm),
+// V' = transpose(V, pv_src1_perm), the result transposed by dst_perm: exactly
+// Matmul(Q, K, mask) -> Softmax(axis -1) -> Matmul(P, V) with those attrs, whose plans it reuses.
+// Fast path (AVX-512, every view with a unit stride where the small GEMM wants it): per batch
+// element (b, h), the score tile S [Sq x Sk] lives in a per-thread buffer (L2), softmax is applied
+// in place and S·V' is written straight into the output view, so the [B, H, S, S] scores never go
+// to memory (at BERT-base batch 8 they are 6 MiB per layer, written once and read twice when
+// unfused). Otherwise the unfused sequence on a temporary.
+class AttentionOp : public Operator {
+ public:
+  explicit AttentionOp(const OpInfo& i)
+      : Operator(i),
+        qk_(sub(i, "qk", {{"src0_perm", i.attr("qk_src0_perm", "")}, {"src1_perm", i.attr("qk_src1_perm", "")},
+                          {"output_scale", i.attr("output_scale", "")}})),
+        pv_(sub(i, "pv", {{"src1_perm", i.attr("pv_src1_perm", "")}, {"dst_perm", i.attr("dst_perm", "")}})) {
+    const std::string cd = i.attr("compute_dtype", "fp32");
+    if (cd != "fp32" && cd != "bf16") op_error("compute_dtype '", cd, "' is not supported (expected fp32 or bf16)");
+    qk_.bf16_ = pv_.bf16_ = cd == "bf16";
+  }
+
+  std::string kernel() const override { return kernel_.empty() ? "attention" : kernel_; }
+  std::string reason() const override { return reason_; }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    expect_inputs(in, 3, 4);
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i]->dtype != DType::fp32)
+        op_error("input ", i, " ('", in[i]->name, "') must be fp32, got ", dtype_name(in[i]->dtype));
+    Plans& p = plans(in);
+    out[0]->dtype = DType::fp32;
+    out[0]->shape = p.pv.dst_shape;
+  }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    Plans& p = plans(in);
+    if (shape_numel(p.pv.dst_shape) == 0) return;
+    const float* Q = in[0]->ptr<float>();
+    const float* K = in[1]->ptr<float>();
+    const float* V = in[2]->ptr<float>();
+    const float* mask = in.size() == 4 ? in[3]->ptr<float>() : nullptr;
+    float* O = out[0]->ptr<float>();
+    const Plan &a = p.qk, &b = p.pv;
+    const int64_t Sq = a.M, Sk = a.N;
+    if (!p.fused) {  // unfused: scores in a temporary, then the Softmax and P·V
+      std::vector<float> S(static_cast<size_t>(shape_numel(a.dst_shape)));
+      qk_.run_strided(a, Q, K, mask, S.data());
+      softmax_rows(S.data(), shape_numel(a.dst_shape) / std::max<int64_t>(Sk, 1), Sk);
+      pv_.run_strided(b, S.data(), V, nullptr, O);
+      return;
+    }
+    const int64_t nbatch = int64_t(a.a_off.size());
+    const bool bf16 = qk_.bf16_runs();
+    const int64_t brs1 = a.b_rs, bcs1 = a.N == 1 ? 1 : a.b_cs, brs2 = b.b_rs, bcs2 = b.N == 1 ? 1 : b.b_cs;
+    const int64_t mcs = a.N == 1 ? 0 : a.m_cs;
+    const size_t scratch =
+        bf16 ? size_t(std::max(dense::small_gemm_bf16_scratch_bytes(Sq, Sk, a.K), dense::small_gemm_bf16_scratch_bytes(Sq, b.N, Sk)))
+             : sizeof(float) * size_t(std::max(dense::small_gemm_scratch_floats(Sk, a.K), dense::small_gemm_scratch_floats(b.N, Sk)));
+#pragma omp parallel if (omp_get_max_threads() > 1 && nbatch > 1)
+    {
+      std::vector<float> S(static_cast<size_t>(Sq * Sk));
+      std::vector<uint8_t> scr(scratch + 64);
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < nbatch; ++t) {
+        const float* mk = mask ? mask + a.m_off[t] : nullptr;
+        if (bf16) {
+          dense::small_gemm_bf16_avx512bf16(Sq, Sk, a.K, qk_.scale_, Q + a.a_off[t], a.a_rs, K + a.b_off[t], brs1, bcs1,
+                                            S.data(), Sk, mk, a.m_rs, mcs, scr.data());
+          dense::softmax_rows_avx512(S.data(), S.data(), Sq, Sk);
+          dense::small_gemm_bf16_avx512bf16(Sq, b.N, Sk, 1.f, S.data(), Sk, V + b.b_off[t], brs2, bcs2, O + b.c_off[t],
+                                            b.c_rs, nullptr, 0, 0, scr.data());
+        } else {
+          float* f = reinterpret_cast<float*>(scr.data());
+          dense::small_gemm_avx512(Sq, Sk, a.K, qk_.scale_, Q + a.a_off[t], a.a_rs, K + a.b_off[t], brs1, bcs1, S.data(),
+                                   Sk, mk, a.m_rs, mcs, f);
+          dense::softmax_rows_avx512(S.data(), S.data(), Sq, Sk);
+          dense::small_gemm_avx512(Sq, b.N, Sk, 1.f, S.data(), Sk, V + b.b_off[t], brs2, bcs2, O + b.c_off[t], b.c_rs,
+                                   nullptr, 0, 0, f);
+        }
+      }
+    }
+  }
+
+ private:
+  struct Plans {
+    Plan qk, pv;
+    bool fused = false;
+  };
+  MatmulOp qk_, pv_;
+  std::map<std::vector<int64_t>, Plans> cache_;
+  std::mutex mu_;
+  std::string kernel_, reason_;
+
+  static OpInfo sub(const OpInfo& i, const char* what, std::vector<std::pair<std::string, std::string>> attrs) {
+    OpInfo o;
+    o.name = i.name + "/" + what;
+    o.type = "Matmul";
+    for (auto& kv : attrs)
+      if (!kv.second.empty()) o.set_attr(kv.first, kv.second);
+    return o;
+  }
+
+  static void softmax_rows(float* x, int64_t rows, int64_t n) {
+    if (n == 0) return;
+    if (dense::use_avx512()) {
+      dense::softmax_rows_avx512(x, x, rows, n);
+      return;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float* v = x + r * n;
+      float mx = v[0];
+      for (int64_t j = 1; j < n; ++j) mx = std::max(mx, v[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < n; ++j) sum += (v[j] = std::exp(v[j] - mx));
+      for (int64_t j = 0; j < n; ++j) v[j] = float(v[j] / sum);
+    }
+  }
+
+  Plans& plans(const TensorList& in) {
+    std::vector<int64_t> key;
+    for (const Tensor* t : in) {
+      key.push_back(t->rank());
+      key.insert(key.end(), t->shape.begin(), t->shape.end());
+    }
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    Plans p;
+    TensorList qk_in{in[0], in[1]};
+    if (in.size() == 4) qk_in.push_back(in[3]);
+    p.qk = qk_.make_plan(qk_in);
+    if (p.qk.dst_shape.size() < 2) op_error("Q'·K' ", shape_str(p.qk.dst_shape), " has rank < 2 (no softmax axis)");
+    Tensor probs;
+    probs.name = name() + "/probs";
+    probs.shape = p.qk.dst_shape;
+    p.pv = pv_.make_plan({&probs, in[2]});
+    MatmulOp::build_offsets(p.qk);
+    MatmulOp::build_offsets(p.pv);
+    // Fusable: the small GEMM fits both products, and P·V' walks the score tiles in the order
+    // Q'·K' made them (P's batch = the product's batch, P read in place, row by row).
+    bool same_order = p.pv.a_off.size() == p.qk.c_off.size() && p.pv.a_rs == p.qk.N && p.pv.a_cs == 1;
+    for (size_t t = 0; same_order && t < p.pv.a_off.size(); ++t) same_order = p.pv.a_off[t] == p.qk.c_off[t];
+    p.fused = same_order && qk_.small_fits(p.qk) && pv_.small_fits(p.pv) && dense::use_avx512();
+    if (p.fused) {
+      kernel_ = qk_.bf16_runs() ? "attention_fused_bf16:avx512_bf16" : "attention_fused:avx512";
+      reason_ = std::string("scores per (batch, head) tile in L2, softmax in place") +
+                (qk_.bf16_runs() ? ", bf16 products (compute_dtype bf16)" : "") +
+                (qk_.bf16_ && !qk_.bf16_runs() ? " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")" : "");
+    } else {
+      kernel_ = "attention_unfused";
+      reason_ = !dense::use_avx512() ? "no AVX-512: scores through a temporary"
+                                     : "views do not fit the small GEMM: scores through a temporary";
+    }
+    return cache_.emplace(key, std::move(p)).first->second;
+  }
+};
+
 }  // namespace
 
 NE_REGISTER_OP("Matmul", MatmulOp);
+NE_REGISTER_OP("Attention", AttentionOp);
 
 }  // namespace ne
