@@ -37,6 +37,8 @@ void gelu_tanh_portable(const float* src, float* dst, int64_t n);
 // Needs b_cs == 1 or b_rs == 1, and m_cs in {0, 1} when mask is given; scratch holds
 // small_gemm_scratch_floats(N, K) floats (used when b_cs != 1).
 int64_t small_gemm_scratch_floats(int64_t N, int64_t K);
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (AVX-512 16x16 blocks).
+void transpose_f32_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                        const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc, const float* mask,
                        int64_t m_rs, int64_t m_cs, float* scratch);

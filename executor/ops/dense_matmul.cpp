@@ -508,31 +508,56 @@ class AttentionOp : public Operator {
     }
     const int64_t nbatch = int64_t(a.a_off.size());
     const bool bf16 = qk_.bf16_runs();
-    const int64_t brs1 = a.b_rs, bcs1 = a.N == 1 ? 1 : a.b_cs, brs2 = b.b_rs, bcs2 = b.N == 1 ? 1 : b.b_cs;
+    const int64_t Dq = a.K, Dv = b.N;
+    const int64_t brs1 = a.b_rs, bcs1 = a.N == 1 ? 1 : a.b_cs;
     const int64_t mcs = a.N == 1 ? 0 : a.m_cs;
-    const size_t scratch =
-        bf16 ? size_t(std::max(dense::small_gemm_bf16_scratch_bytes(Sq, Sk, a.K), dense::small_gemm_bf16_scratch_bytes(Sq, b.N, Sk)))
-             : sizeof(float) * size_t(std::max(dense::small_gemm_scratch_floats(Sk, a.K), dense::small_gemm_scratch_floats(b.N, Sk)));
+    const bool pack_q = Dq > 1 && a.a_cs != 1;  // Q' column-major (feature-major layout): transpose it
+    // P·V': direct (output rows contiguous), or as its transpose O'ᵀ = V'ᵀ·Pᵀ (output columns
+    // contiguous, the feature-major layout), with V'ᵀ used in place or transposed once.
+    const bool pv_t = p.pv_transposed;
+    const bool pack_v = pv_t && Sk > 1 && b.b_rs != 1;
+    const int64_t s1 = bf16 ? std::max(dense::small_gemm_bf16_scratch_bytes(Sq, Sk, Dq),
+                                       pv_t ? dense::small_gemm_bf16_scratch_bytes(Dv, Sq, Sk)
+                                            : dense::small_gemm_bf16_scratch_bytes(Sq, Dv, Sk))
+                            : int64_t(sizeof(float)) * std::max(dense::small_gemm_scratch_floats(Sk, Dq),
+                                                                 dense::small_gemm_scratch_floats(pv_t ? Sq : Dv, Sk));
+    auto gemm = [&](int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t brs,
+                    int64_t bcs, float* C, int64_t ldc, const float* mk, int64_t mrs, int64_t mc, uint8_t* scr) {
+      if (bf16)
+        dense::small_gemm_bf16_avx512bf16(M, N, K, alpha, A, lda, B, brs, bcs, C, ldc, mk, mrs, mc, scr);
+      else
+        dense::small_gemm_avx512(M, N, K, alpha, A, lda, B, brs, bcs, C, ldc, mk, mrs, mc, reinterpret_cast<float*>(scr));
+    };
 #pragma omp parallel if (omp_get_max_threads() > 1 && nbatch > 1)
     {
       std::vector<float> S(static_cast<size_t>(Sq * Sk));
-      std::vector<uint8_t> scr(scratch + 64);
+      std::vector<float> qbuf(pack_q ? static_cast<size_t>(Sq * Dq) : 0), vbuf(pack_v ? static_cast<size_t>(Dv * Sk) : 0);
+      std::vector<uint8_t> scr(static_cast<size_t>(s1) + 64);
+      uint8_t* sc = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scr.data()) + 63) & ~uintptr_t(63));
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < nbatch; ++t) {
-        const float* mk = mask ? mask + a.m_off[t] : nullptr;
-        if (bf16) {
-          dense::small_gemm_bf16_avx512bf16(Sq, Sk, a.K, qk_.scale_, Q + a.a_off[t], a.a_rs, K + a.b_off[t], brs1, bcs1,
-                                            S.data(), Sk, mk, a.m_rs, mcs, scr.data());
-          dense::softmax_rows_avx512(S.data(), S.data(), Sq, Sk);
-          dense::small_gemm_bf16_avx512bf16(Sq, b.N, Sk, 1.f, S.data(), Sk, V + b.b_off[t], brs2, bcs2, O + b.c_off[t],
-                                            b.c_rs, nullptr, 0, 0, scr.data());
+        const float* q = Q + a.a_off[t];
+        int64_t lda = a.a_rs;
+        if (pack_q) {  // Q'[m, k] = q[k * a_cs + m]
+          dense::transpose_f32_avx512(q, a.a_cs, Dq, Sq, qbuf.data(), Dq);
+          q = qbuf.data(), lda = Dq;
+        }
+        gemm(Sq, Sk, Dq, qk_.scale_, q, lda, K + a.b_off[t], brs1, bcs1, S.data(), Sk, mask ? mask + a.m_off[t] : nullptr,
+             a.m_rs, mcs, sc);
+        dense::softmax_rows_avx512(S.data(), S.data(), Sq, Sk);
+        if (!pv_t) {
+          gemm(Sq, Dv, Sk, 1.f, S.data(), Sk, V + b.b_off[t], b.b_rs, Dv == 1 ? 1 : b.b_cs, O + b.c_off[t], b.c_rs,
+               nullptr, 0, 0, sc);
         } else {
-          float* f = reinterpret_cast<float*>(scr.data());
-          dense::small_gemm_avx512(Sq, Sk, a.K, qk_.scale_, Q + a.a_off[t], a.a_rs, K + a.b_off[t], brs1, bcs1, S.data(),
-                                   Sk, mk, a.m_rs, mcs, f);
-          dense::softmax_rows_avx512(S.data(), S.data(), Sq, Sk);
-          dense::small_gemm_avx512(Sq, b.N, Sk, 1.f, S.data(), Sk, V + b.b_off[t], brs2, bcs2, O + b.c_off[t], b.c_rs,
-                                   nullptr, 0, 0, f);
+          // O'ᵀ[n, m] = Σ_k V'[k, n] P[m, k]: A = V'ᵀ (rows n: v[n * b_cs + k] when b_rs == 1),
+          // B = Pᵀ (B[k][m] = P[m * Sk + k]: the panel-transpose form), C rows n with stride c_cs.
+          const float* v = V + b.b_off[t];
+          int64_t ldv = b.b_cs;
+          if (pack_v) {  // V'ᵀ[n, k] = v[k * b_rs + n]
+            dense::transpose_f32_avx512(v, b.b_rs, Sk, Dv, vbuf.data(), Sk);
+            v = vbuf.data(), ldv = Sk;
+          }
+          gemm(Dv, Sq, Sk, 1.f, v, ldv, S.data(), 1, Sk, O + b.c_off[t], b.c_cs, nullptr, 0, 0, sc);
         }
       }
     }
@@ -542,6 +567,7 @@ class AttentionOp : public Operator {
   struct Plans {
     Plan qk, pv;
     bool fused = false;
+    bool pv_transposed = false;  // P·V' computed as its transpose (feature-major output)
   };
   MatmulOp qk_, pv_;
   std::map<std::vector<int64_t>, Plans> cache_;
@@ -597,10 +623,22 @@ class AttentionOp : public Operator {
     // Q'·K' made them (P's batch = the product's batch, P read in place, row by row).
     bool same_order = p.pv.a_off.size() == p.qk.c_off.size() && p.pv.a_rs == p.qk.N && p.pv.a_cs == 1;
     for (size_t t = 0; same_order && t < p.pv.a_off.size(); ++t) same_order = p.pv.a_off[t] == p.qk.c_off[t];
-    p.fused = same_order && qk_.small_fits(p.qk) && pv_.small_fits(p.pv) && dense::use_avx512();
+    // Q'·K': Q' rows or columns contiguous (columns: transposed per tile), the rest as the small
+    // GEMM wants. P·V': output rows contiguous (direct) or output columns contiguous (transposed).
+    auto unit = [](int64_t rs, int64_t cs, int64_t r, int64_t c) { return cs == 1 || rs == 1 || r == 1 || c == 1; };
+    Plan qk_probe = p.qk;
+    if (qk_probe.a_cs != 1 && qk_probe.a_rs == 1) qk_probe.a_cs = 1, qk_probe.a_rs = qk_probe.K;
+    const bool qk_ok = qk_.small_fits(qk_probe);
+    const Plan& v = p.pv;
+    const bool pv_direct = pv_.small_fits(v);
+    const bool pv_t = !pv_direct && qk_ok && v.c_rs == 1 && v.M > 1 && unit(v.b_rs, v.b_cs, v.K, v.N) &&
+                      (!v.has_mask) && v.K * v.M <= 128 * 1024 && pv_.small_ok_;
+    p.pv_transposed = pv_t;
+    p.fused = same_order && qk_ok && (pv_direct || pv_t) && dense::use_avx512();
     if (p.fused) {
       kernel_ = qk_.bf16_runs() ? "attention_fused_bf16:avx512_bf16" : "attention_fused:avx512";
       reason_ = std::string("scores per (batch, head) tile in L2, softmax in place") +
+                (p.pv_transposed ? ", feature-major output (P·V' as its transpose)" : "") +
                 (qk_.bf16_runs() ? ", bf16 products (compute_dtype bf16)" : "") +
                 (qk_.bf16_ && !qk_.bf16_runs() ? " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")" : "");
     } else {

@@ -109,6 +109,10 @@ void transpose_panel(const float* src, int64_t lds, int64_t N, int64_t K, float*
 
 }  // namespace
 
+void transpose_f32_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  transpose_panel(src, lds, rows, cols, dst, ldd);
+}
+
 int64_t small_gemm_scratch_floats(int64_t N, int64_t K) { return K * ((N + 15) / 16 * 16); }
 
 void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

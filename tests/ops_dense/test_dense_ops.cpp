@@ -920,12 +920,25 @@ TEST(Attention, FusedBertLayout) {
   }
 }
 
-// Feature-major layout ([H,D,B,S] views: D has a non-unit stride) and the forced-unfused path:
-// the scores go through a temporary, same numbers.
+// Feature-major layout ([H,D,B,S] views, as --transpose writes them: Q' and the output have
+// their D dim strided): fused with Q' transposed per tile and P·V' computed as its transpose.
+TEST(Attention, FusedFeatureMajorLayout) {
+  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {2, 19, 3, 8}, {1, 7, 2, 5}}) {
+    const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
+    const Shape fm{H, D, B, S};
+    run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 84, "attention_fused");
+    if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16))
+      run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, false, 85, "attention_fused_bf16", true);
+  }
+}
+
+// Layouts the fused path does not take (no unit stride in Q' at all), and the forced-unfused
+// path: the scores go through a temporary, same numbers.
 TEST(Attention, UnfusedLayouts) {
   const int64_t B = 2, S = 19, H = 3, D = 8;
-  const Shape fm{H, D, B, S};
-  run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 82, "attention_unfused");
+  // Q [H,S,D,B] -> Q' [B,H,S,D] with neither S nor D unit-stride.
+  run_attention(Shape{H, S, D, B}, Shape{B, S, H, D}, Shape{B, S, H, D}, {3, 0, 1, 2}, {0, 2, 3, 1}, {0, 2, 1, 3},
+                {0, 2, 1, 3}, true, 82, "attention_unfused");
   setenv("NE_DENSE_MATMUL", "sgemm", 1);
   const Shape s{B, S, H, D};
   run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 83, "attention_unfused");
