@@ -516,11 +516,13 @@ class AttentionOp : public Operator {
     // contiguous, the feature-major layout), with V'ᵀ used in place or transposed once.
     const bool pv_t = p.pv_transposed;
     const bool pack_v = pv_t && Sk > 1 && b.b_rs != 1;
-    const int64_t s1 = bf16 ? std::max(dense::small_gemm_bf16_scratch_bytes(Sq, Sk, Dq),
-                                       pv_t ? dense::small_gemm_bf16_scratch_bytes(Dv, Sq, Sk)
-                                            : dense::small_gemm_bf16_scratch_bytes(Sq, Dv, Sk))
+    // Query rows in blocks whose score tile stays within ~256 KiB (all of them at BERT's 128).
+    const int64_t rb = std::max<int64_t>(6, std::min<int64_t>(Sq, (int64_t(64) << 10) / std::max<int64_t>(Sk, 1)));
+    const int64_t s1 = bf16 ? std::max(dense::small_gemm_bf16_scratch_bytes(rb, Sk, Dq),
+                                       pv_t ? dense::small_gemm_bf16_scratch_bytes(Dv, rb, Sk)
+                                            : dense::small_gemm_bf16_scratch_bytes(rb, Dv, Sk))
                             : int64_t(sizeof(float)) * std::max(dense::small_gemm_scratch_floats(Sk, Dq),
-                                                                 dense::small_gemm_scratch_floats(pv_t ? Sq : Dv, Sk));
+                                                                 dense::small_gemm_scratch_floats(pv_t ? rb : Dv, Sk));
     auto gemm = [&](int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t brs,
                     int64_t bcs, float* C, int64_t ldc, const float* mk, int64_t mrs, int64_t mc, uint8_t* scr) {
       if (bf16)
@@ -530,7 +532,7 @@ class AttentionOp : public Operator {
     };
 #pragma omp parallel if (omp_get_max_threads() > 1 && nbatch > 1)
     {
-      std::vector<float> S(static_cast<size_t>(Sq * Sk));
+      std::vector<float> S(static_cast<size_t>(std::min(rb, Sq) * Sk));
       std::vector<float> qbuf(pack_q ? static_cast<size_t>(Sq * Dq) : 0), vbuf(pack_v ? static_cast<size_t>(Dv * Sk) : 0);
       std::vector<uint8_t> scr(static_cast<size_t>(s1) + 64);
       uint8_t* sc = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scr.data()) + 63) & ~uintptr_t(63));
@@ -542,22 +544,23 @@ class AttentionOp : public Operator {
           dense::transpose_f32_avx512(q, a.a_cs, Dq, Sq, qbuf.data(), Dq);
           q = qbuf.data(), lda = Dq;
         }
-        gemm(Sq, Sk, Dq, qk_.scale_, q, lda, K + a.b_off[t], brs1, bcs1, S.data(), Sk, mask ? mask + a.m_off[t] : nullptr,
-             a.m_rs, mcs, sc);
-        dense::softmax_rows_avx512(S.data(), S.data(), Sq, Sk);
-        if (!pv_t) {
-          gemm(Sq, Dv, Sk, 1.f, S.data(), Sk, V + b.b_off[t], b.b_rs, Dv == 1 ? 1 : b.b_cs, O + b.c_off[t], b.c_rs,
-               nullptr, 0, 0, sc);
-        } else {
-          // O'ᵀ[n, m] = Σ_k V'[k, n] P[m, k]: A = V'ᵀ (rows n: v[n * b_cs + k] when b_rs == 1),
-          // B = Pᵀ (B[k][m] = P[m * Sk + k]: the panel-transpose form), C rows n with stride c_cs.
-          const float* v = V + b.b_off[t];
-          int64_t ldv = b.b_cs;
-          if (pack_v) {  // V'ᵀ[n, k] = v[k * b_rs + n]
-            dense::transpose_f32_avx512(v, b.b_rs, Sk, Dv, vbuf.data(), Sk);
-            v = vbuf.data(), ldv = Sk;
-          }
-          gemm(Dv, Sq, Sk, 1.f, v, ldv, S.data(), 1, Sk, O + b.c_off[t], b.c_cs, nullptr, 0, 0, sc);
+        // V'ᵀ for the transposed P·V': rows n = v[n * b_cs + k] when b_rs == 1, else transposed once.
+        const float* v = V + b.b_off[t];
+        int64_t ldv = b.b_cs;
+        if (pack_v) {  // V'ᵀ[n, k] = v[k * b_rs + n]
+          dense::transpose_f32_avx512(v, b.b_rs, Sk, Dv, vbuf.data(), Sk);
+          v = vbuf.data(), ldv = Sk;
+        }
+        for (int64_t m0 = 0; m0 < Sq; m0 += rb) {
+          const int64_t mb = std::min(rb, Sq - m0);
+          gemm(mb, Sk, Dq, qk_.scale_, q + m0 * lda, lda, K + a.b_off[t], brs1, bcs1, S.data(), Sk,
+               mask ? mask + a.m_off[t] + m0 * a.m_rs : nullptr, a.m_rs, mcs, sc);
+          dense::softmax_rows_avx512(S.data(), S.data(), mb, Sk);
+          if (!pv_t)  // direct: output rows contiguous
+            gemm(mb, Dv, Sk, 1.f, S.data(), Sk, V + b.b_off[t], b.b_rs, Dv == 1 ? 1 : b.b_cs, O + b.c_off[t] + m0 * b.c_rs,
+                 b.c_rs, nullptr, 0, 0, sc);
+          else  // O'ᵀ[n, m] = Σ_k V'ᵀ[n, k] Pᵀ[k, m] (Pᵀ: the panel-transpose form), output columns contiguous
+            gemm(Dv, mb, Sk, 1.f, v, ldv, S.data(), 1, Sk, O + b.c_off[t] + m0, b.c_cs, nullptr, 0, 0, sc);
         }
       }
     }
@@ -632,12 +635,12 @@ class AttentionOp : public Operator {
     const Plan& v = p.pv;
     const bool pv_direct = pv_.small_fits(v);
     const bool pv_t = !pv_direct && qk_ok && v.c_rs == 1 && v.M > 1 && unit(v.b_rs, v.b_cs, v.K, v.N) &&
-                      (!v.has_mask) && v.K * v.M <= 128 * 1024 && pv_.small_ok_;
+                      !v.has_mask && v.K <= 16384 && pv_.small_ok_;  // Pᵀ panels are [Sk x row block] <= 256 KiB
     p.pv_transposed = pv_t;
     p.fused = same_order && qk_ok && (pv_direct || pv_t) && dense::use_avx512();
     if (p.fused) {
       kernel_ = qk_.bf16_runs() ? "attention_fused_bf16:avx512_bf16" : "attention_fused:avx512";
-      reason_ = std::string("scores per (batch, head) tile in L2, softmax in place") +
+      reason_ = std::string("scores per (batch, head) tile in cache (<= 256 KiB row blocks), softmax in place") +
                 (p.pv_transposed ? ", feature-major output (P·V' as its transpose)" : "") +
                 (qk_.bf16_runs() ? ", bf16 products (compute_dtype bf16)" : "") +
                 (qk_.bf16_ && !qk_.bf16_runs() ? " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")" : "");

@@ -909,7 +909,8 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
 // BERT layout ([B,S,H,D] views), the fused path: fp32 and bf16, with and without the mask, odd
 // sequence lengths (tails of the 6-row and 64-column tiles).
 TEST(Attention, FusedBertLayout) {
-  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {3, 77, 4, 64}, {2, 13, 3, 5}}) {
+  // {1, 700, 1, 4}: several query row blocks (the score tile is capped at 256 KiB) and a tail.
+  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {3, 77, 4, 64}, {2, 13, 3, 5}, {1, 700, 1, 4}}) {
     const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
     const Shape s{B, S, H, D};
     for (bool mask : {true, false}) {
@@ -923,7 +924,7 @@ TEST(Attention, FusedBertLayout) {
 // Feature-major layout ([H,D,B,S] views, as --transpose writes them: Q' and the output have
 // their D dim strided): fused with Q' transposed per tile and P·V' computed as its transpose.
 TEST(Attention, FusedFeatureMajorLayout) {
-  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {2, 19, 3, 8}, {1, 7, 2, 5}}) {
+  for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {2, 19, 3, 8}, {1, 7, 2, 5}, {1, 700, 1, 4}}) {
     const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
     const Shape fm{H, D, B, S};
     run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 84, "attention_fused");
