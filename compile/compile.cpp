@@ -34,7 +34,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
            "' is unknown (static | dynamic)");
   NE_CHECK(opt.int8_src == "u8" || opt.int8_src == "s8", onnx_path, ": int8 activation type '",
            opt.int8_src, "' is unknown (u8 | s8)");
-  NE_CHECK(!opt.transpose, onnx_path, ": --transpose is not supported yet");
+  NE_CHECK(!opt.transpose || opt.fuse, onnx_path, ": --transpose works on the fused graph (drop --no_fuse)");
   NE_CHECK(!opt.slim || opt.fuse, onnx_path, ": --slim works on the fused graph (drop --no_fuse)");
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
@@ -91,6 +91,10 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     quantize_int8(m, ranges, q);
   } else if (precision == "bf16") {
     convert_bf16(m);
+  }
+  if (opt.transpose) {
+    pass::transpose_encoder(m);
+    pass::remove_dead_ops(m);
   }
   pass::finalize_inputs(m);
   validate(m);

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "executor/ops/dense_common.hpp"
+#include "executor/ops/feature_major.hpp"
 #include "executor/weight_cache.hpp"
 
 namespace ne {
@@ -198,6 +199,9 @@ InnerProductOp::InnerProductOp(const OpInfo& info) : Operator(info) {
   const std::string odt = info.attr("output_dtype", "fp32");
   if (odt != "fp32" && odt != "float32")
     op_error("output_dtype '", odt, "' is not supported (fp32 only)");
+  std::string bad;
+  prob_.feature_major = fm::parse_layout(info, &bad);
+  if (!bad.empty()) op_error("layout '", bad, "' is unknown (token_major | feature_major)");
 }
 
 int InnerProductOp::residual_index() const {
@@ -267,6 +271,12 @@ void InnerProductOp::check_shapes(const TensorList& in) const {
     op_error("weight '", w.name, "' ", shape_str(w.shape), " changed since init (", prob_.K, "x", prob_.N, ")");
   if (prob_.has_bias && !in[2]->shape.empty() && in[2]->numel() != prob_.N)
     op_error("bias '", in[2]->name, "' ", shape_str(in[2]->shape), " does not match N = ", prob_.N);
+  if (prob_.feature_major) {
+    if (src.dim(0) != prob_.K)
+      op_error("src '", src.name, "' ", shape_str(src.shape), ": first dim ", src.dim(0),
+               " != weight '", w.name, "' K = ", prob_.K, " (layout feature_major: src is [K, ...])");
+    return;
+  }
   if (src.dim(-1) != prob_.K)
     op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim ", src.dim(-1),
              " != weight '", w.name, "' K = ", prob_.K, " (weight ", shape_str(w.shape), ")");
@@ -285,7 +295,7 @@ void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
   if (!impl_) op_error("reshape() before init()");
   check_shapes(in);
   Shape s = in[0]->shape;
-  s.back() = prob_.N;
+  (prob_.feature_major ? s.front() : s.back()) = prob_.N;
   if (has_sum_) {
     const Tensor& r = *in[residual_index()];
     if (r.dtype != DType::fp32) op_error("residual '", r.name, "' must be fp32, got ", dtype_name(r.dtype));
@@ -299,7 +309,7 @@ void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
 void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
   const Tensor& src = *in[0];
   const int64_t M = src.numel() / std::max<int64_t>(1, prob_.K);
-  if (src.dim(-1) != prob_.K) check_shapes(in);
+  if ((prob_.feature_major ? src.dim(0) : src.dim(-1)) != prob_.K) check_shapes(in);
   float* dst = out[0]->ptr<float>();
   if (has_sum_) {
     const Tensor& r = *in[residual_index()];
@@ -313,8 +323,20 @@ void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
         std::memcpy(dst + b, rs + b, sizeof(float) * size_t(std::min(chunk, n - b)));
     }
   }
-  impl_->forward(src.ptr<float>(), M, prob_.weight_const ? nullptr : in[1]->ptr<float>(),
-                 prob_.has_bias ? in[2]->ptr<float>() : nullptr, dst);
+  const float* w = prob_.weight_const ? nullptr : in[1]->ptr<float>();
+  const float* bias = prob_.has_bias ? in[2]->ptr<float>() : nullptr;
+  if (!prob_.feature_major || impl_->native_feature_major()) {
+    impl_->forward(src.ptr<float>(), M, w, bias, dst);
+    return;
+  }
+  // Feature-major through a token-major strategy (oneDNN): Xt [K, M] -> X [M, K]; the residual
+  // (already in dst, [N, M]) -> [M, N]; GEMM; [M, N] -> dst [N, M].
+  fm_src_.resize(size_t(M * prob_.K));
+  fm_dst_.resize(size_t(M * prob_.N));
+  fm::transpose2d(src.data, fm_src_.data(), prob_.K, M, sizeof(float));
+  if (has_sum_) fm::transpose2d(dst, fm_dst_.data(), prob_.N, M, sizeof(float));
+  impl_->forward(fm_src_.data(), M, w, bias, fm_dst_.data());
+  fm::transpose2d(fm_dst_.data(), dst, M, prob_.N, sizeof(float));
 }
 
 NE_REGISTER_OP("InnerProduct", InnerProductOp);
