@@ -23,7 +23,9 @@ DEFINE_string(calib_dir, "",
               "4 generated sets of batch 2, seq 128)");
 DEFINE_bool(emulate, false,
             "write an fp32 model emulating the int8 / bf16 numerics (accuracy studies)");
-DEFINE_bool(transpose, false, "feature-major sparse chains (later)");
+DEFINE_bool(transpose, false,
+            "feature-major encoder chains: [hidden, tokens] activations between the InnerProducts, "
+            "2 Reorders per chain (docs/OPS.md \"Feature-major mode\")");
 DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
 
