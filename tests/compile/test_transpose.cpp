@@ -23,7 +23,11 @@ using namespace ne_test;
 ne::Model compile(const std::string& f, const std::string& precision, bool transpose) {
   ne::CompileOptions o;
   o.precision = precision;
-  o.calib_sets = 2;  // as tests/quant: keep it fast
+  // One small generated calibration set: this compares two layouts of the same quantized model,
+  // not calibration quality (tests/quant does that).
+  o.calib_sets = 1;
+  o.calib_batch = 2;
+  o.calib_seq = 32;
   o.transpose = transpose;
   return ne::compile_onnx(fixture_dir(f) + "/model.onnx", o);
 }
