@@ -217,6 +217,7 @@ class LayerNormOp : public Operator {
   }
   int inplace_input() const override { return 0; }
   std::string kernel() const override {
+    // `layernorm_ba` (the Neural Engine's name for the column form) on both ISA paths.
     return ba_ ? std::string("layernorm_ba") : std::string("layernorm:") + dense::kernel_isa();
   }
 
@@ -258,8 +259,12 @@ class LayerNormOp : public Operator {
       float* dst = out[0]->ptr<float>();
       // Split columns in multiples of 16 (whole cache lines per thread).
       const int64_t units = (cols + 15) / 16;
+      const bool v = dense::use_avx512();
       parallel_rows(units, n * 16 * 4, [&](int64_t b, int64_t e) {
-        layernorm_cols(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
+        if (v)
+          dense::layernorm_cols_avx512(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
+        else
+          layernorm_cols(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
       });
       return;
     }

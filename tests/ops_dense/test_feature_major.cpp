@@ -16,6 +16,7 @@
 
 #include "common/dtype.hpp"
 #include "executor/executor.hpp"
+#include "executor/ops/dense_common.hpp"
 
 namespace {
 
@@ -191,7 +192,10 @@ ne::Model one_op(const std::string& type, std::vector<std::pair<std::string, std
 }
 
 TEST(FeatureMajorLayerNorm, ColumnsMatchReference) {
-  for (auto dims : {Shape{64, 3, 13}, Shape{768, 2, 40}, Shape{5, 1}, Shape{32, 17}}) {
+  for (bool portable : {false, true})
+  for (auto dims : {Shape{64, 3, 13}, Shape{768, 2, 40}, Shape{5, 1}, Shape{32, 17}, Shape{16, 1, 200}}) {
+    SCOPED_TRACE(portable ? "portable" : "avx512");
+    ne::dense::force_portable(portable);
     const int64_t n = dims[0], cols = ne::shape_numel(dims) / n;
     ne::ExecOptions o;
     o.profile = true;
@@ -214,6 +218,7 @@ TEST(FeatureMajorLayerNorm, ColumnsMatchReference) {
       }
     }
     EXPECT_LE(err, 1e-5) << ne::shape_str(dims);
+    ne::dense::force_portable(false);
   }
 }
 
