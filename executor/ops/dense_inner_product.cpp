@@ -70,8 +70,17 @@ class OnednnIp : public IpStrategy {
   explicit OnednnIp(const IpProblem& p) : p_(p) {
     // All post-ops stay fused in the oneDNN epilogue. (Tried: a trailing gelu_erf as our own
     // AVX-512 pass over dst after the primitive — 12% slower on 768->3072, M=128 and 1024.)
+    // Feature-major (src Xt [K, M], dst Yt [N, M]): the src is given to oneDNN as {M, K} in
+    // format `ba` (its brgemm reads a transposed src), the result lands token-major in a scratch
+    // [M, N] and is transposed into dst; a trailing `sum` is added during that transpose (dst
+    // holds the residual), an earlier one needs the residual transposed into the scratch first.
+    // (oneDNN 2.6 runs a `ba` dst, or the swapped W^T·Xt with a per-row bias, on ref:any only.)
+    fm_ = p.feature_major;
+    fm_sum_last_ = fm_ && !p.post.empty() && p.post.back() == IpPostKind::sum;
     dnnl::post_ops po;
-    for (IpPostKind k : p.post) {
+    for (size_t pi = 0; pi < p.post.size(); ++pi) {
+      const IpPostKind k = p.post[pi];
+      if (fm_sum_last_ && pi + 1 == p.post.size()) break;
       switch (k) {
         case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
         case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
@@ -111,20 +120,32 @@ class OnednnIp : public IpStrategy {
     }
   }
 
-  std::string kernel() const override { return kernel_; }
+  std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
+  bool native_feature_major() const override { return fm_; }
 
   void forward(const float* src, int64_t M, const float* weight, const float* bias,
                float* dst) override {
     if (M == 0) return;
     Entry& e = entry(M);
     auto& eng = dense::engine();
-    memory msrc(memory::desc({M, p_.K}, dt::f32, tag::ab), eng, const_cast<float*>(src));
-    memory mdst(memory::desc({M, p_.N}, dt::f32, tag::ab), eng, dst);
+    float* y = dst;
+    if (fm_) {
+      fm_y_.resize(size_t(M * p_.N));
+      y = fm_y_.data();
+      const bool sum = std::find(p_.post.begin(), p_.post.end(), IpPostKind::sum) != p_.post.end();
+      if (sum && !fm_sum_last_) fm::transpose2d(dst, y, p_.N, M, sizeof(float));
+    }
+    memory msrc(memory::desc({M, p_.K}, dt::f32, fm_ ? tag::ba : tag::ab), eng, const_cast<float*>(src));
+    memory mdst(memory::desc({M, p_.N}, dt::f32, tag::ab), eng, y);
     memory mw = e.weights ? *e.weights : memory(plain_w_, eng, const_cast<float*>(weight));
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mdst}};
     if (p_.has_bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md_, eng, const_cast<float*>(bias)));
     e.prim.execute(dense::stream(), args);
     dense::stream().wait();
+    if (fm_) {
+      if (fm_sum_last_) fm::transpose2d_add(y, dst, M, p_.N);
+      else fm::transpose2d(y, dst, M, p_.N, sizeof(float));
+    }
   }
 
  private:
@@ -134,7 +155,7 @@ class OnednnIp : public IpStrategy {
   };
 
   dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& wmd) const {
-    memory::desc src({M, p_.K}, dt::f32, tag::ab), dst({M, p_.N}, dt::f32, tag::ab);
+    memory::desc src({M, p_.K}, dt::f32, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, dt::f32, tag::ab);
     auto d = p_.has_bias ? dnnl::matmul::desc(src, wmd, bias_md_, dst) : dnnl::matmul::desc(src, wmd, dst);
     return dnnl::matmul::primitive_desc(d, attr_, dense::engine());
   }
@@ -155,6 +176,8 @@ class OnednnIp : public IpStrategy {
   }
 
   IpProblem p_;
+  bool fm_ = false, fm_sum_last_ = false;
+  std::vector<float> fm_y_;  // feature-major: the token-major result before the transpose
   dnnl::primitive_attr attr_;
   memory::desc plain_w_, bias_md_;
   std::shared_ptr<const PackedBuffer> buf_;  // backs packed_.front()

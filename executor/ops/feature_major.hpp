@@ -44,4 +44,18 @@ inline void transpose2d(const void* src, void* dst, int64_t rows, int64_t cols, 
   else body(uint8_t{});
 }
 
+// dst[c, r] += src[r, c] (fp32): the transpose back of a token-major result with the residual
+// (already in dst) added.
+inline void transpose2d_add(const float* src, float* dst, int64_t rows, int64_t cols) {
+  constexpr int64_t T = 32;
+  const int64_t tr = (rows + T - 1) / T, tc = (cols + T - 1) / T;
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
+  for (int64_t t = 0; t < tr * tc; ++t) {
+    const int64_t r0 = (t / tc) * T, c0 = (t % tc) * T;
+    const int64_t r1 = std::min(rows, r0 + T), c1 = std::min(cols, c0 + T);
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] += src[r * cols + c];
+  }
+}
+
 }  // namespace ne::fm

@@ -195,6 +195,12 @@ class OnednnQIp : public QStrategy {
     const bool s8 = p.prec == Prec::s8;
     wdt_ = s8 ? ddt::s8 : ddt::bf16;
     sdt_ = dnnl_dt(p.src_dt);
+    // Feature-major bf16: src Xt [K, M] given to oneDNN as {M, K} `ba` (brgemm reads it), result
+    // token-major in a scratch, transposed into dst (a trailing `sum` added on the way). For
+    // u8/s8 src oneDNN 2.6 has only ref_int8 for a `ba` src: the op transposes around the
+    // token-major primitive instead (native_feature_major() false).
+    fm_ = p.feature_major && !s8;
+    fm_sum_last_ = fm_ && !p.post.empty() && p.post.back() == IpPostKind::sum;
     dnnl::post_ops po;
     if (s8) {
       // Static src scale: per-N output scales s·ws[n] fixed in the primitive. Dynamic: the scale
@@ -213,8 +219,9 @@ class OnednnQIp : public QStrategy {
         bias_po_ = po.len() - 1;
       }
     }
-    for (IpPostKind k : p.post) {
-      switch (k) {
+    for (size_t pi = 0; pi < p.post.size(); ++pi) {
+      if (fm_sum_last_ && pi + 1 == p.post.size()) break;
+      switch (p.post[pi]) {
         case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
         case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
         case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
@@ -244,15 +251,22 @@ class OnednnQIp : public QStrategy {
     packed_.push_back(memory(wmd, dense::engine(), const_cast<uint8_t*>(buf_->data())));
     kernel_ = std::string("onednn:") + pd.impl_info_str();
   }
-  std::string kernel() const override { return kernel_; }
+  std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
   bool stores_any_dtype() const override { return false; }
+  bool native_feature_major() const override { return fm_; }
 
   void forward(const QCall& c) override {
     if (c.M == 0) return;
     Entry& e = entry(c.M);
     auto& eng = dense::engine();
-    memory msrc(memory::desc({c.M, p_.K}, sdt_, tag::ab), eng, const_cast<void*>(c.src));
-    memory mdst(memory::desc({c.M, p_.N}, ddt::f32, tag::ab), eng, c.y);
+    float* y = static_cast<float*>(c.y);
+    if (fm_) {
+      fm_y_.resize(size_t(c.M * p_.N));
+      y = fm_y_.data();
+      if (c.residual && !fm_sum_last_) fm::transpose2d(c.y, y, p_.N, c.M, sizeof(float));
+    }
+    memory msrc(memory::desc({c.M, p_.K}, sdt_, fm_ ? tag::ba : tag::ab), eng, const_cast<void*>(c.src));
+    memory mdst(memory::desc({c.M, p_.N}, ddt::f32, tag::ab), eng, y);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, *e.weights}, {DNNL_ARG_DST, mdst}};
     if (p_.prec == Prec::s8) {
       if (scale_po_ >= 0)
@@ -266,6 +280,10 @@ class OnednnQIp : public QStrategy {
     }
     e.prim.execute(dense::stream(), args);
     dense::stream().wait();
+    if (fm_) {
+      if (fm_sum_last_) fm::transpose2d_add(y, static_cast<float*>(c.y), c.M, p_.N);
+      else fm::transpose2d(y, c.y, c.M, p_.N, sizeof(float));
+    }
   }
 
  private:
@@ -274,7 +292,7 @@ class OnednnQIp : public QStrategy {
     memory* weights = nullptr;
   };
   dnnl::matmul::primitive_desc make_pd(int64_t M) const {
-    memory::desc src({M, p_.K}, sdt_, tag::ab), dst({M, p_.N}, ddt::f32, tag::ab);
+    memory::desc src({M, p_.K}, sdt_, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, ddt::f32, tag::ab);
     memory::desc w({p_.K, p_.N}, wdt_, tag::any);
     auto d = (p_.prec == Prec::bf16 && p_.has_bias) ? dnnl::matmul::desc(src, w, bias_md_, dst)
                                                      : dnnl::matmul::desc(src, w, dst);
@@ -292,6 +310,8 @@ class OnednnQIp : public QStrategy {
   }
 
   QProblem p_;
+  bool fm_ = false, fm_sum_last_ = false;
+  std::vector<float> fm_y_;
   ddt wdt_, sdt_;
   int scale_po_ = -1, bias_po_ = -1;  // indices of the per-call binary post-ops (s8)
   dnnl::primitive_attr attr_;
