@@ -34,7 +34,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
            "' is unknown (static | dynamic)");
   NE_CHECK(opt.int8_src == "u8" || opt.int8_src == "s8", onnx_path, ": int8 activation type '",
            opt.int8_src, "' is unknown (u8 | s8)");
-  NE_CHECK(!opt.transpose, onnx_path, ": --transpose is not supported yet");
+  NE_CHECK(!opt.transpose || opt.fuse, onnx_path, ": --transpose works on the fused graph (drop --no_fuse)");
   NE_CHECK(!opt.slim || opt.fuse, onnx_path, ": --slim works on the fused graph (drop --no_fuse)");
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
@@ -92,6 +92,10 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     if (!q.dynamic) chain_int8(m);
   } else if (precision == "bf16") {
     convert_bf16(m);
+  }
+  if (opt.transpose) {
+    pass::transpose_encoder(m);
+    pass::remove_dead_ops(m);
   }
   NE_CHECK(opt.attention_dtype == "fp32" || opt.attention_dtype == "bf16", onnx_path,
            ": --attention_dtype must be fp32 or bf16, got '", opt.attention_dtype, "'");

@@ -25,7 +25,9 @@ DEFINE_bool(emulate, false,
             "write an fp32 model emulating the int8 / bf16 numerics (accuracy studies)");
 DEFINE_string(attention_dtype, "bf16",
               "int8 / bf16 precision: attention's Q·Kᵀ and P·V products in bf16 (fp32 accumulation) or fp32");
-DEFINE_bool(transpose, false, "feature-major sparse chains (later)");
+DEFINE_bool(transpose, false,
+            "feature-major encoder chains: [hidden, tokens] activations between the InnerProducts, "
+            "2 Reorders per chain (docs/OPS.md \"Feature-major mode\")");
 DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
 

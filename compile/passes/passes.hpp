@@ -38,6 +38,12 @@ int fuse_embeddings(Model& m);
 // See qdq_import.cpp. Throws ne::Error for forms it cannot express.
 int import_qdq(Model& m, bool fuse);
 
+// Transposed mode (transpose.cpp): whole encoder layers -> feature-major chains ([H, B, S]
+// activations, `layout: feature_major` InnerProducts, `transpose_mode: 1,0` LayerNorms, Matmul
+// perms for Q/K/V in that layout, two Reorders per chain). Returns the layers rewritten; with
+// `log`, says on stderr what it did or why it left the graph alone. Run after quantization.
+int transpose_encoder(Model& m, bool log = true);
+
 // Lists the weights in the Input op (after the model inputs), drops weights nobody uses.
 void finalize_inputs(Model& m);
 

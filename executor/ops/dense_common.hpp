@@ -27,6 +27,9 @@ const char* kernel_isa();
 void softmax_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n);
 void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n,
                            const float* gamma, const float* beta, float eps);
+// Feature-major LayerNorm: columns [c0, c1) of x [n, cols] normalised over dim 0 (single-threaded).
+void layernorm_cols_avx512(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
+                           const float* gamma, const float* beta, float eps);
 // Element-wise over n floats.
 void gelu_erf_avx512(const float* src, float* dst, int64_t n);
 void gelu_tanh_avx512(const float* src, float* dst, int64_t n);

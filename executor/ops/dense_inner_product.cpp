@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "executor/ops/dense_common.hpp"
+#include "executor/ops/feature_major.hpp"
 #include "executor/weight_cache.hpp"
 
 namespace ne {
@@ -69,8 +70,17 @@ class OnednnIp : public IpStrategy {
   explicit OnednnIp(const IpProblem& p) : p_(p) {
     // All post-ops stay fused in the oneDNN epilogue. (Tried: a trailing gelu_erf as our own
     // AVX-512 pass over dst after the primitive — 12% slower on 768->3072, M=128 and 1024.)
+    // Feature-major (src Xt [K, M], dst Yt [N, M]): the src is given to oneDNN as {M, K} in
+    // format `ba` (its brgemm reads a transposed src), the result lands token-major in a scratch
+    // [M, N] and is transposed into dst; a trailing `sum` is added during that transpose (dst
+    // holds the residual), an earlier one needs the residual transposed into the scratch first.
+    // (oneDNN 2.6 runs a `ba` dst, or the swapped W^T·Xt with a per-row bias, on ref:any only.)
+    fm_ = p.feature_major;
+    fm_sum_last_ = fm_ && !p.post.empty() && p.post.back() == IpPostKind::sum;
     dnnl::post_ops po;
-    for (IpPostKind k : p.post) {
+    for (size_t pi = 0; pi < p.post.size(); ++pi) {
+      const IpPostKind k = p.post[pi];
+      if (fm_sum_last_ && pi + 1 == p.post.size()) break;
       switch (k) {
         case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
         case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
@@ -110,20 +120,32 @@ class OnednnIp : public IpStrategy {
     }
   }
 
-  std::string kernel() const override { return kernel_; }
+  std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
+  bool native_feature_major() const override { return fm_; }
 
   void forward(const float* src, int64_t M, const float* weight, const float* bias,
                float* dst) override {
     if (M == 0) return;
     Entry& e = entry(M);
     auto& eng = dense::engine();
-    memory msrc(memory::desc({M, p_.K}, dt::f32, tag::ab), eng, const_cast<float*>(src));
-    memory mdst(memory::desc({M, p_.N}, dt::f32, tag::ab), eng, dst);
+    float* y = dst;
+    if (fm_) {
+      fm_y_.resize(size_t(M * p_.N));
+      y = fm_y_.data();
+      const bool sum = std::find(p_.post.begin(), p_.post.end(), IpPostKind::sum) != p_.post.end();
+      if (sum && !fm_sum_last_) fm::transpose2d(dst, y, p_.N, M, sizeof(float));
+    }
+    memory msrc(memory::desc({M, p_.K}, dt::f32, fm_ ? tag::ba : tag::ab), eng, const_cast<float*>(src));
+    memory mdst(memory::desc({M, p_.N}, dt::f32, tag::ab), eng, y);
     memory mw = e.weights ? *e.weights : memory(plain_w_, eng, const_cast<float*>(weight));
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mdst}};
     if (p_.has_bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md_, eng, const_cast<float*>(bias)));
     e.prim.execute(dense::stream(), args);
     dense::stream().wait();
+    if (fm_) {
+      if (fm_sum_last_) fm::transpose2d_add(y, dst, M, p_.N);
+      else fm::transpose2d(y, dst, M, p_.N, sizeof(float));
+    }
   }
 
  private:
@@ -133,7 +155,7 @@ class OnednnIp : public IpStrategy {
   };
 
   dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& wmd) const {
-    memory::desc src({M, p_.K}, dt::f32, tag::ab), dst({M, p_.N}, dt::f32, tag::ab);
+    memory::desc src({M, p_.K}, dt::f32, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, dt::f32, tag::ab);
     auto d = p_.has_bias ? dnnl::matmul::desc(src, wmd, bias_md_, dst) : dnnl::matmul::desc(src, wmd, dst);
     return dnnl::matmul::primitive_desc(d, attr_, dense::engine());
   }
@@ -154,6 +176,8 @@ class OnednnIp : public IpStrategy {
   }
 
   IpProblem p_;
+  bool fm_ = false, fm_sum_last_ = false;
+  std::vector<float> fm_y_;  // feature-major: the token-major result before the transpose
   dnnl::primitive_attr attr_;
   memory::desc plain_w_, bias_md_;
   std::shared_ptr<const PackedBuffer> buf_;  // backs packed_.front()
@@ -198,6 +222,9 @@ InnerProductOp::InnerProductOp(const OpInfo& info) : Operator(info) {
   const std::string odt = info.attr("output_dtype", "fp32");
   if (odt != "fp32" && odt != "float32")
     op_error("output_dtype '", odt, "' is not supported (fp32 only)");
+  std::string bad;
+  prob_.feature_major = fm::parse_layout(info, &bad);
+  if (!bad.empty()) op_error("layout '", bad, "' is unknown (token_major | feature_major)");
 }
 
 int InnerProductOp::residual_index() const {
@@ -267,6 +294,12 @@ void InnerProductOp::check_shapes(const TensorList& in) const {
     op_error("weight '", w.name, "' ", shape_str(w.shape), " changed since init (", prob_.K, "x", prob_.N, ")");
   if (prob_.has_bias && !in[2]->shape.empty() && in[2]->numel() != prob_.N)
     op_error("bias '", in[2]->name, "' ", shape_str(in[2]->shape), " does not match N = ", prob_.N);
+  if (prob_.feature_major) {
+    if (src.dim(0) != prob_.K)
+      op_error("src '", src.name, "' ", shape_str(src.shape), ": first dim ", src.dim(0),
+               " != weight '", w.name, "' K = ", prob_.K, " (layout feature_major: src is [K, ...])");
+    return;
+  }
   if (src.dim(-1) != prob_.K)
     op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim ", src.dim(-1),
              " != weight '", w.name, "' K = ", prob_.K, " (weight ", shape_str(w.shape), ")");
@@ -285,7 +318,7 @@ void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
   if (!impl_) op_error("reshape() before init()");
   check_shapes(in);
   Shape s = in[0]->shape;
-  s.back() = prob_.N;
+  (prob_.feature_major ? s.front() : s.back()) = prob_.N;
   if (has_sum_) {
     const Tensor& r = *in[residual_index()];
     if (r.dtype != DType::fp32) op_error("residual '", r.name, "' must be fp32, got ", dtype_name(r.dtype));
@@ -299,7 +332,7 @@ void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
 void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
   const Tensor& src = *in[0];
   const int64_t M = src.numel() / std::max<int64_t>(1, prob_.K);
-  if (src.dim(-1) != prob_.K) check_shapes(in);
+  if ((prob_.feature_major ? src.dim(0) : src.dim(-1)) != prob_.K) check_shapes(in);
   float* dst = out[0]->ptr<float>();
   if (has_sum_) {
     const Tensor& r = *in[residual_index()];
@@ -313,8 +346,20 @@ void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
         std::memcpy(dst + b, rs + b, sizeof(float) * size_t(std::min(chunk, n - b)));
     }
   }
-  impl_->forward(src.ptr<float>(), M, prob_.weight_const ? nullptr : in[1]->ptr<float>(),
-                 prob_.has_bias ? in[2]->ptr<float>() : nullptr, dst);
+  const float* w = prob_.weight_const ? nullptr : in[1]->ptr<float>();
+  const float* bias = prob_.has_bias ? in[2]->ptr<float>() : nullptr;
+  if (!prob_.feature_major || impl_->native_feature_major()) {
+    impl_->forward(src.ptr<float>(), M, w, bias, dst);
+    return;
+  }
+  // Feature-major through a token-major strategy (oneDNN): Xt [K, M] -> X [M, K]; the residual
+  // (already in dst, [N, M]) -> [M, N]; GEMM; [M, N] -> dst [N, M].
+  fm_src_.resize(size_t(M * prob_.K));
+  fm_dst_.resize(size_t(M * prob_.N));
+  fm::transpose2d(src.data, fm_src_.data(), prob_.K, M, sizeof(float));
+  if (has_sum_) fm::transpose2d(dst, fm_dst_.data(), prob_.N, M, sizeof(float));
+  impl_->forward(fm_src_.data(), M, w, bias, fm_dst_.data());
+  fm::transpose2d(fm_dst_.data(), dst, M, prob_.N, sizeof(float));
 }
 
 NE_REGISTER_OP("InnerProduct", InnerProductOp);

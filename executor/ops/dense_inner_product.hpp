@@ -41,6 +41,10 @@ struct IpProblem {
   bool weight_const = true;
   const float* weight = nullptr;
   int num_threads_hint = 0;  // omp_get_max_threads() at init
+  // `layout: feature_major`: the op's src is Xt [K, M] and dst Yt [N, M] (docs/OPS.md). A
+  // strategy that returns true from native_feature_major() is called with them as they are;
+  // others get token-major copies (the op transposes around them).
+  bool feature_major = false;
 };
 
 class IpStrategy {
@@ -53,6 +57,8 @@ class IpStrategy {
                        float* dst) = 0;
   // For --profile: e.g. "onednn:brg:avx512_core".
   virtual std::string kernel() const = 0;
+  // True: forward() takes src [K, M] and dst [N, M] when IpProblem::feature_major is set.
+  virtual bool native_feature_major() const { return false; }
 };
 
 using IpStrategyFactory =
@@ -81,6 +87,8 @@ class InnerProductOp : public Operator {
 
   IpProblem prob_;
   bool has_sum_ = false;
+  // Feature-major through a token-major strategy: transposed src, dst (with the residual).
+  std::vector<float> fm_src_, fm_dst_;
   std::unique_ptr<IpStrategy> impl_;
   std::string impl_name_, reason_;
 };

@@ -245,4 +245,55 @@ void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n
   }
 }
 
+// Feature-major LayerNorm (transpose_mode 1,0): columns [c0, c1) of x [n, cols], each normalised
+// over its n values. 16·NV columns at a time, their statistics in registers: one pass for mean and
+// variance (Welford's update, vectorised over the columns: stable, no E[x²]−E[x]² cancellation),
+// one pass for the output. Two passes over long contiguous row segments: with cols·4 a multiple
+// of 4 KiB (M = 1024 tokens) the rows alias in L1/L2, so a third pass would come from L3.
+template <int NV>
+void layernorm_cols_block(const float* src, float* dst, int64_t n, int64_t cols, int64_t cb, int64_t w,
+                          const float* gamma, const float* beta, float eps) {
+  __mmask16 mk[NV];
+  for (int v = 0; v < NV; ++v) mk[v] = w > 16 * v ? tail_mask(w - 16 * v) : __mmask16(0);
+  __m512 mean[NV], m2[NV];
+  for (int v = 0; v < NV; ++v) mean[v] = _mm512_setzero_ps(), m2[v] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* x = src + i * cols + cb;
+    const __m512 r = _mm512_set1_ps(1.f / float(i + 1));
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const __m512 xv = _mm512_maskz_loadu_ps(mk[v], x + 16 * v);
+      const __m512 d = _mm512_sub_ps(xv, mean[v]);
+      mean[v] = _mm512_fmadd_ps(d, r, mean[v]);
+      m2[v] = _mm512_fmadd_ps(d, _mm512_sub_ps(xv, mean[v]), m2[v]);
+    }
+  }
+  const __m512 inv_n = _mm512_set1_ps(1.f / float(n)), ve = _mm512_set1_ps(eps), one = _mm512_set1_ps(1.f);
+  #pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v)  // rstd, exactly rounded (as the row kernel's 1.0f / std::sqrt)
+    m2[v] = _mm512_div_ps(one, _mm512_sqrt_ps(_mm512_fmadd_ps(m2[v], inv_n, ve)));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* x = src + i * cols + cb;
+    float* y = dst + i * cols + cb;
+    const __m512 g = _mm512_set1_ps(gamma[i]), b = _mm512_set1_ps(beta ? beta[i] : 0.f);
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[v], x + 16 * v), mean[v]), m2[v]);
+      _mm512_mask_storeu_ps(y + 16 * v, mk[v], _mm512_fmadd_ps(d, g, b));
+    }
+  }
+}
+
+void layernorm_cols_avx512(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
+                           const float* gamma, const float* beta, float eps) {
+  for (int64_t cb = c0; cb < c1;) {
+    const int64_t w = std::min<int64_t>(128, c1 - cb);
+    if (w > 64)
+      layernorm_cols_block<8>(src, dst, n, cols, cb, w, gamma, beta, eps);
+    else
+      layernorm_cols_block<4>(src, dst, n, cols, cb, w, gamma, beta, eps);
+    cb += w;
+  }
+}
+
 }  // namespace ne::dense

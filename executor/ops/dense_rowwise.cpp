@@ -169,12 +169,57 @@ class SoftmaxOp : public Operator {
   int64_t axis_;
 };
 
+// Feature-major LayerNorm (`transpose_mode: 1,0`): x is [n, cols] (dims 1.. flattened), each
+// column normalised over its n values. Columns [c0, c1) of the whole tensor; blocks of kColBlock
+// columns so the inner loops run over contiguous columns (vectorised by the compiler).
+void layernorm_cols(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
+                    const float* gamma, const float* beta, float eps) {
+  constexpr int64_t kColBlock = 64;
+  alignas(64) float mean[kColBlock], acc[kColBlock];
+  for (int64_t cb = c0; cb < c1; cb += kColBlock) {
+    const int64_t w = std::min(kColBlock, c1 - cb);
+    for (int64_t j = 0; j < w; ++j) acc[j] = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* x = src + i * cols + cb;
+      for (int64_t j = 0; j < w; ++j) acc[j] += x[j];
+    }
+    const float inv_n = 1.f / float(n);
+    for (int64_t j = 0; j < w; ++j) mean[j] = acc[j] * inv_n, acc[j] = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* x = src + i * cols + cb;
+      for (int64_t j = 0; j < w; ++j) {
+        const float d = x[j] - mean[j];
+        acc[j] += d * d;
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) acc[j] = 1.f / std::sqrt(acc[j] * inv_n + eps);  // rstd
+    for (int64_t i = 0; i < n; ++i) {
+      const float* x = src + i * cols + cb;
+      float* y = dst + i * cols + cb;
+      const float g = gamma[i], b = beta ? beta[i] : 0.f;
+      for (int64_t j = 0; j < w; ++j) y[j] = (x[j] - mean[j]) * acc[j] * g + b;
+    }
+  }
+}
+
 class LayerNormOp : public Operator {
  public:
   explicit LayerNormOp(const OpInfo& i)
-      : Operator(i), eps_(i.attr_float("epsilon", 1e-5f)), axis_(i.attr_int("axis", -1)) {}
+      : Operator(i), eps_(i.attr_float("epsilon", 1e-5f)), axis_(i.attr_int("axis", -1)) {
+    if (i.has_attr("transpose_mode")) {
+      const std::string tm = i.attr("transpose_mode");
+      if (tm == "1,0") ba_ = true;
+      else if (tm != "0,1" && !tm.empty())
+        op_error("transpose_mode '", tm, "' is not supported (expected 1,0: feature-major, normalise dim 0; or 0,1)");
+      if (ba_ && i.has_attr("axis") && axis_ != 0)
+        op_error("transpose_mode 1,0 normalises dim 0: axis must be 0 or absent, got ", axis_);
+    }
+  }
   int inplace_input() const override { return 0; }
-  std::string kernel() const override { return std::string("layernorm:") + dense::kernel_isa(); }
+  std::string kernel() const override {
+    // `layernorm_ba` (the Neural Engine's name for the column form) on both ISA paths.
+    return ba_ ? std::string("layernorm_ba") : std::string("layernorm:") + dense::kernel_isa();
+  }
 
   void reshape(const TensorList& in, const TensorList& out) override {
     expect_inputs(in, 2, 3);
@@ -183,6 +228,15 @@ class LayerNormOp : public Operator {
       if (in[i]->dtype != DType::fp32)
         op_error("input ", i, " ('", in[i]->name, "') must be fp32, got ", dtype_name(in[i]->dtype));
     if (x.rank() < 1) op_error("input must have rank >= 1");
+    if (ba_) {
+      for (size_t i = 1; i < in.size(); ++i)
+        if (in[i]->numel() != x.shape[0])
+          op_error(i == 1 ? "gamma '" : "beta '", in[i]->name, "' ", shape_str(in[i]->shape), " must have ",
+                   x.shape[0], " elements (transpose_mode 1,0 normalises dim 0 of ", shape_str(x.shape), ")");
+      out[0]->dtype = DType::fp32;
+      out[0]->shape = x.shape;
+      return;
+    }
     const int a = norm_axis(axis_, x.rank());
     if (a < 0 || a >= x.rank()) op_error("axis ", axis_, " out of range for ", shape_str(x.shape));
     const Shape tail(x.shape.begin() + a, x.shape.end());
@@ -197,6 +251,23 @@ class LayerNormOp : public Operator {
   void forward(const TensorList& in, const TensorList& out) override {
     const Tensor& x = *in[0];
     if (x.numel() == 0) return;
+    if (ba_) {
+      const int64_t n = x.shape[0], cols = x.numel() / n;
+      const float* gamma = in[1]->ptr<float>();
+      const float* beta = in.size() > 2 ? in[2]->ptr<float>() : nullptr;
+      const float* src = x.ptr<float>();
+      float* dst = out[0]->ptr<float>();
+      // Split columns in multiples of 16 (whole cache lines per thread).
+      const int64_t units = (cols + 15) / 16;
+      const bool v = dense::use_avx512();
+      parallel_rows(units, n * 16 * 4, [&](int64_t b, int64_t e) {
+        if (v)
+          dense::layernorm_cols_avx512(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
+        else
+          layernorm_cols(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
+      });
+      return;
+    }
     const int a = norm_axis(axis_, x.rank());
     const Shape tail(x.shape.begin() + a, x.shape.end());
     const int64_t n = shape_numel(tail), rows = x.numel() / n;
@@ -225,6 +296,7 @@ class LayerNormOp : public Operator {
  private:
   float eps_;
   int64_t axis_;
+  bool ba_ = false;  // transpose_mode 1,0
   std::vector<float> g_, b_;
   Shape g_shape_, b_shape_;
   const float* g_src_ = nullptr;

@@ -3,6 +3,7 @@
 // are one strided copy each: the output is walked contiguously while the source advances by
 // per-dim strides (0 for broadcast dims), with dims collapsed so the inner run is as long as
 // possible (a memcpy when it is contiguous in the source).
+#include "executor/ops/feature_major.hpp"
 #include "executor/ops/generic_util.hpp"
 
 namespace ne {
@@ -116,6 +117,21 @@ class ReorderOp : public GenericOp {
   void forward(const TensorList& in, const TensorList& out) override {
     const int r = in[0]->rank();
     auto perm = perm_for(r);
+    // A rotation (k, k+1, .., r-1, 0, .., k-1) is a 2-D transpose [a, b] -> [b, a] with a the
+    // product of dims 0..k-1: the tiled, threaded transpose (the Reorders at the ends of a
+    // feature-major chain: [B,S,H] <-> [H,B,S]).
+    const size_t es = dtype_size(in[0]->dtype);
+    if (r >= 2 && perm[0] != 0 && (es == 1 || es == 2 || es == 4)) {
+      const int k = int(perm[0]);
+      bool rot = true;
+      for (int i = 0; i < r; ++i) rot = rot && perm[i] == (k + i) % r;
+      if (rot) {
+        int64_t a = 1, b = 1;
+        for (int i = 0; i < r; ++i) (i < k ? a : b) *= in[0]->shape[i];
+        fm::transpose2d(in[0]->data, out[0]->data, a, b, es);
+        return;
+      }
+    }
     auto st = strides_of(in[0]->shape);
     Shape dims(r);
     std::vector<int64_t> ss(r);

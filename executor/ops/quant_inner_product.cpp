@@ -31,6 +31,7 @@
 
 #include "executor/ops/dense_common.hpp"
 #include "executor/ops/dense_inner_product.hpp"
+#include "executor/ops/feature_major.hpp"
 #include "executor/ops/quant_common.hpp"
 #include "executor/sparse_dispatch.hpp"
 #include "kernels/cpu_features.hpp"
@@ -57,6 +58,7 @@ struct QProblem {
   std::vector<float> static_scale;  // s8 with static src scale: s·ws[n] (empty: given per call)
   const void* weight = nullptr;   // [K, N] s8 / bf16 bits; valid during init only
   int num_threads_hint = 1;
+  bool feature_major = false;     // `layout: feature_major` (src [K, M], dst [N, M])
 };
 
 // One call. `y` is written as `dst_dt` (fp32 unless the strategy stores other types itself).
@@ -80,6 +82,8 @@ class QStrategy {
   // True: stores u8/s8/bf16 dst itself (reading the residual from QCall::residual). False: writes
   // fp32 only, and `sum` adds y's previous content (the op puts the residual there).
   virtual bool stores_any_dtype() const = 0;
+  // True: runs src [K, M] / dst [N, M] itself when QProblem::feature_major is set.
+  virtual bool native_feature_major() const { return false; }
 };
 
 sparse::DType sp_dt(DType d) {
@@ -122,11 +126,12 @@ class SparseQIp : public QStrategy {
   }
   std::string kernel() const override { return kernel_; }
   bool stores_any_dtype() const override { return true; }
+  bool native_feature_major() const override { return true; }
 
  private:
   sparse::GemmArgs args(const QCall& c) const {
     sparse::GemmArgs a;
-    a.layout = sparse::Layout::token_major;
+    a.layout = p_.feature_major ? sparse::Layout::feature_major : sparse::Layout::token_major;
     a.M = int(c.M);
     a.src = c.src;
     a.src_dtype = sp_dt(p_.src_dt);
@@ -190,6 +195,12 @@ class OnednnQIp : public QStrategy {
     const bool s8 = p.prec == Prec::s8;
     wdt_ = s8 ? ddt::s8 : ddt::bf16;
     sdt_ = dnnl_dt(p.src_dt);
+    // Feature-major bf16: src Xt [K, M] given to oneDNN as {M, K} `ba` (brgemm reads it), result
+    // token-major in a scratch, transposed into dst (a trailing `sum` added on the way). For
+    // u8/s8 src oneDNN 2.6 has only ref_int8 for a `ba` src: the op transposes around the
+    // token-major primitive instead (native_feature_major() false).
+    fm_ = p.feature_major && !s8;
+    fm_sum_last_ = fm_ && !p.post.empty() && p.post.back() == IpPostKind::sum;
     dnnl::post_ops po;
     if (s8) {
       // Static src scale: per-N output scales s·ws[n] fixed in the primitive. Dynamic: the scale
@@ -208,8 +219,9 @@ class OnednnQIp : public QStrategy {
         bias_po_ = po.len() - 1;
       }
     }
-    for (IpPostKind k : p.post) {
-      switch (k) {
+    for (size_t pi = 0; pi < p.post.size(); ++pi) {
+      if (fm_sum_last_ && pi + 1 == p.post.size()) break;
+      switch (p.post[pi]) {
         case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
         case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
         case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
@@ -239,15 +251,22 @@ class OnednnQIp : public QStrategy {
     packed_.push_back(memory(wmd, dense::engine(), const_cast<uint8_t*>(buf_->data())));
     kernel_ = std::string("onednn:") + pd.impl_info_str();
   }
-  std::string kernel() const override { return kernel_; }
+  std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
   bool stores_any_dtype() const override { return false; }
+  bool native_feature_major() const override { return fm_; }
 
   void forward(const QCall& c) override {
     if (c.M == 0) return;
     Entry& e = entry(c.M);
     auto& eng = dense::engine();
-    memory msrc(memory::desc({c.M, p_.K}, sdt_, tag::ab), eng, const_cast<void*>(c.src));
-    memory mdst(memory::desc({c.M, p_.N}, ddt::f32, tag::ab), eng, c.y);
+    float* y = static_cast<float*>(c.y);
+    if (fm_) {
+      fm_y_.resize(size_t(c.M * p_.N));
+      y = fm_y_.data();
+      if (c.residual && !fm_sum_last_) fm::transpose2d(c.y, y, p_.N, c.M, sizeof(float));
+    }
+    memory msrc(memory::desc({c.M, p_.K}, sdt_, fm_ ? tag::ba : tag::ab), eng, const_cast<void*>(c.src));
+    memory mdst(memory::desc({c.M, p_.N}, ddt::f32, tag::ab), eng, y);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, *e.weights}, {DNNL_ARG_DST, mdst}};
     if (p_.prec == Prec::s8) {
       if (scale_po_ >= 0)
@@ -261,6 +280,10 @@ class OnednnQIp : public QStrategy {
     }
     e.prim.execute(dense::stream(), args);
     dense::stream().wait();
+    if (fm_) {
+      if (fm_sum_last_) fm::transpose2d_add(y, static_cast<float*>(c.y), c.M, p_.N);
+      else fm::transpose2d(y, c.y, c.M, p_.N, sizeof(float));
+    }
   }
 
  private:
@@ -269,7 +292,7 @@ class OnednnQIp : public QStrategy {
     memory* weights = nullptr;
   };
   dnnl::matmul::primitive_desc make_pd(int64_t M) const {
-    memory::desc src({M, p_.K}, sdt_, tag::ab), dst({M, p_.N}, ddt::f32, tag::ab);
+    memory::desc src({M, p_.K}, sdt_, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, ddt::f32, tag::ab);
     memory::desc w({p_.K, p_.N}, wdt_, tag::any);
     auto d = (p_.prec == Prec::bf16 && p_.has_bias) ? dnnl::matmul::desc(src, w, bias_md_, dst)
                                                      : dnnl::matmul::desc(src, w, dst);
@@ -287,6 +310,8 @@ class OnednnQIp : public QStrategy {
   }
 
   QProblem p_;
+  bool fm_ = false, fm_sum_last_ = false;
+  std::vector<float> fm_y_;
   ddt wdt_, sdt_;
   int scale_po_ = -1, bias_po_ = -1;  // indices of the per-call binary post-ops (s8)
   dnnl::primitive_attr attr_;
@@ -330,6 +355,9 @@ class QuantIpOp : public Operator {
       if (out_dt_ != DType::fp32 && out_dt_ != DType::bf16) op_error("output_dtype '", odt, "' must be fp32 or bf16");
       src_dt_ = DType::bf16;
     }
+    std::string bad;
+    fm_ = fm::parse_layout(info, &bad);
+    if (!bad.empty()) op_error("layout '", bad, "' is unknown (token_major | feature_major)");
     if (out_dt_ == DType::u8 || out_dt_ == DType::s8) {
       dst_scale_ = info.attr_float("dst_scale", 0.f);
       if (!(dst_scale_ > 0) || !std::isfinite(dst_scale_))
@@ -387,6 +415,7 @@ class QuantIpOp : public Operator {
     }
     p.weight = w.data;
     p.num_threads_hint = omp_get_max_threads();
+    p.feature_major = fm_;
     choose(p);
   }
 
@@ -403,11 +432,11 @@ class QuantIpOp : public Operator {
     } else if (src.dtype != DType::fp32 && src.dtype != DType::bf16) {
       op_error("src '", src.name, "' must be fp32 or bf16, got ", dtype_name(src.dtype));
     }
-    if (src.rank() < 1 || src.dim(-1) != K_)
-      op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim must be K = ", K_, " (weight '",
-               in[1]->name, "' ", shape_str(in[1]->shape), ")");
+    if (src.rank() < 1 || (fm_ ? src.dim(0) : src.dim(-1)) != K_)
+      op_error("src '", src.name, "' ", shape_str(src.shape), ": ", fm_ ? "first" : "last", " dim must be K = ", K_,
+               " (weight '", in[1]->name, "' ", shape_str(in[1]->shape), fm_ ? "; layout feature_major)" : ")");
     Shape s = src.shape;
-    s.back() = N_;
+    (fm_ ? s.front() : s.back()) = N_;
     if (has_sum_) {
       const Tensor& r = *in.back();
       if (r.dtype != DType::fp32) op_error("residual '", r.name, "' must be fp32, got ", dtype_name(r.dtype));
@@ -427,7 +456,8 @@ class QuantIpOp : public Operator {
   void forward(const TensorList& in, const TensorList& out) override {
     const Tensor& src = *in[0];
     const int64_t M = src.numel() / std::max<int64_t>(1, K_);
-    if (src.dim(-1) != K_) op_error("src '", src.name, "' ", shape_str(src.shape), ": last dim != K = ", K_);
+    if ((fm_ ? src.dim(0) : src.dim(-1)) != K_)
+      op_error("src '", src.name, "' ", shape_str(src.shape), ": ", fm_ ? "first" : "last", " dim != K = ", K_);
     const int64_t MN = M * N_;
     QCall c;
     c.M = M;
@@ -474,6 +504,30 @@ class QuantIpOp : public Operator {
 
     // 3. GEMM + epilogue; the residual for `sum`.
     const float* res = has_sum_ ? in.back()->ptr<float>() : nullptr;
+    if (fm_ && !impl_->native_feature_major()) {
+      // Feature-major through the token-major oneDNN strategy: src [K, M] -> [M, K], the residual
+      // [N, M] -> [M, N] into the fp32 scratch, GEMM, then back to [N, M] (and converted).
+      const size_t es = dtype_size(prec_ == Prec::s8 ? src_dt_ : DType::bf16);
+      fm_src_.resize(size_t(M * K_) * es + 64);
+      fm::transpose2d(c.src, fm_src_.data(), K_, M, es);
+      c.src = fm_src_.data();
+      yf_.resize(size_t(MN) + 16);
+      if (has_sum_) fm::transpose2d(res, yf_.data(), N_, M, sizeof(float));
+      c.y = yf_.data();
+      c.residual = has_sum_ ? yf_.data() : nullptr;
+      impl_->forward(c);
+      if (out_dt_ == DType::fp32) {
+        fm::transpose2d(yf_.data(), out[0]->data, M, N_, sizeof(float));
+        return;
+      }
+      fm_y_.resize(size_t(MN) + 16);
+      fm::transpose2d(yf_.data(), fm_y_.data(), M, N_, sizeof(float));
+      if (out_dt_ == DType::bf16)
+        quant::to_bf16(fm_y_.data(), out[0]->ptr<uint16_t>(), MN);
+      else
+        quant::quantize(fm_y_.data(), out[0]->data, MN, dst_scale_, dst_zp_, out_dt_ == DType::s8);
+      return;
+    }
     auto put_residual = [&](float* y) {
       if (!has_sum_ || res == y) return;  // in place: the executor gave dst the residual's buffer
       const int64_t chunk = 1 << 16;
@@ -568,6 +622,7 @@ class QuantIpOp : public Operator {
   Prec prec_;
   std::vector<IpPostKind> post_;
   bool has_sum_ = false, has_bias_ = false, dynamic_ = false;
+  bool fm_ = false;  // layout feature_major
   int bias_idx_ = -1;
   DType src_dt_ = DType::u8, out_dt_ = DType::fp32;
   float src_scale_ = 1.f, dst_scale_ = 1.f;
@@ -578,8 +633,8 @@ class QuantIpOp : public Operator {
   std::unique_ptr<QStrategy> impl_;
   std::string reason_;
   // Per-call scratch (ops of one Executor run one at a time).
-  std::vector<uint8_t> qsrc_;
-  std::vector<float> scale_, bias_, yf_;
+  std::vector<uint8_t> qsrc_, fm_src_;
+  std::vector<float> scale_, bias_, yf_, fm_y_;
 };
 
 class InnerProductS8Op : public QuantIpOp {

@@ -39,11 +39,12 @@ class SparseIp : public IpStrategy {
     sparse::gemm(args(src, M, bias, dst), w_);
   }
   std::string kernel() const override { return kernel_; }
+  bool native_feature_major() const override { return true; }
 
  private:
   sparse::GemmArgs args(const float* src, int64_t M, const float* bias, float* dst) const {
     sparse::GemmArgs a;
-    a.layout = sparse::Layout::token_major;
+    a.layout = p_.feature_major ? sparse::Layout::feature_major : sparse::Layout::token_major;
     a.M = int(M);
     a.src = src;
     a.src_dtype = sparse::DType::f32;

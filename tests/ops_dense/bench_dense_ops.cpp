@@ -187,6 +187,15 @@ int main(int argc, char** argv) {
       std::vector<Buf> ln{{{B * S, 768}, rnd(B * S * 768, 11)}, {{768}, rnd(768, 12), true}, {{768}, rnd(768, 13), true}};
       sec = time_op("LayerNorm", {}, ln, &k);
       report_bw("LayerNorm [1024,768]", sec, 2.0 * 4 * B * S * 768, k);
+      // Feature-major (transpose_mode 1,0): [768, M] normalised along columns, M = 128 and 1024.
+      for (int64_t M : {int64_t(128), B * S}) {
+        std::vector<Buf> lt{{{768, M}, rnd(M * 768, 11)}, {{768}, rnd(768, 12), true}, {{768}, rnd(768, 13), true}};
+        sec = time_op("LayerNorm", {{"transpose_mode", "1,0"}}, lt, &k);
+        report_bw("LayerNorm ba [768," + std::to_string(M) + "]", sec, 2.0 * 4 * M * 768, k);
+        std::vector<Buf> lr{{{M, 768}, rnd(M * 768, 11)}, {{768}, rnd(768, 12), true}, {{768}, rnd(768, 13), true}};
+        sec = time_op("LayerNorm", {}, lr, &k);
+        report_bw("LayerNorm [" + std::to_string(M) + ",768]", sec, 2.0 * 4 * M * 768, k);
+      }
       std::vector<Buf> ge{{{B * S, 3072}, rnd(B * S * 3072, 14)}};
       sec = time_op("Gelu", {}, ge, &k);
       report_bw("Gelu erf [1024,3072]", sec, 2.0 * 4 * B * S * 3072, k);

@@ -41,7 +41,9 @@ TEST(Reorder, PermsAndNePair) {
   Shape s = {3, 5, 7, 2};
   auto x = iota_f(numel(s));
   const std::vector<std::vector<int64_t>> perms = {
-      {0, 2, 1, 3}, {0, 2, 3, 1}, {3, 2, 1, 0}, {1, 0, 2, 3}, {0, 1, 2, 3}, {2, 0, 3, 1}};
+      {0, 2, 1, 3}, {0, 2, 3, 1}, {3, 2, 1, 0}, {1, 0, 2, 3}, {0, 1, 2, 3}, {2, 0, 3, 1},
+      // rotations: the 2-D transpose fast path
+      {1, 2, 3, 0}, {2, 3, 0, 1}, {3, 0, 1, 2}};
   for (auto& p : perms) {
     SCOPED_TRACE(ints_str(p));
     Shape es;
@@ -73,6 +75,14 @@ TEST(Reorder, PermsAndNePair) {
   auto xb = iota_f(numel(big));
   auto rb = run1("Reorder", {{"perm", "0,2,1,3"}}, {f32(big, xb)});
   EXPECT_EQ(rb.vec<float>(), ref_transpose(xb, big, {0, 2, 1, 3}, &es));
+  // The feature-major chain ends: [B,S,H] -> [H,B,S] -> [B,S,H], parallel tiles with tails.
+  Shape bsh = {3, 77, 100};
+  auto xr = iota_f(numel(bsh));
+  auto rr = run1("Reorder", {{"perm", "2,0,1"}}, {f32(bsh, xr)});
+  EXPECT_EQ(rr.vec<float>(), ref_transpose(xr, bsh, {2, 0, 1}, &es));
+  auto rr2 = run1("Reorder", {{"perm", "1,2,0"}}, {f32(rr.shape, rr.vec<float>())});
+  EXPECT_EQ(rr2.shape, bsh);
+  EXPECT_EQ(rr2.vec<float>(), xr);
   // Transposes that move the source-contiguous dim go in tiles: several tiles and ragged edges.
   for (auto& p : std::vector<std::vector<int64_t>>{{0, 2, 3, 1}, {0, 3, 1, 2}, {3, 1, 2, 0}}) {
     SCOPED_TRACE(ints_str(p));
