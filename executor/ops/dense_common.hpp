@@ -30,6 +30,14 @@ void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n
 // Feature-major LayerNorm: columns [c0, c1) of x [n, cols] normalised over dim 0 (single-threaded).
 void layernorm_cols_avx512(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
                            const float* gamma, const float* beta, float eps);
+// Its two halves, for splitting the rows over threads: per column of [c0, c1), the mean and M2
+// (sum of squared deviations) over rows [r0, r1) (arrays indexed from c0); then
+// y = (x - mean)·rstd·gamma[row] + beta[row] for rows [r0, r1).
+void layernorm_cols_stats_avx512(const float* src, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                                 float* mean, float* m2);
+void layernorm_cols_apply_avx512(const float* src, float* dst, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
+                                 int64_t c1, const float* mean, const float* rstd, const float* gamma,
+                                 const float* beta);
 // Element-wise over n floats.
 void gelu_erf_avx512(const float* src, float* dst, int64_t n);
 void gelu_tanh_avx512(const float* src, float* dst, int64_t n);

@@ -245,21 +245,22 @@ void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n
   }
 }
 
-// Feature-major LayerNorm (transpose_mode 1,0): columns [c0, c1) of x [n, cols], each normalised
-// over its n values. 16·NV columns at a time, their statistics in registers: one pass for mean and
-// variance (Welford's update, vectorised over the columns: stable, no E[x²]−E[x]² cancellation),
-// one pass for the output. Two passes over long contiguous row segments: with cols·4 a multiple
-// of 4 KiB (M = 1024 tokens) the rows alias in L1/L2, so a third pass would come from L3.
+// Feature-major LayerNorm (transpose_mode 1,0) on x [n, cols]: every column normalised over its
+// n values. Blocks of 16·NV columns, their statistics in registers: one pass for mean and M2
+// (Welford's update, vectorised over the columns: stable, no E[x²]−E[x]² cancellation), one pass
+// for the output. Two passes over long contiguous row segments: with cols·4 a multiple of 4 KiB
+// (M = 1024 tokens) the rows alias in L1/L2, so a third pass would come from L3.
+namespace {
 template <int NV>
-void layernorm_cols_block(const float* src, float* dst, int64_t n, int64_t cols, int64_t cb, int64_t w,
-                          const float* gamma, const float* beta, float eps) {
+void ln_cols_stats(const float* src, int64_t cols, int64_t r0, int64_t r1, int64_t cb, int64_t w, float* mean_out,
+                   float* m2_out) {
   __mmask16 mk[NV];
   for (int v = 0; v < NV; ++v) mk[v] = w > 16 * v ? tail_mask(w - 16 * v) : __mmask16(0);
   __m512 mean[NV], m2[NV];
   for (int v = 0; v < NV; ++v) mean[v] = _mm512_setzero_ps(), m2[v] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = r0; i < r1; ++i) {
     const float* x = src + i * cols + cb;
-    const __m512 r = _mm512_set1_ps(1.f / float(i + 1));
+    const __m512 r = _mm512_set1_ps(1.f / float(i - r0 + 1));
     #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       const __m512 xv = _mm512_maskz_loadu_ps(mk[v], x + 16 * v);
@@ -268,30 +269,63 @@ void layernorm_cols_block(const float* src, float* dst, int64_t n, int64_t cols,
       m2[v] = _mm512_fmadd_ps(d, _mm512_sub_ps(xv, mean[v]), m2[v]);
     }
   }
-  const __m512 inv_n = _mm512_set1_ps(1.f / float(n)), ve = _mm512_set1_ps(eps), one = _mm512_set1_ps(1.f);
-  #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v)  // rstd, exactly rounded (as the row kernel's 1.0f / std::sqrt)
-    m2[v] = _mm512_div_ps(one, _mm512_sqrt_ps(_mm512_fmadd_ps(m2[v], inv_n, ve)));
-  for (int64_t i = 0; i < n; ++i) {
+  for (int v = 0; v < NV; ++v) {
+    _mm512_mask_storeu_ps(mean_out + 16 * v, mk[v], mean[v]);
+    _mm512_mask_storeu_ps(m2_out + 16 * v, mk[v], m2[v]);
+  }
+}
+template <int NV>
+void ln_cols_apply(const float* src, float* dst, int64_t cols, int64_t r0, int64_t r1, int64_t cb, int64_t w,
+                   const float* mean_in, const float* rstd_in, const float* gamma, const float* beta) {
+  __mmask16 mk[NV];
+  __m512 mean[NV], rstd[NV];
+  for (int v = 0; v < NV; ++v) {
+    mk[v] = w > 16 * v ? tail_mask(w - 16 * v) : __mmask16(0);
+    mean[v] = _mm512_maskz_loadu_ps(mk[v], mean_in + 16 * v);
+    rstd[v] = _mm512_maskz_loadu_ps(mk[v], rstd_in + 16 * v);
+  }
+  for (int64_t i = r0; i < r1; ++i) {
     const float* x = src + i * cols + cb;
     float* y = dst + i * cols + cb;
     const __m512 g = _mm512_set1_ps(gamma[i]), b = _mm512_set1_ps(beta ? beta[i] : 0.f);
     #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[v], x + 16 * v), mean[v]), m2[v]);
+      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[v], x + 16 * v), mean[v]), rstd[v]);
       _mm512_mask_storeu_ps(y + 16 * v, mk[v], _mm512_fmadd_ps(d, g, b));
     }
+  }
+}
+}  // namespace
+
+void layernorm_cols_stats_avx512(const float* src, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                                 float* mean, float* m2) {
+  for (int64_t cb = c0; cb < c1;) {
+    const int64_t w = std::min<int64_t>(128, c1 - cb);
+    if (w > 64) ln_cols_stats<8>(src, cols, r0, r1, cb, w, mean + (cb - c0), m2 + (cb - c0));
+    else ln_cols_stats<4>(src, cols, r0, r1, cb, w, mean + (cb - c0), m2 + (cb - c0));
+    cb += w;
+  }
+}
+
+void layernorm_cols_apply_avx512(const float* src, float* dst, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
+                                 int64_t c1, const float* mean, const float* rstd, const float* gamma,
+                                 const float* beta) {
+  for (int64_t cb = c0; cb < c1;) {
+    const int64_t w = std::min<int64_t>(128, c1 - cb);
+    if (w > 64) ln_cols_apply<8>(src, dst, cols, r0, r1, cb, w, mean + (cb - c0), rstd + (cb - c0), gamma, beta);
+    else ln_cols_apply<4>(src, dst, cols, r0, r1, cb, w, mean + (cb - c0), rstd + (cb - c0), gamma, beta);
+    cb += w;
   }
 }
 
 void layernorm_cols_avx512(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
                            const float* gamma, const float* beta, float eps) {
+  alignas(64) float mean[128], m2[128];
   for (int64_t cb = c0; cb < c1;) {
     const int64_t w = std::min<int64_t>(128, c1 - cb);
-    if (w > 64)
-      layernorm_cols_block<8>(src, dst, n, cols, cb, w, gamma, beta, eps);
-    else
-      layernorm_cols_block<4>(src, dst, n, cols, cb, w, gamma, beta, eps);
+    layernorm_cols_stats_avx512(src, cols, 0, n, cb, cb + w, mean, m2);
+    for (int64_t j = 0; j < w; ++j) m2[j] = 1.f / std::sqrt(m2[j] / float(n) + eps);  // rstd
+    layernorm_cols_apply_avx512(src, dst, cols, 0, n, cb, cb + w, mean, m2, gamma, beta);
     cb += w;
   }
 }

@@ -257,9 +257,46 @@ class LayerNormOp : public Operator {
       const float* beta = in.size() > 2 ? in[2]->ptr<float>() : nullptr;
       const float* src = x.ptr<float>();
       float* dst = out[0]->ptr<float>();
+      const bool v = dense::use_avx512();
+      const int nt = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, n * cols / (1 << 14))));
+      if (v && nt > 1 && cols < 128 * nt && n >= 16 * nt) {
+        // Few columns (one sequence: 128 tokens): split the rows instead, so every thread reads
+        // whole rows. Per-thread statistics, merged (Chan et al.'s pairwise update), then each
+        // thread writes its rows.
+        stats_.assign(size_t(nt) * 2 * size_t(cols), 0.f);
+        fin_.resize(2 * size_t(cols));
+        float* mean = fin_.data();
+        float* rstd = fin_.data() + cols;
+#pragma omp parallel num_threads(nt)
+        {
+          const int t = omp_get_thread_num(), T = omp_get_num_threads();
+          const int64_t r0 = n * t / T, r1 = n * (t + 1) / T;
+          float* pm = stats_.data() + size_t(t) * 2 * size_t(cols);
+          dense::layernorm_cols_stats_avx512(src, cols, r0, r1, 0, cols, pm, pm + cols);
+#pragma omp barrier
+#pragma omp single
+          {
+            for (int64_t c = 0; c < cols; ++c) {
+              double na = 0, ma = 0, m2a = 0;
+              for (int u = 0; u < T; ++u) {
+                const double nb = double(n * (u + 1) / T - n * u / T);
+                const float* q = stats_.data() + size_t(u) * 2 * size_t(cols);
+                if (nb == 0) continue;
+                const double d = q[c] - ma, nn = na + nb;
+                ma += d * nb / nn;
+                m2a += q[cols + c] + d * d * na * nb / nn;
+                na = nn;
+              }
+              mean[c] = float(ma);
+              rstd[c] = 1.f / std::sqrt(float(m2a) / float(n) + eps_);
+            }
+          }
+          dense::layernorm_cols_apply_avx512(src, dst, cols, r0, r1, 0, cols, mean, rstd, gamma, beta);
+        }
+        return;
+      }
       // Split columns in multiples of 16 (whole cache lines per thread).
       const int64_t units = (cols + 15) / 16;
-      const bool v = dense::use_avx512();
       parallel_rows(units, n * 16 * 4, [&](int64_t b, int64_t e) {
         if (v)
           dense::layernorm_cols_avx512(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
@@ -297,6 +334,7 @@ class LayerNormOp : public Operator {
   float eps_;
   int64_t axis_;
   bool ba_ = false;  // transpose_mode 1,0
+  std::vector<float> stats_, fin_;  // layernorm_ba with the rows split over threads
   std::vector<float> g_, b_;
   Shape g_shape_, b_shape_;
   const float* g_src_ = nullptr;

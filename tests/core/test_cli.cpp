@@ -141,6 +141,38 @@ TEST(CompileCommandLine, SlimKeepsOutputs) {
   expect_close(h, ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
 }
 
+// neural_engine_compile --transpose, then neural_engine --profile: the column LayerNorm shows as
+// `layernorm_ba`, the chain has exactly 2 Reorders, and the outputs match the reference.
+TEST(CompileCommandLine, TransposeProfileShowsLayernormBa) {
+  const std::string m = std::string(NE_TEST_DATA) + "/models/tiny_1x4_90";
+  const std::string compiler = std::string(NE_BIN_DIR) + "/neural_engine_compile";
+  std::string d = ne_test::tmp_dir("transposecli");
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + m + "/model.onnx --transpose --output_dir " + d + "/ir", &out), 0)
+      << out;
+  EXPECT_NE(out.find("[transpose] chain 1: 2 encoder layers"), std::string::npos) << out;
+  std::string in = " --input input_ids=" + m + "/inputs/input_ids.npy,attention_mask=" + m +
+                   "/inputs/attention_mask.npy,token_type_ids=" + m + "/inputs/token_type_ids.npy";
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --config " + d + "/ir/conf.yaml --weight " + d + "/ir/model.bin" + in +
+                                 " --output_dir " + d + "/out --iterations 1 --w 0 --profile",
+                             &out),
+            0)
+      << out;
+  auto count = [&](const std::string& needle) {
+    int n = 0;
+    for (size_t p = out.find(needle); p != std::string::npos; p = out.find(needle, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("layernorm_ba"), 4) << out;  // 2 layers x 2 LayerNorms
+  EXPECT_EQ(count(" Reorder "), 2) << out;
+  ne::NpyArray a = ne::read_npy(d + "/out/last_hidden_state.npy");
+  ne::HostTensor h;
+  h.dtype = a.dtype;
+  h.shape = a.shape;
+  h.bytes = a.bytes;
+  expect_close(h, ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+}
+
 // Weight sharing across processes: an instance killed while packing, or in the middle of its
 // runs, leaves nothing that breaks the next start, which gives correct outputs.
 TEST(WeightSharingCommandLine, KilledInstancesDoNotBreakTheNextStart) {

@@ -197,7 +197,8 @@ ne::Model one_op(const std::string& type, std::vector<std::pair<std::string, std
 
 TEST(FeatureMajorLayerNorm, ColumnsMatchReference) {
   for (bool portable : {false, true})
-  for (auto dims : {Shape{64, 3, 13}, Shape{768, 2, 40}, Shape{5, 1}, Shape{32, 17}, Shape{16, 1, 200}}) {
+  for (auto dims : {Shape{64, 3, 13}, Shape{768, 2, 40}, Shape{5, 1}, Shape{32, 17}, Shape{16, 1, 200},
+                    Shape{768, 1, 128}, Shape{768, 1, 300}, Shape{100, 3, 50}}) {
     SCOPED_TRACE(portable ? "portable" : "avx512");
     ne::dense::force_portable(portable);
     const int64_t n = dims[0], cols = ne::shape_numel(dims) / n;
