@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--threads", default="2")
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--stat", choices=["mean", "p50"], default="mean",
+                    help="latency statistic of the timed runs (p50 is robust to a noisy machine); "
+                         "throughput = batch / that latency for single-instance rows")
     ap.add_argument("--instances", type=int, default=0)
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument("--workdir", default=os.path.join(ROOT, "build", "bench_e2e"))
@@ -56,10 +59,13 @@ def main():
             configs.append((s, p))
     irs = {}
     for model, prec in configs:
-        tag = os.path.basename(os.path.dirname(os.path.abspath(model))) + "_" + prec
+        # "int8:t" = --precision int8 --transpose (feature-major chains)
+        base_prec, transpose = prec.split(":")[0], prec.endswith(":t")
+        tag = os.path.basename(os.path.dirname(os.path.abspath(model))) + "_" + prec.replace(":", "")
         ir = os.path.join(a.workdir, "ir", tag)
         if not os.path.exists(os.path.join(ir, "conf.yaml")):
-            rc, out, t = B.run([a.compiler, "--model", model, "--precision", prec, "--output_dir", ir], dict(os.environ),
+            rc, out, t = B.run([a.compiler, "--model", model, "--precision", base_prec, "--output_dir", ir] +
+                               (["--transpose"] if transpose else []), dict(os.environ),
                                os.path.join(a.workdir, tag + ".compile.log"))
             if rc != 0:
                 print("compile failed for %s %s: %s" % (model, prec, out[-500:]), file=sys.stderr)
@@ -88,8 +94,9 @@ def main():
                         ort[model] = (json.loads(out.strip().splitlines()[-1]), od)
                 if a.dense in ort:
                     r = ort[a.dense][0]
+                    lat = r["latency_ms"][a.stat]
                     rows.append(dict(model="ORT", sparsity="dense", prec="fp32", b=b, s=s, t=t, inst="1 x %d" % t,
-                                     lat=r["latency_ms"]["mean"], thr=r["throughput"], diff=None))
+                                     lat=lat, thr=r["throughput"] if a.stat == "mean" else b * 1000.0 / lat, diff=None))
                 for (model, prec), ir in irs.items():
                     runs = [(1, t)] + ([(a.instances, a.cores)] if a.instances and model != a.dense else [])
                     for n, c in runs:
@@ -108,12 +115,13 @@ def main():
                             print("run failed: %s (see %s.log)" % (tag, od), file=sys.stderr)
                             continue
                         r = json.load(open(rep))
-                        lat = r["latency_ms"]["mean"] if "latency_ms" in r else r["latency_ms_mean"]
+                        lat = r["latency_ms"][a.stat] if "latency_ms" in r else r["latency_ms_mean"]
+                        thr = r["throughput"] if (a.stat == "mean" or n > 1) else b * 1000.0 / lat
                         diff = None
                         if n == 1 and prec == "fp32" and model in ort:
                             diff = B.max_diff(ort[model][1], od)
                         rows.append(dict(model="ours", sparsity=sparsity_of(model), prec=prec, b=b, s=s, t=t,
-                                         inst="%d x %d" % (n, c), lat=lat, thr=r["throughput"], diff=diff))
+                                         inst="%d x %d" % (n, c), lat=lat, thr=thr, diff=diff))
                 print("done b%d s%d t%d" % (b, s, t), file=sys.stderr)
 
     print("| engine | sparsity | precision | batch | seq | instances x cores | latency ms | throughput | x ORT fp32 | lat x | max abs diff vs ORT |")
@@ -128,7 +136,7 @@ def main():
             ratio = latx = "-"
         diff = "%.1e" % r["diff"] if r["diff"] is not None else "-"
         print("| %s | %s | %s | %d | %d | %s | %.1f | %.2f | %s | %s | %s |" % (
-            r["model"], r["sparsity"], r["prec"], r["b"], r["s"], r["inst"], r["lat"], r["thr"], ratio, latx, diff))
+            r["model"], r["sparsity"], r["prec"].replace(":t", " --transpose"), r["b"], r["s"], r["inst"], r["lat"], r["thr"], ratio, latx, diff))
 
 
 if __name__ == "__main__":
