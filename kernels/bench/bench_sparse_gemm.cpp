@@ -7,6 +7,7 @@
 //                     [--nk 768x768,3072x768,768x3072] [--threads 1,2]
 //                     [--layout token|feature] [--min-time SEC] [--breakeven]
 //                     [--cpu-time]   (time = process CPU time; for --threads 1 on a busy machine)
+//                     [--act none|gelu] (gelu_erf in the sparse kernel's epilogue; oneDNN: none)
 //                     [--dst f32|u8] (int8 only: output dtype of BOTH engines. f32 = the s32
 //                                     result dequantized (scale per channel + bias); u8 = then
 //                                     requantized to u8, as the int8 pipeline chains layers)
@@ -48,6 +49,7 @@ struct Opts {
 };
 
 bool g_dst_u8 = false;  // --dst u8 (int8 rows)
+bool g_gelu = false;    // --act gelu (sparse kernel only: the epilogue's cost)
 
 template <class T>
 struct AlignedBuf {  // 64-byte aligned, like the executor's arena (std::vector of a large size is not)
@@ -198,6 +200,7 @@ Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads,
   a.dst = Y.data();
   a.post.bias = bias.data();
   if (dt == DType::s8) a.post.scale = scale.data();
+  if (g_gelu) a.post.act = Act::gelu_erf;
   if (dt == DType::s8 && g_dst_u8) {
     a.post.dst_dtype = DType::u8;
     a.post.dst_scale = 0.05f;
@@ -258,6 +261,7 @@ int main(int argc, char** argv) {
     else if (a == "--min-time") { o.min_time = std::atof(next().c_str()); }
     else if (a == "--breakeven") { o.breakeven = true; }
     else if (a == "--cpu-time") { g_cpu_time = true; }
+    else if (a == "--act") { g_gelu = next() == "gelu"; }
     else if (a == "--dst") {
       const std::string d = next();
       if (d != "f32" && d != "u8") { std::fprintf(stderr, "--dst f32|u8\n"); return 2; }
