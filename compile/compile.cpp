@@ -97,6 +97,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     pass::transpose_encoder(m);
     pass::remove_dead_ops(m);
   }
+  if (precision == "int8" && int8_mode != "dynamic") share_src_quantization(m);  // after the layer-pattern passes
   NE_CHECK(opt.attention_dtype == "fp32" || opt.attention_dtype == "bf16", onnx_path,
            ": --attention_dtype must be fp32 or bf16, got '", opt.attention_dtype, "'");
   if (precision != "fp32" && opt.attention_dtype == "bf16") mark_matmuls_bf16(m);

@@ -338,6 +338,74 @@ int chain_int8(Model& m) {
   return count;
 }
 
+int share_src_quantization(Model& m) {
+  auto static_s8 = [&](const OpInfo& op) {
+    if (op.type != "InnerProduct" || op.inputs.size() < 3) return false;
+    const TensorInfo* w = m.find(op.inputs[1]);
+    return w && w->is_weight && w->dtype == DType::s8 && op.has_attr("src_scale") &&
+           op.attr("src_scale") != "dynamic";
+  };
+  // fp32 tensors produced by an op we know writes fp32 here (an InnerProduct with requantized
+  // output is already u8: leave those alone).
+  std::set<std::string> quantized_outputs;
+  for (const auto& op : m.ops)
+    if (op.type == "InnerProduct" && op.attr("output_dtype", "fp32") != "fp32")
+      for (const auto& o : op.outputs) quantized_outputs.insert(o);
+  // src -> indices of the static s8 InnerProducts reading it, grouped by (dtype, scale, zp).
+  std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+  for (size_t i = 0; i < m.ops.size(); ++i) {
+    const OpInfo& op = m.ops[i];
+    if (!static_s8(op) || quantized_outputs.count(op.inputs[0]) || m.is_weight(op.inputs[0])) continue;
+    const std::string key = op.attr("src_dtype", "u8") + "|" + op.attr("src_scale") + "|" + op.attr("src_zero_point", "0");
+    groups[{op.inputs[0], key}].push_back(i);
+  }
+  Namer names(m);
+  std::vector<std::pair<size_t, OpInfo>> inserts;  // (before op index, Quantize op)
+  int count = 0;
+  for (auto& g : groups) {
+    if (g.second.size() < 2) continue;
+    const OpInfo& first = m.ops[g.second.front()];
+    OpInfo q;
+    q.name = names(g.first.first + "/quantize");
+    q.type = "Quantize";
+    q.inputs = {g.first.first};
+    q.outputs = {names(g.first.first + "_" + first.attr("src_dtype", "u8"))};
+    q.set_attr("output_dtype", first.attr("src_dtype", "u8"));
+    q.set_attr("scale", first.attr("src_scale"));
+    q.set_attr("zero_point", first.attr("src_zero_point", "0"));
+    for (size_t i : g.second) m.ops[i].inputs[0] = q.outputs[0];
+    inserts.push_back({g.second.front(), q});
+    ++count;
+  }
+  std::sort(inserts.begin(), inserts.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& ins : inserts) m.ops.insert(m.ops.begin() + long(ins.first), ins.second);
+  return count;
+}
+
+int unshare_src_quantization(Model& m) {
+  std::map<std::string, int> uses;
+  for (const auto& op : m.ops)
+    for (const auto& t : op.inputs) uses[t]++;
+  std::map<std::string, std::string> undo;  // Quantize output -> its input
+  for (const auto& op : m.ops) {
+    if (op.type != "Quantize" || op.inputs.size() != 1 || op.outputs.size() != 1) continue;
+    int ip_uses = 0;
+    for (const auto& c : m.ops)
+      if (c.type == "InnerProduct" && !c.inputs.empty() && c.inputs[0] == op.outputs[0] && c.has_attr("src_scale")) ++ip_uses;
+    if (ip_uses >= 1 && ip_uses == uses[op.outputs[0]]) undo[op.outputs[0]] = op.inputs[0];
+  }
+  if (undo.empty()) return 0;
+  std::vector<OpInfo> ops;
+  for (auto& op : m.ops) {
+    if (op.type == "Quantize" && op.outputs.size() == 1 && undo.count(op.outputs[0])) continue;
+    if (op.type == "InnerProduct" && !op.inputs.empty() && undo.count(op.inputs[0])) op.inputs[0] = undo[op.inputs[0]];
+    ops.push_back(op);
+  }
+  m.ops = std::move(ops);
+  for (auto& kv : undo) m.tensors.erase(kv.first);
+  return int(undo.size());
+}
+
 int mark_matmuls_bf16(Model& m) {
   int count = 0;
   for (auto& op : m.ops) {
@@ -426,6 +494,11 @@ struct Emu {
 Model emulate_fp32(const Model& m) {
   Model e = m;
   Emu emu(e);
+  // Quantize ops that feed s8 InnerProducts (share_src_quantization): the InnerProduct's own
+  // fake-quant of the Quantize's fp32 input is the same math.
+  std::map<std::string, std::string> quantize_input;
+  for (const OpInfo& op : m.ops)
+    if (op.type == "Quantize" && op.inputs.size() == 1 && op.outputs.size() == 1) quantize_input[op.outputs[0]] = op.inputs[0];
   for (const OpInfo& op : m.ops) {
     const TensorInfo* w = op.type == "InnerProduct" && op.inputs.size() >= 2 ? m.find(op.inputs[1]) : nullptr;
     if (w && w->is_weight && w->dtype == DType::s8) {
@@ -446,8 +519,9 @@ Model emulate_fp32(const Model& m) {
       std::string wn = emu.names(op.inputs[1] + "_deq");
       e.add_weight(wn, DType::fp32, {K, N}, deq);
       DType sdt = op.attr("src_dtype", "u8") == "s8" ? DType::s8 : DType::u8;
-      const TensorInfo* st = m.find(op.inputs[0]);
       std::string src = op.inputs[0];
+      if (quantize_input.count(src)) src = quantize_input[src];
+      const TensorInfo* st = m.find(src);
       if (st && (st->dtype == DType::u8 || st->dtype == DType::s8)) {
         fail("emulate: InnerProduct '", op.name, "': pre-quantized src is not emulated");
       } else if (op.attr("src_scale") == "dynamic") {

@@ -68,6 +68,12 @@ int convert_bf16(Model& m);
 // consumer's src_scale / src_zero_point as dst_scale / dst_zero_point (no fp32 round trip).
 // Returns the count.
 int chain_int8(Model& m);
+// int8 static: an fp32 tensor read as src by several static s8 InnerProducts with the same
+// src dtype / scale / zero point (BERT's Q, K, V) is quantized once by a Quantize op they all
+// read (was: each quantized it itself). Returns the count.
+int share_src_quantization(Model& m);
+// The inverse (for passes that match InnerProducts reading their fp32 src directly).
+int unshare_src_quantization(Model& m);
 // Matmuls of two activations (attention's Q·Kᵀ and P·V) get `compute_dtype: bf16`: bf16
 // products, fp32 accumulation, fp32 in and out (int8 and bf16 precisions; see docs/OPS.md).
 // Returns the count.

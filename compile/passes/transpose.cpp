@@ -27,6 +27,7 @@
 
 #include "compile/passes/graph.hpp"
 #include "compile/passes/passes.hpp"
+#include "compile/quantize.hpp"
 
 namespace ne {
 namespace pass {
@@ -232,7 +233,9 @@ int transpose_layers(Model& m, bool log);
 // already one Attention op (a compiled IR) is unfused first and fused again after.
 int transpose_encoder(Model& m, bool log) {
   const int fused = unfuse_attention_op(m);
+  const int shared = unshare_src_quantization(m);  // Q, K, V read the LayerNorm output directly
   const int layers = transpose_layers(m, log);
+  if (shared) share_src_quantization(m);
   if (fused) fuse_attention_op(m);
   return layers;
 }

@@ -223,16 +223,38 @@ TEST(Calibration, DirectoryOfSets) {
 void check_int8_ir(const std::string& fixture, bool dynamic) {
   ne::Model f = compile(fixture, "fp32");
   ne::Model q = compile(fixture, dynamic ? "int8_dynamic" : "int8");
-  // Same operators, same order; only InnerProducts changed.
-  ASSERT_EQ(f.ops.size(), q.ops.size()) << counts_str(q);
-  for (size_t i = 0; i < f.ops.size(); ++i) EXPECT_EQ(f.ops[i].type, q.ops[i].type) << i;
+  // Same operators, same order; only InnerProducts changed, plus (static) one Quantize per layer
+  // that the layer's Q, K and V InnerProducts share (share_src_quantization).
+  std::vector<const ne::OpInfo*> qops;
+  int quantize_ops = 0;
+  for (const auto& op : q.ops) {
+    if (op.type == "Quantize") {
+      ++quantize_ops;
+      int readers = 0;
+      for (auto* ip : ips(q)) readers += ip->inputs[0] == op.outputs[0];
+      EXPECT_EQ(readers, 3) << op.name;  // Q, K, V
+      continue;
+    }
+    qops.push_back(&op);
+  }
+  EXPECT_EQ(quantize_ops, dynamic ? 0 : 2) << counts_str(q);
+  ASSERT_EQ(f.ops.size(), qops.size()) << counts_str(q);
+  for (size_t i = 0; i < f.ops.size(); ++i) EXPECT_EQ(f.ops[i].type, qops[i]->type) << i;
   EXPECT_EQ(ips(q).size(), 12u);
   for (auto* ip : ips(q)) {
     SCOPED_TRACE(ip->name);
     const ne::OpInfo* fp = op_named(f, ip->name);
     ASSERT_TRUE(fp);
     ASSERT_EQ(ip->inputs.size(), fp->inputs.size() + 1);  // + weight_scale
-    EXPECT_EQ(ip->inputs[0], fp->inputs[0]);
+    // src: the same tensor, or (static) the shared Quantize of it
+    const ne::OpInfo* qz = nullptr;
+    for (const auto& op : q.ops)
+      if (op.type == "Quantize" && op.outputs[0] == ip->inputs[0]) qz = &op;
+    EXPECT_EQ(qz ? qz->inputs[0] : ip->inputs[0], fp->inputs[0]);
+    if (qz) {
+      EXPECT_EQ(qz->attr("scale"), ip->attr("src_scale"));
+      EXPECT_EQ(qz->attr("zero_point"), ip->attr("src_zero_point"));
+    }
     for (size_t k = 2; k < fp->inputs.size(); ++k) EXPECT_EQ(ip->inputs[k + 1], fp->inputs[k]);
     EXPECT_EQ(ip->attr("append_op"), fp->attr("append_op"));
     const ne::TensorInfo* w = q.find(ip->inputs[1]);
