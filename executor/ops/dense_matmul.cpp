@@ -39,6 +39,16 @@ Shape row_major_strides(const Shape& s) {
   return st;
 }
 
+// Plan-cache key: the ranks and shapes of the inputs.
+std::vector<int64_t> shape_key(const TensorList& in) {
+  std::vector<int64_t> key;
+  for (const Tensor* t : in) {
+    key.push_back(t->rank());
+    key.insert(key.end(), t->shape.begin(), t->shape.end());
+  }
+  return key;
+}
+
 struct Plan {
   // Logical problem (after perms, 1-D rules, broadcast).
   Shape batch;             // broadcast batch dims
@@ -139,11 +149,7 @@ class MatmulOp : public Operator {
   }
 
   Plan& plan(const TensorList& in) {
-    std::vector<int64_t> key;
-    for (const Tensor* t : in) {
-      key.push_back(t->rank());
-      key.insert(key.end(), t->shape.begin(), t->shape.end());
-    }
+    const std::vector<int64_t> key = shape_key(in);
     std::lock_guard<std::mutex> g(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
@@ -603,11 +609,7 @@ class AttentionOp : public Operator {
   }
 
   Plans& plans(const TensorList& in) {
-    std::vector<int64_t> key;
-    for (const Tensor* t : in) {
-      key.push_back(t->rank());
-      key.insert(key.end(), t->shape.begin(), t->shape.end());
-    }
+    const std::vector<int64_t> key = shape_key(in);
     std::lock_guard<std::mutex> g(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;

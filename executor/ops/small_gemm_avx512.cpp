@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "executor/ops/dense_common.hpp"
+#include "kernels/avx512_transpose.hpp"
 
 namespace ne::dense {
 namespace {
@@ -80,29 +81,10 @@ void transpose_panel(const float* src, int64_t lds, int64_t N, int64_t K, float*
   for (int64_t n0 = 0; n0 < N; n0 += 16)
     for (int64_t k0 = 0; k0 < K; k0 += 16) {
       const int64_t nn = std::min<int64_t>(16, N - n0), kk = std::min<int64_t>(16, K - k0);
-      __m512 r[16], t[16];
+      __m512 r[16];
       for (int i = 0; i < 16; ++i)
         r[i] = i < nn ? _mm512_maskz_loadu_ps(tail16(kk), src + (n0 + i) * lds + k0) : _mm512_setzero_ps();
-      for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-      }
-      for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-      }
-      for (int i = 0; i < 4; ++i) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-      }
-      for (int i = 0; i < 8; ++i) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-      }
+      ne::simd::transpose16x16(r);
       for (int64_t k = 0; k < kk; ++k) _mm512_mask_storeu_ps(dst + (k0 + k) * ldd + n0, tail16(nn), r[k]);
     }
 }

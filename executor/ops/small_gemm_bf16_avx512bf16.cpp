@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "executor/ops/dense_common.hpp"
+#include "kernels/avx512_transpose.hpp"
 
 namespace ne::dense {
 namespace {
@@ -49,29 +50,7 @@ void row_to_bf16(const float* src, int64_t n, uint16_t* dst, int64_t n_pad) {
   for (i = n; i < n_pad; ++i) dst[i] = 0;
 }
 
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-  }
-}
+using ne::simd::transpose16x16;
 
 template <int MR, int NV>
 void tile(int64_t KP, float alpha, const uint32_t* A, int64_t lda_d, const uint32_t* P, int64_t ldp, float* C,
@@ -170,7 +149,7 @@ void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, co
         for (int64_t q = 0; q < jj; q += 16) {
           __m512 r[16];
           for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(reinterpret_cast<const float*>(rows[i] + q));
-          transpose16(r);
+          transpose16x16(r);
           for (int64_t c = 0; c < std::min<int64_t>(16, jj - q); ++c)
             _mm512_storeu_ps(reinterpret_cast<float*>(Pb + (j0 + q + c) * Np + n0), r[c]);
         }

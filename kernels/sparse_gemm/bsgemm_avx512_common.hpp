@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/avx512_transpose.hpp"
 #include "kernels/sparse_gemm/bsgemm_internal.hpp"
 
 namespace ne::sparse {
@@ -147,30 +148,8 @@ inline void v_store(void* dst, __m512 v, __mmask16 k, const PostOps& p, __m512 i
   }
 }
 
-// In-register 16x16 transpose of 32-bit elements.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-  }
-}
+// In-register 16x16 transpose of 32-bit elements (kernels/avx512_transpose.hpp).
+inline void transpose16(__m512 r[16]) { ne::simd::transpose16x16(r); }
 
 // Transpose a [rows<=16][cols<=16] block of 32-bit elements (row stride lds, elements)
 // into dst (row stride ldd): dst[c][r] = src[r][c]; missing rows read as zero.
