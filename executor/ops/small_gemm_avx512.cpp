@@ -15,66 +15,30 @@
 #include <cstdint>
 
 #include "executor/ops/dense_common.hpp"
+#include "executor/ops/small_gemm_tiles.hpp"
 #include "kernels/avx512_transpose.hpp"
 
 namespace ne::dense {
 namespace {
 
-inline __mmask16 tail16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
-
-// C[MR x (16*NV)] tile; columns beyond `n` (last vector) masked.
-template <int MR, int NV>
-void tile(int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-          int64_t ldc, int64_t n, const float* mask, int64_t m_rs, int64_t m_cs) {
-  __m512 acc[MR][NV];
+// One 6x64 (or smaller) tile: per k, NV loads of B, MR broadcasts of A, MR x NV FMAs.
+struct FmaStep {
+  template <int MR, int NV>
+  static void run(__m512 (&acc)[MR][NV], int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, __mmask16 last) {
+    for (int64_t k = 0; k < K; ++k) {
+      __m512 b[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, B + k * ldb + 16 * v) : _mm512_loadu_ps(B + k * ldb + 16 * v);
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const __m512 av = _mm512_set1_ps(A[i * lda + k]);
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  const __mmask16 last = tail16(n - 16 * (NV - 1));
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v)
-      b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, B + k * ldb + 16 * v) : _mm512_loadu_ps(B + k * ldb + 16 * v);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(A[i * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
-    }
-  }
-  const __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 km = v == NV - 1 ? last : __mmask16(0xffff);
-      __m512 r = _mm512_mul_ps(acc[i][v], al);
-      if (mask) {  // m_cs is 0 (broadcast along n) or 1
-        const float* mp = mask + i * m_rs + 16 * v * m_cs;
-        r = _mm512_add_ps(r, m_cs ? _mm512_maskz_loadu_ps(km, mp) : _mm512_set1_ps(*mp));
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, b[v], acc[i][v]);
       }
-      _mm512_mask_storeu_ps(C + i * ldc + 16 * v, km, r);
     }
-}
-
-template <int MR>
-void row_block(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-               float* C, int64_t ldc, const float* mask, int64_t m_rs, int64_t m_cs) {
-  int64_t n0 = 0;
-  for (; n0 + 64 <= N; n0 += 64)
-    tile<MR, 4>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, 64, mask ? mask + n0 * m_cs : nullptr, m_rs, m_cs);
-  const int64_t rest = N - n0;
-  if (rest <= 0) return;
-  const float* mk = mask ? mask + n0 * m_cs : nullptr;
-  switch ((rest + 15) / 16) {
-    case 1: tile<MR, 1>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
-    case 2: tile<MR, 2>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
-    case 3: tile<MR, 3>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
-    default: tile<MR, 4>(K, alpha, A, lda, B + n0, ldb, C + n0, ldc, rest, mk, m_rs, m_cs); break;
   }
-}
+};
 
 // dst[k][n] = src[n * lds + k] for n < N, k < K (dst row stride ldd >= N).
 void transpose_panel(const float* src, int64_t lds, int64_t N, int64_t K, float* dst, int64_t ldd) {
@@ -106,18 +70,7 @@ void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float
     transpose_panel(B, b_cs, N, K, scratch, ldb);
     B = scratch;
   }
-  int64_t m = 0;
-  for (; m + 6 <= M; m += 6)
-    row_block<6>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mask ? mask + m * m_rs : nullptr, m_rs, m_cs);
-  const float* mk = mask ? mask + m * m_rs : nullptr;
-  switch (M - m) {
-    case 1: row_block<1>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 2: row_block<2>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 3: row_block<3>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 4: row_block<4>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 5: row_block<5>(N, K, alpha, A + m * lda, lda, B, ldb, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    default: break;
-  }
+  all_rows<FmaStep>(M, N, K, alpha, A, lda, B, ldb, C, ldc, mask, m_rs, m_cs);
 }
 
 }  // namespace ne::dense

@@ -19,12 +19,11 @@
 #include <cstring>
 
 #include "executor/ops/dense_common.hpp"
+#include "executor/ops/small_gemm_tiles.hpp"
 #include "kernels/avx512_transpose.hpp"
 
 namespace ne::dense {
 namespace {
-
-inline __mmask16 tail16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
 
 // fp32 -> bf16 bits (round to nearest even) in the low 16 bits of each dword.
 inline __m512i rne16(__m512 x) {
@@ -52,57 +51,25 @@ void row_to_bf16(const float* src, int64_t n, uint16_t* dst, int64_t n_pad) {
 
 using ne::simd::transpose16x16;
 
-template <int MR, int NV>
-void tile(int64_t KP, float alpha, const uint32_t* A, int64_t lda_d, const uint32_t* P, int64_t ldp, float* C,
-          int64_t ldc, int64_t n, const float* mask, int64_t m_rs, int64_t m_cs) {
-  __m512 acc[MR][NV];
+// Per pair of k: NV panel loads, MR dword broadcasts of A, MR x NV vdpbf16ps (the panel is
+// padded to whole vectors, so no column mask on the loads).
+struct Bf16Step {
+  template <int MR, int NV>
+  static void run(__m512 (&acc)[MR][NV], int64_t KP, const uint32_t* A, int64_t lda_d, const uint32_t* P, int64_t ldp,
+                  __mmask16) {
+    for (int64_t kp = 0; kp < KP; ++kp) {
+      __m512bh b[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_loadu_si512(P + kp * ldp + 16 * v);
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const __m512bh av = (__m512bh)_mm512_set1_epi32(int(A[i * lda_d + kp]));
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  for (int64_t kp = 0; kp < KP; ++kp) {
-    __m512bh b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_loadu_si512(P + kp * ldp + 16 * v);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512bh a = (__m512bh)_mm512_set1_epi32(int(A[i * lda_d + kp]));
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], a, b[v]);
-    }
-  }
-  const __mmask16 last = tail16(n - 16 * (NV - 1));
-  const __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 km = v == NV - 1 ? last : __mmask16(0xffff);
-      __m512 r = _mm512_mul_ps(acc[i][v], al);
-      if (mask) {  // m_cs is 0 (broadcast along n) or 1
-        const float* mp = mask + i * m_rs + 16 * v * m_cs;
-        r = _mm512_add_ps(r, m_cs ? _mm512_maskz_loadu_ps(km, mp) : _mm512_set1_ps(*mp));
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, b[v]);
       }
-      _mm512_mask_storeu_ps(C + i * ldc + 16 * v, km, r);
     }
-}
-
-template <int MR>
-void row_block(int64_t N, int64_t KP, float alpha, const uint32_t* A, int64_t lda_d, const uint32_t* P, int64_t ldp,
-               float* C, int64_t ldc, const float* mask, int64_t m_rs, int64_t m_cs) {
-  int64_t n0 = 0;
-  for (; n0 + 64 <= N; n0 += 64)
-    tile<MR, 4>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, 64, mask ? mask + n0 * m_cs : nullptr, m_rs, m_cs);
-  const int64_t rest = N - n0;
-  if (rest <= 0) return;
-  const float* mk = mask ? mask + n0 * m_cs : nullptr;
-  switch ((rest + 15) / 16) {
-    case 1: tile<MR, 1>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
-    case 2: tile<MR, 2>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
-    case 3: tile<MR, 3>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
-    default: tile<MR, 4>(KP, alpha, A, lda_d, P + n0, ldp, C + n0, ldc, rest, mk, m_rs, m_cs); break;
   }
-}
+};
 
 }  // namespace
 
@@ -156,18 +123,7 @@ void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, co
       }
     }
   }
-  int64_t m = 0;
-  for (; m + 6 <= M; m += 6)
-    row_block<6>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mask ? mask + m * m_rs : nullptr, m_rs, m_cs);
-  const float* mk = mask ? mask + m * m_rs : nullptr;
-  switch (M - m) {
-    case 1: row_block<1>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 2: row_block<2>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 3: row_block<3>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 4: row_block<4>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    case 5: row_block<5>(N, KP, alpha, Ab + m * KP, KP, Pb, Np, C + m * ldc, ldc, mk, m_rs, m_cs); break;
-    default: break;
-  }
+  all_rows<Bf16Step>(M, N, KP, alpha, static_cast<const uint32_t*>(Ab), KP, static_cast<const uint32_t*>(Pb), Np, C, ldc, mask, m_rs, m_cs);
 }
 
 }  // namespace ne::dense
