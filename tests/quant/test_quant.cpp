@@ -340,7 +340,8 @@ TEST(Int8Compile, ChainsFfnIntoU8) {
     EXPECT_EQ(ip->attr("dst_zero_point"), next->attr("src_zero_point"));
   }
   EXPECT_GE(chained, 1);
-  for (auto* ip : ips(compile("tiny_1x4_90", "int8_dynamic"))) { EXPECT_EQ(ip->attr("output_dtype", "fp32"), "fp32"); }
+  const ne::Model dyn = compile("tiny_1x4_90", "int8_dynamic");  // (ips() points into it: keep it alive)
+  for (auto* ip : ips(dyn)) { EXPECT_EQ(ip->attr("output_dtype", "fp32"), "fp32"); }
   auto in = fixture_inputs("tiny_1x4_90");
   std::vector<ne::HostTensor> real;
   std::string why;
