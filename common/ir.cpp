@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "common/ir.hpp"
 
 #include <fcntl.h>
@@ -166,6 +167,12 @@ std::vector<float> OpInfo::attr_floats(const std::string& k) const {
   }
   return r;
 }
+std::string OpInfo::attr_str(double v) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.9g", v);
+  return b;
+}
+
 void OpInfo::set_attr(const std::string& k, const std::string& v) {
   for (auto& a : attrs)
     if (a.first == k) { a.second = v; return; }

@@ -62,6 +62,8 @@ struct OpInfo {
   std::vector<int64_t> attr_ints(const std::string& k) const;  // empty if absent
   std::vector<float> attr_floats(const std::string& k) const;
   void set_attr(const std::string& k, const std::string& v);
+  // A float attribute as the IR writes it (9 significant digits: an fp32 round-trips).
+  static std::string attr_str(double v);
   void erase_attr(const std::string& k);
 };
 

@@ -26,12 +26,6 @@ std::string dir_of(const std::string& p) {
   return s == std::string::npos ? "." : p.substr(0, s);
 }
 
-std::string fstr(double f) {
-  char b[40];
-  std::snprintf(b, sizeof b, "%.9g", f);
-  return b;
-}
-
 std::string join(const std::vector<int64_t>& v) {
   std::string r;
   for (size_t i = 0; i < v.size(); ++i) r += (i ? "," : "") + std::to_string(v[i]);
@@ -374,15 +368,15 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   if (unary_ops().count(t)) {
     auto& op = emit(nm, "UnaryOp", in, out);
     op.set_attr("algorithm", unary_ops().at(t));
-    if (t == "LeakyRelu") op.set_attr("alpha", fstr(A_FLOAT("alpha", 0.01)));
-    if (t == "Elu") op.set_attr("alpha", fstr(A_FLOAT("alpha", 1.0)));
+    if (t == "LeakyRelu") op.set_attr("alpha", OpInfo::attr_str(A_FLOAT("alpha", 0.01)));
+    if (t == "Elu") op.set_attr("alpha", OpInfo::attr_str(A_FLOAT("alpha", 1.0)));
     if (t == "HardSigmoid") {
-      op.set_attr("alpha", fstr(A_FLOAT("alpha", 0.2)));
-      op.set_attr("beta", fstr(A_FLOAT("beta", 0.5)));
+      op.set_attr("alpha", OpInfo::attr_str(A_FLOAT("alpha", 0.2)));
+      op.set_attr("beta", OpInfo::attr_str(A_FLOAT("beta", 0.5)));
     }
     if (t == "Selu") {
-      op.set_attr("alpha", fstr(A_FLOAT("alpha", 1.67326319217681884765625)));
-      op.set_attr("gamma", fstr(A_FLOAT("gamma", 1.05070102214813232421875)));
+      op.set_attr("alpha", OpInfo::attr_str(A_FLOAT("alpha", 1.67326319217681884765625)));
+      op.set_attr("gamma", OpInfo::attr_str(A_FLOAT("gamma", 1.05070102214813232421875)));
     }
     return true;
   }
@@ -488,7 +482,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     auto& op = emit(nm, "Matmul", {in[0], in[1]}, {mm_out});
     if (A_INT("transA", 0)) op.set_attr("src0_perm", "1,0");
     if (A_INT("transB", 0)) op.set_attr("src1_perm", "1,0");
-    if (alpha != 1.0) op.set_attr("output_scale", fstr(alpha));
+    if (alpha != 1.0) op.set_attr("output_scale", OpInfo::attr_str(alpha));
     if (has_c) {
       std::string c = in[2];
       if (beta != 1.0) {
@@ -519,14 +513,14 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
       return false;
     }
     auto& op = emit(nm, "LayerNorm", in, out);
-    op.set_attr("epsilon", fstr(A_FLOAT("epsilon", 1e-5)));
+    op.set_attr("epsilon", OpInfo::attr_str(A_FLOAT("epsilon", 1e-5)));
     op.set_attr("axis", std::to_string(A_INT("axis", -1)));
     return true;
   }
   if (t == "Clip") {
     auto& op = emit(nm, "Clip", in, out);
-    if (a.count("min")) op.set_attr("min", fstr(A_FLOAT("min", 0)));
-    if (a.count("max")) op.set_attr("max", fstr(A_FLOAT("max", 0)));
+    if (a.count("min")) op.set_attr("min", OpInfo::attr_str(A_FLOAT("min", 0)));
+    if (a.count("max")) op.set_attr("max", OpInfo::attr_str(A_FLOAT("max", 0)));
     return true;
   }
   if (t == "Where" || t == "Expand" || t == "Tile" || t == "Identity" || t == "Range") {
@@ -632,7 +626,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
       }
     }
     auto& op = emit(nm, "ConstantOfShape", in, out);
-    op.set_attr("value", dt == DType::int64 ? std::to_string(int64_t(v)) : fstr(v));
+    op.set_attr("value", dt == DType::int64 ? std::to_string(int64_t(v)) : OpInfo::attr_str(v));
     op.set_attr("dtype", dtype_name(dt));
     return true;
   }

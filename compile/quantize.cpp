@@ -19,12 +19,6 @@ namespace ne {
 
 namespace {
 
-std::string fstr(double f) {
-  char b[40];
-  std::snprintf(b, sizeof b, "%.9g", f);
-  return b;
-}
-
 // A fresh name (tensor and operator namespaces are checked together).
 struct Namer {
   const Model& m;
@@ -278,7 +272,7 @@ int quantize_int8(Model& m, const std::map<std::string, ActRange>& ranges, const
     if (q.dynamic) {
       op.set_attr("src_scale", "dynamic");
     } else {
-      op.set_attr("src_scale", fstr(src_scale));
+      op.set_attr("src_scale", OpInfo::attr_str(src_scale));
       op.set_attr("src_zero_point", std::to_string(src_zp));
     }
     op.set_attr("src_dtype", dtype_name(q.src_dtype));
@@ -455,7 +449,7 @@ struct Emu {
   }
   std::string clip(const std::string& base, const std::string& a, float lo, float hi,
                    std::string out = "") {
-    return emit(base, "Clip", {a}, {{"min", fstr(lo)}, {"max", fstr(hi)}}, out);
+    return emit(base, "Clip", {a}, {{"min", OpInfo::attr_str(lo)}, {"max", OpInfo::attr_str(hi)}}, out);
   }
   // fake quant with a static scale / zero point: (clip(round(x/s), lo-zp, hi-zp)) * s
   std::string fq_static(const std::string& x, float s, int zp, DType dt) {

@@ -72,9 +72,7 @@ int fuse_attention(Model& m) {
       OpInfo f = *mm;
       f.name = op.name;
       f.outputs = op.outputs;
-      char buf[40];
-      std::snprintf(buf, sizeof buf, "%.9g", scale);
-      f.set_attr("output_scale", buf);
+      f.set_attr("output_scale", OpInfo::attr_str(scale));
       op = f;
       ++n;
       g.rebuild();

@@ -73,9 +73,7 @@ int fuse_layernorm(Model& m) {
     ln.type = "LayerNorm";
     ln.inputs = {x, gamma, beta};
     ln.outputs = anchor.outputs;
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%.9g", eps);
-    ln.set_attr("epsilon", buf);
+    ln.set_attr("epsilon", OpInfo::attr_str(eps));
     ln.set_attr("axis", "-1");
     anchor = ln;
     g.rebuild();

@@ -27,12 +27,6 @@ namespace pass {
 
 namespace {
 
-std::string fstr(double f) {
-  char b[40];
-  std::snprintf(b, sizeof b, "%.9g", f);
-  return b;
-}
-
 // Values of a constant fp32 / u8 / s8 / int32 tensor, as doubles.
 bool const_values(const Model& m, const std::string& t, std::vector<double>* v) {
   const TensorInfo* w = m.find(t);
@@ -102,7 +96,7 @@ bool fuse_qdq_matmul(Graph& g, OpInfo& op) {
   std::string wsn = g.add_const(dqw->inputs[0] + "_scale", DType::fp32, {int64_t(ws.size())}, ws);
   op.type = "InnerProduct";
   op.inputs = {q->inputs[0], dqw->inputs[0], wsn};
-  op.set_attr("src_scale", fstr(aq.scale[0]));
+  op.set_attr("src_scale", OpInfo::attr_str(aq.scale[0]));
   op.set_attr("src_zero_point", std::to_string(int64_t(aq.zp[0])));
   op.set_attr("src_dtype", dtype_name(aq.zp_dtype));
   return true;
@@ -239,7 +233,7 @@ int import_qdq(Model& m, bool fuse) {
              "': per-axis quantization of an activation is not supported (per-tensor only)");
     op.inputs.resize(1);
     op.attrs.clear();
-    op.set_attr("scale", fstr(q.scale[0]));
+    op.set_attr("scale", OpInfo::attr_str(q.scale[0]));
     op.set_attr("zero_point", std::to_string(int64_t(q.zp[0])));
     if (op.type == "Quantize") op.set_attr("output_dtype", dtype_name(q.zp_dtype));
     ++n;

@@ -30,6 +30,19 @@ const char* ip_post_name(IpPostKind k) {
   return "?";
 }
 
+void append_onednn_post_ops(dnnl::post_ops& po, const std::vector<IpPostKind>& post, size_t count) {
+  for (size_t pi = 0; pi < count && pi < post.size(); ++pi) {
+    switch (post[pi]) {
+      case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+      case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
+      case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
+      case IpPostKind::tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
+      case IpPostKind::sigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+      case IpPostKind::sum: po.append_sum(1.f); break;
+    }
+  }
+}
+
 // ---- strategy list ----
 
 namespace {
@@ -78,18 +91,7 @@ class OnednnIp : public IpStrategy {
     fm_ = p.feature_major;
     fm_sum_last_ = fm_ && !p.post.empty() && p.post.back() == IpPostKind::sum;
     dnnl::post_ops po;
-    for (size_t pi = 0; pi < p.post.size(); ++pi) {
-      const IpPostKind k = p.post[pi];
-      if (fm_sum_last_ && pi + 1 == p.post.size()) break;
-      switch (k) {
-        case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
-        case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
-        case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
-        case IpPostKind::tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
-        case IpPostKind::sigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
-        case IpPostKind::sum: po.append_sum(1.f); break;
-      }
-    }
+    append_onednn_post_ops(po, p.post, p.post.size() - (fm_sum_last_ ? 1 : 0));
     attr_.set_post_ops(po);
     plain_w_ = memory::desc({p.K, p.N}, dt::f32, tag::ab);
     bias_md_ = memory::desc({1, p.N}, dt::f32, tag::ab);

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <dnnl.hpp>
+
 #include "executor/operator.hpp"
 
 namespace ne {
@@ -28,6 +30,8 @@ namespace ne {
 // One post-op of `append_op`, applied in order after the bias.
 enum class IpPostKind { relu, gelu_erf, gelu_tanh, tanh, sigmoid, sum };
 const char* ip_post_name(IpPostKind k);
+// Appends post[0 .. count) to a oneDNN post-op chain (eltwise kinds and `sum`).
+void append_onednn_post_ops(dnnl::post_ops& po, const std::vector<IpPostKind>& post, size_t count);
 
 // What a strategy must compute, fixed at init().
 struct IpProblem {

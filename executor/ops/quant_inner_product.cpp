@@ -219,17 +219,7 @@ class OnednnQIp : public QStrategy {
         bias_po_ = po.len() - 1;
       }
     }
-    for (size_t pi = 0; pi < p.post.size(); ++pi) {
-      if (fm_sum_last_ && pi + 1 == p.post.size()) break;
-      switch (p.post[pi]) {
-        case IpPostKind::relu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
-        case IpPostKind::gelu_erf: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); break;
-        case IpPostKind::gelu_tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
-        case IpPostKind::tanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_tanh, 0.f, 0.f); break;
-        case IpPostKind::sigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
-        case IpPostKind::sum: po.append_sum(1.f); break;
-      }
-    }
+    append_onednn_post_ops(po, p.post, p.post.size() - (fm_sum_last_ ? 1 : 0));
     attr_.set_post_ops(po);
     plain_w_ = memory::desc({p.K, p.N}, wdt_, tag::ab);
     bias_md_ = memory::desc({1, p.N}, ddt::f32, tag::ab);
