@@ -208,6 +208,20 @@ std::string describe(const S8Case& c) {
          " out=" + c.out + " seed=" + std::to_string(c.seed);
 }
 
+// Which kernel: `expected` if given, else sparse weights go to the block-sparse kernels and dense
+// ones to oneDNN. No silent fall back to oneDNN's reference implementation (e.g. runtime output
+// scales), nor to the generic sparse kernel on a CPU that has `isa`.
+void expect_kernel(const ne::Operator& op, const std::string& expected, const std::string& pat, ne::cpu::Isa isa,
+                   const char* isa_tag) {
+  const std::string want = expected.empty() ? (pat == "dense" ? "onednn" : "bsgemm") : expected;
+  EXPECT_EQ(op.kernel().rfind(want, 0), 0u) << "kernel " << op.kernel() << " reason " << op.reason();
+  if (op.kernel().rfind("onednn:", 0) == 0) {
+    EXPECT_EQ(op.kernel().find("ref"), std::string::npos) << op.kernel();
+  } else if (ne::cpu::mayiuse(isa)) {
+    EXPECT_NE(op.kernel().find(isa_tag), std::string::npos) << op.kernel();
+  }
+}
+
 void run_s8(const S8Case& c) {
   SCOPED_TRACE(describe(c));
   std::mt19937 g(c.seed);
@@ -255,17 +269,7 @@ void run_s8(const S8Case& c) {
   if (has_sum) args.push_back(&a_res);
   r.init(args);
 
-  // Which kernel: sparse weights go to the block-sparse kernels unless the post-op order needs
-  // oneDNN; dense ones to oneDNN.
-  std::string want = c.expect_kernel.empty() ? (c.pat == "dense" ? "onednn" : "bsgemm") : c.expect_kernel;
-  EXPECT_EQ(r.op->kernel().rfind(want, 0), 0u) << "kernel " << r.op->kernel() << " reason " << r.op->reason();
-  // No silent fall back to oneDNN's reference int8 implementation (e.g. runtime output scales),
-  // nor to the generic sparse kernel on a CPU with VNNI.
-  if (r.op->kernel().rfind("onednn:", 0) == 0) {
-    EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << r.op->kernel();
-  } else if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_vnni)) {
-    EXPECT_NE(r.op->kernel().find("avx512vnni"), std::string::npos) << r.op->kernel();
-  }
+  expect_kernel(*r.op, c.expect_kernel, c.pat, ne::cpu::Isa::avx512_core_vnni, "avx512vnni");
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
@@ -523,13 +527,7 @@ void run_bf16(const Bf16Case& c) {
   if (c.bias) args.push_back(&a_b);
   if (has_sum) args.push_back(&a_res);
   r.init(args);
-  std::string want = c.expect_kernel.empty() ? (c.pat == "dense" ? "onednn" : "bsgemm") : c.expect_kernel;
-  EXPECT_EQ(r.op->kernel().rfind(want, 0), 0u) << "kernel " << r.op->kernel() << " reason " << r.op->reason();
-  if (r.op->kernel().rfind("onednn:", 0) == 0) {
-    EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << r.op->kernel();
-  } else if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16)) {
-    EXPECT_NE(r.op->kernel().find("avx512bf16"), std::string::npos) << r.op->kernel();
-  }
+  expect_kernel(*r.op, c.expect_kernel, c.pat, ne::cpu::Isa::avx512_core_bf16, "avx512bf16");
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
