@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/core/test_util.hpp"
 #include "common/ir.hpp"
 #include "common/npy.hpp"
 #include "executor/executor.hpp"
@@ -391,16 +392,7 @@ TEST(BadInputs, OnnxMatMulWithOneInput) {
 #endif
 
 // ------------------------------------------------------------------ the command line
-int run_cmd(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  out->clear();
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+using ne_test::run_cmd;
 
 TEST(BadInputsCli, ExitOneWithAnErrorLine) {
   const std::string ne_bin = std::string(NE_BIN_DIR) + "/neural_engine";
