@@ -49,12 +49,7 @@ TEST(HandIR, CommandLineMatchesReference) {
                                 kHand + "/position_ids.npy --output_dir " + d + " --iterations 2 --w 1",
                             &out);
   ASSERT_EQ(rc, 0) << out;
-  ne::NpyArray a = ne::read_npy(d + "/x2.npy");
-  ne::HostTensor h;
-  h.dtype = a.dtype;
-  h.shape = a.shape;
-  h.bytes = a.bytes;
-  expect_close(h, ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
+  expect_close(load(d + "/x2.npy"), ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
 }
 
 TEST(HandIR, BenchmarkLinesProfileAndReport) {
@@ -133,12 +128,7 @@ TEST(CompileCommandLine, SlimKeepsOutputs) {
                              &out),
             0)
       << out;
-  ne::NpyArray a = ne::read_npy(d + "/out/last_hidden_state.npy");
-  ne::HostTensor h;
-  h.dtype = a.dtype;
-  h.shape = a.shape;
-  h.bytes = a.bytes;
-  expect_close(h, ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+  expect_close(load(d + "/out/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
 }
 
 // neural_engine_compile --transpose, then neural_engine --profile: the column LayerNorm shows as
@@ -165,12 +155,7 @@ TEST(CompileCommandLine, TransposeProfileShowsLayernormBa) {
   };
   EXPECT_EQ(count("layernorm_ba"), 4) << out;  // 2 layers x 2 LayerNorms
   EXPECT_EQ(count(" Reorder "), 2) << out;
-  ne::NpyArray a = ne::read_npy(d + "/out/last_hidden_state.npy");
-  ne::HostTensor h;
-  h.dtype = a.dtype;
-  h.shape = a.shape;
-  h.bytes = a.bytes;
-  expect_close(h, ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+  expect_close(load(d + "/out/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
 }
 
 // Weight sharing across processes: an instance killed while packing, or in the middle of its
@@ -193,12 +178,7 @@ TEST(WeightSharingCommandLine, KilledInstancesDoNotBreakTheNextStart) {
   // 3. the next start: correct outputs, no stale temp files
   rc = ne_test::run_cmd(env + run + " --output_dir " + d + " --iterations 2 --w 1 --report_json " + d + "/r.json", &out);
   ASSERT_EQ(rc, 0) << out;
-  ne::NpyArray a = ne::read_npy(d + "/x2.npy");
-  ne::HostTensor h;
-  h.dtype = a.dtype;
-  h.shape = a.shape;
-  h.bytes = a.bytes;
-  expect_close(h, ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
+  expect_close(load(d + "/x2.npy"), ne::read_npy(kHand + "/ref_x2.npy"), 1e-5);
   ne_test::run_cmd("ls " + cache, &out);
   EXPECT_EQ(out.find(".tmp."), std::string::npos) << out;
   EXPECT_NE(out.find(".pack"), std::string::npos) << out;
