@@ -227,21 +227,23 @@ TEST(FeatureMajorLayerNorm, ColumnsMatchReference) {
   }
 }
 
+// The error a one-input model gives when run on an all-ones "x" of shape s ("" if none).
+static std::string err_of(ne::Model m, const Shape& s) {
+  try {
+    ne::Executor ex(std::move(m));
+    ex.run({{"x", HostTensor::make(DType::fp32, s, std::vector<float>(size_t(ne::shape_numel(s)), 1.f))}});
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(FeatureMajorLayerNorm, WithoutBetaAndErrors) {
   {
     ne::Executor ex(one_op("LayerNorm", {{"transpose_mode", "1,0"}}, 8, {"g"}));
     auto out = ex.run({{"x", HostTensor::make(DType::fp32, {8, 4}, rnd(32, 1))}});
     EXPECT_EQ(out[0].shape, (Shape{8, 4}));
   }
-  auto err_of = [](ne::Model m, Shape s) -> std::string {
-    try {
-      ne::Executor ex(std::move(m));
-      ex.run({{"x", HostTensor::make(DType::fp32, s, std::vector<float>(size_t(ne::shape_numel(s)), 1.f))}});
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-    return "";
-  };
   EXPECT_NE(err_of(one_op("LayerNorm", {{"transpose_mode", "0,2,1"}}, 8), {8, 4}).find("transpose_mode '0,2,1'"),
             std::string::npos);
   EXPECT_NE(err_of(one_op("LayerNorm", {{"transpose_mode", "1,0"}, {"axis", "-1"}}, 8), {8, 4}).find("axis"),
@@ -261,15 +263,6 @@ TEST(FeatureMajorIpErrors, BadLayoutAndWrongFirstDim) {
              {"fc", "InnerProduct", {"x", "w"}, {"y"}, {{"layout", layout}}},
              {"out", "Output", {"y"}, {}, {}}};
     return m;
-  };
-  auto err_of = [](ne::Model m, Shape s) -> std::string {
-    try {
-      ne::Executor ex(std::move(m));
-      ex.run({{"x", HostTensor::make(DType::fp32, s, std::vector<float>(size_t(ne::shape_numel(s)), 1.f))}});
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-    return "";
   };
   EXPECT_NE(err_of(build("nchw"), {8, 3}).find("layout 'nchw' is unknown"), std::string::npos);
   const std::string e = err_of(build("feature_major"), {3, 8});
