@@ -303,23 +303,26 @@ int convert_bf16(Model& m) {
   return count;
 }
 
+namespace {
+// An s8 InnerProduct (constant s8 weight) with a calibrated (static) src scale.
+bool is_static_s8_ip(const Model& m, const OpInfo& op) {
+  if (op.type != "InnerProduct" || op.inputs.size() < 3) return false;
+  const TensorInfo* w = m.find(op.inputs[1]);
+  return w && w->is_weight && w->dtype == DType::s8 && op.has_attr("src_scale") && op.attr("src_scale") != "dynamic";
+}
+}  // namespace
+
 int chain_int8(Model& m) {
   std::map<std::string, int> uses;
   for (const auto& op : m.ops)
     for (const auto& t : op.inputs) uses[t]++;
   for (const auto& t : m.output_names()) uses[t] += 2;  // never requantize a model output
-  auto static_s8 = [&](const OpInfo& op) {
-    if (op.type != "InnerProduct" || op.inputs.size() < 3) return false;
-    const TensorInfo* w = m.find(op.inputs[1]);
-    return w && w->is_weight && w->dtype == DType::s8 && op.has_attr("src_scale") &&
-           op.attr("src_scale") != "dynamic";
-  };
   std::map<std::string, const OpInfo*> consumer;  // src tensor -> the s8 InnerProduct reading it
   for (const auto& op : m.ops)
-    if (static_s8(op)) consumer[op.inputs[0]] = &op;
+    if (is_static_s8_ip(m, op)) consumer[op.inputs[0]] = &op;
   int count = 0;
   for (auto& op : m.ops) {
-    if (!static_s8(op) || op.outputs.size() != 1 || op.attr("output_dtype", "fp32") != "fp32") continue;
+    if (!is_static_s8_ip(m, op) || op.outputs.size() != 1 || op.attr("output_dtype", "fp32") != "fp32") continue;
     const std::string& out = op.outputs[0];
     auto c = consumer.find(out);
     if (c == consumer.end() || uses[out] != 1) continue;
@@ -333,12 +336,6 @@ int chain_int8(Model& m) {
 }
 
 int share_src_quantization(Model& m) {
-  auto static_s8 = [&](const OpInfo& op) {
-    if (op.type != "InnerProduct" || op.inputs.size() < 3) return false;
-    const TensorInfo* w = m.find(op.inputs[1]);
-    return w && w->is_weight && w->dtype == DType::s8 && op.has_attr("src_scale") &&
-           op.attr("src_scale") != "dynamic";
-  };
   // fp32 tensors produced by an op we know writes fp32 here (an InnerProduct with requantized
   // output is already u8: leave those alone).
   std::set<std::string> quantized_outputs;
@@ -349,7 +346,7 @@ int share_src_quantization(Model& m) {
   std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
   for (size_t i = 0; i < m.ops.size(); ++i) {
     const OpInfo& op = m.ops[i];
-    if (!static_s8(op) || quantized_outputs.count(op.inputs[0]) || m.is_weight(op.inputs[0])) continue;
+    if (!is_static_s8_ip(m, op) || quantized_outputs.count(op.inputs[0]) || m.is_weight(op.inputs[0])) continue;
     const std::string key = op.attr("src_dtype", "u8") + "|" + op.attr("src_scale") + "|" + op.attr("src_zero_point", "0");
     groups[{op.inputs[0], key}].push_back(i);
   }
@@ -377,17 +374,17 @@ int share_src_quantization(Model& m) {
 }
 
 int unshare_src_quantization(Model& m) {
-  std::map<std::string, int> uses;
-  for (const auto& op : m.ops)
-    for (const auto& t : op.inputs) uses[t]++;
-  std::map<std::string, std::string> undo;  // Quantize output -> its input
+  // A Quantize is undone when every reader of its output is an InnerProduct's src.
+  std::map<std::string, int> uses, ip_src_uses;
   for (const auto& op : m.ops) {
-    if (op.type != "Quantize" || op.inputs.size() != 1 || op.outputs.size() != 1) continue;
-    int ip_uses = 0;
-    for (const auto& c : m.ops)
-      if (c.type == "InnerProduct" && !c.inputs.empty() && c.inputs[0] == op.outputs[0] && c.has_attr("src_scale")) ++ip_uses;
-    if (ip_uses >= 1 && ip_uses == uses[op.outputs[0]]) undo[op.outputs[0]] = op.inputs[0];
+    for (const auto& t : op.inputs) uses[t]++;
+    if (op.type == "InnerProduct" && !op.inputs.empty() && op.has_attr("src_scale")) ip_src_uses[op.inputs[0]]++;
   }
+  std::map<std::string, std::string> undo;  // Quantize output -> its input
+  for (const auto& op : m.ops)
+    if (op.type == "Quantize" && op.inputs.size() == 1 && op.outputs.size() == 1 && ip_src_uses[op.outputs[0]] >= 1 &&
+        ip_src_uses[op.outputs[0]] == uses[op.outputs[0]])
+      undo[op.outputs[0]] = op.inputs[0];
   if (undo.empty()) return 0;
   std::vector<OpInfo> ops;
   for (auto& op : m.ops) {
