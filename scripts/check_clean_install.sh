@@ -371,8 +371,8 @@ if [ -f "$WORK/test.sh.out" ]; then
   echo "tests:"
   # per ctest run (test.sh runs the suite natively, then again under capped ISA tiers): the tier,
   # ctest's summary line and the tests that failed; then test.sh's own tier summary
-  grep -E '^== tier |tests passed, .* failed out of|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Not Run|Exception)' \
-    "$WORK/test.sh.out" | sed 's/^/  /' || true
+  grep -E '^== tier |^[0-9]+% tests passed, .* failed out of|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Not Run|Exception)' \
+    "$WORK/test.sh.out" | sed -E 's/  # GetParam\(\) = .*(\([^)]*\))$/ \1/; s/^/  /' || true
   sed -n '/^== ISA tiers/,/^all tiers:/p' "$WORK/test.sh.out" | sed 's/^/  /'
 fi
 echo "shm      $SHM"
