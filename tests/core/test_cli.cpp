@@ -131,6 +131,31 @@ TEST(CompileCommandLine, SlimKeepsOutputs) {
   expect_close(load(d + "/out/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
 }
 
+// Two compiled models with model.bin files of the same size: conf.yaml of one with the weights of
+// the other is refused in one line naming both files (it used to run and print garbage).
+TEST(CompileCommandLine, WeightsOfAnotherModelAreRefused) {
+  const std::string models = std::string(NE_TEST_DATA) + "/models/";
+  const std::string compiler = std::string(NE_BIN_DIR) + "/neural_engine_compile";
+  std::string d = ne_test::tmp_dir("wfcli");
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + models + "tiny/model.onnx --output_dir " + d + "/a", &out), 0) << out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + models + "tiny_1x4_90/model.onnx --output_dir " + d + "/b", &out), 0)
+      << out;
+  ASSERT_EQ(ne_test::read_file(d + "/a/model.bin").size(), ne_test::read_file(d + "/b/model.bin").size());
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --config " + d + "/a/conf.yaml --weight " + d + "/a/model.bin --iterations 1 --w 0",
+                             &out),
+            0)
+      << out;
+  int rc = ne_test::run_cmd(kBin + " --config " + d + "/a/conf.yaml --weight " + d + "/b/model.bin --iterations 1 --w 0",
+                            &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_EQ(out.rfind("error: ", 0), 0u) << out;
+  EXPECT_NE(out.find(d + "/a/conf.yaml"), std::string::npos) << out;
+  EXPECT_NE(out.find(d + "/b/model.bin"), std::string::npos) << out;
+  EXPECT_NE(out.find("checksum"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Latency"), std::string::npos) << out;
+}
+
 // neural_engine_compile --transpose, then neural_engine --profile: the column LayerNorm shows as
 // `layernorm_ba`, the chain has exactly 2 Reorders, and the outputs match the reference.
 TEST(CompileCommandLine, TransposeProfileShowsLayernormBa) {
