@@ -19,6 +19,7 @@
 #include "common/npy.hpp"
 #include "common/proc_mem.hpp"
 #include "bin/launcher.hpp"
+#include "common/cli_flags.hpp"
 #include "executor/executor.hpp"
 #include "executor/input_gen.hpp"
 #include "executor/weight_cache.hpp"
@@ -216,10 +217,10 @@ int run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("neural_engine --config conf.yaml --weight model.bin [--batch_size N --seq_len S ...]\n"
-                          "       neural_engine --model model.onnx ...");
   std::vector<std::string> original(argv + 1, argv + argc);
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  NE_PARSE_COMMAND_LINE(&argc, &argv,
+                        "neural_engine --config conf.yaml --weight model.bin [--batch_size N --seq_len S ...]\n"
+                        "       neural_engine --model model.onnx ...");
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   try {

@@ -71,6 +71,40 @@ TEST(HandIR, BenchmarkLinesProfileAndReport) {
     EXPECT_NE(js.find(key), std::string::npos) << key << "\n" << js;
 }
 
+// --help lists the tool's own flags (each DEFINE_* of its main file, read here from the source),
+// one line each with its default, and nothing of glog's or gflags'; --helpfull lists those too.
+TEST(CommandLineHelp, OwnFlagsOnlyAndHelpfullForAll) {
+  const std::string src = std::string(NE_TEST_DATA) + "/../../";
+  for (auto tool : {std::make_pair("neural_engine", "bin/neural_engine.cpp"),
+                    std::make_pair("neural_engine_compile", "compile/main.cpp")}) {
+    std::string code = ne_test::read_file(src + tool.second);
+    ASSERT_FALSE(code.empty()) << tool.second;
+    std::vector<std::string> names;
+    for (size_t p = code.find("\nDEFINE_"); p != std::string::npos; p = code.find("\nDEFINE_", p + 1)) {
+      size_t a = code.find('(', p) + 1;
+      names.push_back(code.substr(a, code.find(',', a) - a));
+    }
+    ASSERT_GT(names.size(), 5u) << tool.second;
+    std::string out;
+    ASSERT_EQ(ne_test::run_cmd(std::string(NE_BIN_DIR) + "/" + tool.first + " --help", &out), 0) << out;
+    size_t lines = 0;
+    for (size_t p = out.find("\n  --"); p != std::string::npos; p = out.find("\n  --", p + 1)) ++lines;
+    EXPECT_EQ(lines, names.size()) << out;
+    for (auto& n : names) EXPECT_NE(out.find("\n  --" + n + "="), std::string::npos) << n << "\n" << out;
+    for (auto lib : {"logtostderr", "minloglevel", "flagfile", "tryfromenv", "undefok"})  // glog's, gflags'
+      EXPECT_EQ(out.find(lib), std::string::npos) << lib << "\n" << out;
+    ASSERT_EQ(ne_test::run_cmd(std::string(NE_BIN_DIR) + "/" + tool.first + " --helpfull", &out), 1) << out;
+    EXPECT_NE(out.find("logtostderr"), std::string::npos) << out;
+    EXPECT_NE(out.find("flagfile"), std::string::npos) << out;
+    EXPECT_NE(out.find(names[0]), std::string::npos) << out;
+  }
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --help", &out), 0);
+  EXPECT_NE(out.find("\n  --batch_size=1 "), std::string::npos) << out;  // defaults as defined
+  EXPECT_NE(out.find("\n  --precision=\"fp32\" "), std::string::npos) << out;
+  EXPECT_NE(out.find("  timed iterations\n"), std::string::npos) << out;
+}
+
 struct BadCase {
   const char* name;
   std::string args;
