@@ -71,7 +71,7 @@ class Transpose : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Transpose, AllPrecisionsMatchTokenMajor) {
   const Case c = GetParam();
-  if (!has_fixture(c.fixture)) GTEST_SKIP() << "fixture missing: " << c.fixture;
+  NE_REQUIRE_FIXTURE(c.fixture);
   auto in = fixture_inputs(c.fixture);
   ne::HostTensor fp32_out;
   for (std::string p : {"fp32", "int8", "int8_dynamic", "bf16"}) {
@@ -106,7 +106,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Transpose,
 // QDQ-imported int8 models: s8 InnerProducts with the model's own scales.
 TEST(Transpose, QdqImportsMatchTokenMajor) {
   for (std::string f : {"tiny_qdq", "tiny_dynq"}) {
-    if (!has_fixture(f)) continue;
+    NE_REQUIRE_FIXTURE(f);
     SCOPED_TRACE(f);
     auto in = fixture_inputs(f);
     ne::Model m = compile(f, "fp32", false);
@@ -120,7 +120,7 @@ TEST(Transpose, QdqImportsMatchTokenMajor) {
 
 // Through compile_onnx (the CLI path), and the profile names the column LayerNorm.
 TEST(Transpose, CompileOptionProfileAndReorders) {
-  if (!has_fixture("tiny_1x4_90")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_1x4_90");
   ne::Model t = compile("tiny_1x4_90", "fp32", true);
   EXPECT_EQ(count_of(t, "Reorder"), 2) << counts_str(t);
   ne::ExecOptions o;
@@ -150,7 +150,7 @@ TEST(Transpose, CompileOptionProfileAndReorders) {
 
 // Other batch / sequence shapes on one compiled model (the head split shapes follow at plan time).
 TEST(Transpose, OtherShapes) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model m = compile("tiny", "fp32", false);
   int layers = 0;
   ne::Model t = transposed(m, &layers);
@@ -170,7 +170,7 @@ TEST(Transpose, OtherShapes) {
 
 // Graphs without the whole encoder-layer pattern are left alone.
 TEST(Transpose, LeavesOtherGraphsAlone) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::CompileOptions o;
   o.fuse = false;
   ne::Model unfused = ne::compile_onnx(fixture_dir("tiny") + "/model.onnx", o);

@@ -154,7 +154,7 @@ TEST(ActQuant, OrtStyleScaleAndZeroPoint) {
 
 // ------------------------------------------------------------------ calibration
 TEST(Calibration, RangesMatchTheTensorsOfARun) {
-  if (!has_fixture("tiny")) GTEST_SKIP() << "no tiny fixture";
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model m = compile("tiny", "fp32");
   auto srcs = ne::quantizable_srcs(m);
   // Per layer: Q/K/V share one src; attn_out, ffn1, ffn2 one each.
@@ -178,7 +178,7 @@ TEST(Calibration, RangesMatchTheTensorsOfARun) {
 }
 
 TEST(Calibration, GeneratedInputsGiveSaneRanges) {
-  if (!has_fixture("tiny")) GTEST_SKIP() << "no tiny fixture";
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model m = compile("tiny", "fp32");
   auto sets = ne::generated_calib_sets(m, 2, 2, 128);
   ASSERT_EQ(sets.size(), 2u);
@@ -203,7 +203,7 @@ TEST(Calibration, GeneratedInputsGiveSaneRanges) {
 }
 
 TEST(Calibration, DirectoryOfSets) {
-  if (!has_fixture("tiny")) GTEST_SKIP() << "no tiny fixture";
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model m = compile("tiny", "fp32");
   // Two subdirectories holding the fixture's inputs.
   char tmpl[] = "/tmp/ne_calib_XXXXXX";
@@ -297,20 +297,20 @@ void check_int8_ir(const std::string& fixture, bool dynamic) {
 }
 
 TEST(Int8Compile, TinyStatic) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   check_int8_ir("tiny", false);
 }
 TEST(Int8Compile, Tiny1x4Static) {
-  if (!has_fixture("tiny_1x4_90")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_1x4_90");
   check_int8_ir("tiny_1x4_90", false);
 }
 TEST(Int8Compile, TinyDynamic) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   check_int8_ir("tiny", true);
 }
 
 TEST(Int8Compile, S8SymmetricActivations) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model q = compile("tiny", "int8", [](ne::CompileOptions& o) { o.int8_src = "s8"; });
   for (auto* ip : ips(q)) {
     EXPECT_EQ(ip->attr("src_dtype"), "s8");
@@ -319,7 +319,7 @@ TEST(Int8Compile, S8SymmetricActivations) {
 }
 
 TEST(Int8Compile, UnknownPrecisionIsAnError) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   EXPECT_THROW(compile("tiny", "int4"), ne::Error);
   EXPECT_THROW(compile("tiny", "int8", [](ne::CompileOptions& o) { o.int8_mode = "x"; }), ne::Error);
 }
@@ -328,7 +328,7 @@ TEST(Int8Compile, UnknownPrecisionIsAnError) {
 // point; the executor's result stays close to the fp32 emulation (where the requantization is
 // the consumer's fake-quant); dynamic mode chains nothing.
 TEST(Int8Compile, ChainsFfnIntoU8) {
-  if (!has_fixture("tiny_1x4_90")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_1x4_90");
   ne::Model q = compile("tiny_1x4_90", "int8");
   int chained = 0;
   for (auto* ip : ips(q)) {
@@ -376,21 +376,21 @@ void check_int8_numerics(const std::string& fixture, const std::string& precisio
 }
 
 TEST(Int8Numerics, TinyStaticEmulated) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   check_int8_numerics("tiny", "int8");
 }
 TEST(Int8Numerics, Tiny1x4StaticEmulated) {
-  if (!has_fixture("tiny_1x4_90")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_1x4_90");
   check_int8_numerics("tiny_1x4_90", "int8");
 }
 TEST(Int8Numerics, TinyDynamicEmulated) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   check_int8_numerics("tiny", "int8_dynamic");
 }
 
 // Calibrating on the fixture's own inputs through --calib_dir.
 TEST(Int8Numerics, CalibDirOfFixtureInputs) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   auto in = fixture_inputs("tiny");
   ne::Model f = compile("tiny", "fp32");
   ne::Model q = compile("tiny", "int8", [](ne::CompileOptions& o) {
@@ -403,7 +403,7 @@ TEST(Int8Numerics, CalibDirOfFixtureInputs) {
 
 // ------------------------------------------------------------------ bf16
 TEST(Bf16, TinyWeightsRoundedAndOutputsClose) {
-  if (!has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model f = compile("tiny", "fp32");
   ne::Model b = compile("tiny", "bf16");
   ASSERT_EQ(f.ops.size(), b.ops.size());
@@ -468,7 +468,7 @@ double qdq_tolerance(const std::map<std::string, std::vector<double>>& inits) {
 }  // namespace
 
 TEST(QdqImport, StaticPerChannelToInt8InnerProducts) {
-  if (!has_fixture("tiny_qdq")) GTEST_SKIP() << "no tiny_qdq fixture (scripts/make_qdq.py)";
+  NE_REQUIRE_FIXTURE("tiny_qdq");
   std::string path = fixture_dir("tiny_qdq") + "/model.onnx";
   ne::Model m = ne::compile_onnx(path);
   auto inits = onnx_inits(path);
@@ -535,12 +535,12 @@ void check_vs_ort(const std::string& fixture) {
 }
 
 TEST(QdqImport, StaticMatchesOrt) {
-  if (!has_fixture("tiny_qdq")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_qdq");
   check_vs_ort("tiny_qdq");
 }
 
 TEST(QdqImport, DynamicMatMulIntegerToInt8InnerProducts) {
-  if (!has_fixture("tiny_dynq")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_dynq");
   std::string path = fixture_dir("tiny_dynq") + "/model.onnx";
   ne::Model m = ne::compile_onnx(path);
   auto list = ips(m);
@@ -557,12 +557,12 @@ TEST(QdqImport, DynamicMatMulIntegerToInt8InnerProducts) {
 }
 
 TEST(QdqImport, DynamicMatchesOrt) {
-  if (!has_fixture("tiny_dynq")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_dynq");
   check_vs_ort("tiny_dynq");
 }
 
 TEST(QdqImport, NoFuseKeepsOneToOneSemantics) {
-  if (!has_fixture("tiny_qdq")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny_qdq");
   ne::CompileOptions o;
   o.fuse = false;
   ne::Model m = ne::compile_onnx(fixture_dir("tiny_qdq") + "/model.onnx", o);
