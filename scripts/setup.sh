@@ -15,12 +15,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-PKGS="build-essential cmake pkg-config git
-  libdnnl-dev libyaml-cpp-dev libjemalloc-dev libgflags-dev libgoogle-glog-dev
+# ocl-icd-opencl-dev: Debian's oneDNN is built with the OpenCL GPU runtime and its dnnl-config.cmake
+# requires OpenCL, but libdnnl-dev only recommends the package (and we install without recommends).
+PKGS="build-essential cmake pkg-config git ca-certificates
+  libdnnl-dev ocl-icd-opencl-dev libyaml-cpp-dev libjemalloc-dev libgflags-dev libgoogle-glog-dev
   libgtest-dev libgmock-dev libbenchmark-dev libxbyak-dev
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
   numactl python3 python3-numpy python3-torch python3-onnx nodejs npm
-  chromium clang libclang-rt-14-dev zlib1g-dev"
+  chromium clang libclang-rt-14-dev zlib1g-dev libpng-dev nlohmann-json3-dev"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -53,9 +53,14 @@ void force_portable(bool on) { g_force_portable.store(on); }
 
 const char* kernel_isa() { return use_avx512() ? "avx512" : "portable"; }
 
-dnnl::memory* packed_weights_for(std::deque<dnnl::memory>& packed, const dnnl::memory::desc& want) {
+dnnl::memory* find_packed_weights(std::deque<dnnl::memory>& packed, const dnnl::memory::desc& want) {
   for (auto& m : packed)
     if (m.get_desc() == want) return &m;
+  return nullptr;
+}
+
+dnnl::memory* packed_weights_for(std::deque<dnnl::memory>& packed, const dnnl::memory::desc& want) {
+  if (dnnl::memory* m = find_packed_weights(packed, want)) return m;
   dnnl::memory p(want, engine());
   dnnl::reorder(packed.front(), p).execute(stream(), packed.front(), p);
   stream().wait();

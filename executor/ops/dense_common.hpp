@@ -62,8 +62,18 @@ void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, co
 // Gelu over n floats, split over the OpenMP threads, AVX-512 when use_avx512().
 void gelu_parallel(bool tanh_form, const float* src, float* dst, int64_t n);
 
+// oneDNN picks the implementation (AMX brgemm, VNNI brgemm, ...) from the whole problem, M
+// included, and with it the weight layout: on an AMX CPU a small M (1..3 rows, small K) can go to
+// the VNNI brgemm, whose s8-src layout carries a compensation that no reorder from the AMX layout
+// produces. So the dense InnerProducts pack the weight at init, from the plain weight, in the
+// layout of each of these M classes (duplicates collapse), and later M reuse one of them.
+inline constexpr int64_t kWeightLayoutProbeM[] = {1, 16};  // plus 128 x threads, the typical M
+
+// The packed weight in layout `want` if `packed` holds one, else nullptr.
+dnnl::memory* find_packed_weights(std::deque<dnnl::memory>& packed, const dnnl::memory::desc& want);
 // The packed weight in layout `want`: one already in `packed` (front = the first packing), or a
-// reorder of the front one, made once and appended (deque: addresses stay stable).
+// reorder of the front one, made once and appended (deque: addresses stay stable). Throws
+// dnnl::error when oneDNN cannot reorder between the two layouts.
 dnnl::memory* packed_weights_for(std::deque<dnnl::memory>& packed, const dnnl::memory::desc& want);
 
 }  // namespace ne::dense

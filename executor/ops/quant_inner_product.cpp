@@ -224,21 +224,28 @@ class OnednnQIp : public QStrategy {
     plain_w_ = memory::desc({p.K, p.N}, wdt_, tag::ab);
     bias_md_ = memory::desc({1, p.N}, ddt::f32, tag::ab);
     const int64_t m_typ = 128 * std::max(1, p.num_threads_hint);
-    auto pd = make_pd(m_typ);
-    const memory::desc wmd = pd.weights_desc();
+    auto pd = make_pd(m_typ, tag::any);
     const size_t wbytes = size_t(p.K) * size_t(p.N) * (s8 ? 1 : 2);
-    const std::string key = std::string("onednn_ip:") + dtype_name(p.src_dt) + (s8 ? "s8" : "bf16") + ":" +
-                            std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
-                            std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + ":" +
-                            hex64(hash_bytes(&wmd.data, sizeof(wmd.data))) + ":" + hex64(hash_bytes(p.weight, wbytes));
-    buf_ = get_packed(key, wmd.get_size(), [&](uint8_t* dstp) {
-      memory user(plain_w_, dense::engine(), const_cast<void*>(p.weight));
-      memory packed(wmd, dense::engine(), dstp);
-      dnnl::reorder(user, packed).execute(dense::stream(), user, packed);
-      dense::stream().wait();
-    });
-    // oneDNN only reads weights: the read-only mapping is safe behind the non-const handle.
-    packed_.push_back(memory(wmd, dense::engine(), const_cast<uint8_t*>(buf_->data())));
+    const std::string wkey = hex64(hash_bytes(p.weight, wbytes));
+    // Pack in the layout of each M class (dense_common.hpp), front = the typical M's.
+    auto pack_layout = [&](const memory::desc& wmd) {
+      if (dense::find_packed_weights(packed_, wmd)) return;
+      const std::string key = std::string("onednn_ip:") + dtype_name(p.src_dt) + (s8 ? "s8" : "bf16") + ":" +
+                              std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
+                              std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + ":" +
+                              hex64(hash_bytes(&wmd.data, sizeof(wmd.data))) + ":" + wkey;
+      auto buf = get_packed(key, wmd.get_size(), [&](uint8_t* dstp) {
+        memory user(plain_w_, dense::engine(), const_cast<void*>(p.weight));
+        memory packed(wmd, dense::engine(), dstp);
+        dnnl::reorder(user, packed).execute(dense::stream(), user, packed);
+        dense::stream().wait();
+      });
+      // oneDNN only reads weights: the read-only mapping is safe behind the non-const handle.
+      packed_.push_back(memory(wmd, dense::engine(), const_cast<uint8_t*>(buf->data())));
+      bufs_.push_back(std::move(buf));
+    };
+    pack_layout(pd.weights_desc());
+    for (int64_t m : dense::kWeightLayoutProbeM) pack_layout(make_pd(m, tag::any).weights_desc());
     kernel_ = std::string("onednn:") + pd.impl_info_str();
   }
   std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
@@ -281,20 +288,38 @@ class OnednnQIp : public QStrategy {
     dnnl::matmul prim;
     memory* weights = nullptr;
   };
-  dnnl::matmul::primitive_desc make_pd(int64_t M) const {
+  dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& w) const {
     memory::desc src({M, p_.K}, sdt_, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, ddt::f32, tag::ab);
-    memory::desc w({p_.K, p_.N}, wdt_, tag::any);
     auto d = (p_.prec == Prec::bf16 && p_.has_bias) ? dnnl::matmul::desc(src, w, bias_md_, dst)
                                                      : dnnl::matmul::desc(src, w, dst);
     return dnnl::matmul::primitive_desc(d, attr_, dense::engine());
+  }
+  dnnl::matmul::primitive_desc make_pd(int64_t M, tag t) const {
+    return make_pd(M, memory::desc({p_.K, p_.N}, wdt_, t));
   }
   Entry& entry(int64_t M) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = cache_.find(M);
     if (it != cache_.end()) return it->second;
     Entry e;
-    auto pd = make_pd(M);
-    e.weights = dense::packed_weights_for(packed_, pd.weights_desc());
+    auto pd = make_pd(M, tag::any);
+    e.weights = dense::find_packed_weights(packed_, pd.weights_desc());
+    // An M class not probed at init: a primitive on one of the packed layouts, else a reorder.
+    for (size_t i = 0; !e.weights && i < packed_.size(); ++i) {
+      try {
+        pd = make_pd(M, packed_[i].get_desc());
+        e.weights = &packed_[i];
+      } catch (const dnnl::error&) {
+      }
+    }
+    if (!e.weights) {
+      try {
+        e.weights = dense::packed_weights_for(packed_, pd.weights_desc());
+      } catch (const dnnl::error& x) {
+        fail("operator '", p_.op_name, "' (InnerProduct): oneDNN cannot run M=", M, " on the weight [", p_.K, ", ",
+             p_.N, "] in any packed layout (", x.what(), ")");
+      }
+    }
     e.prim = dnnl::matmul(pd);
     return cache_.emplace(M, std::move(e)).first->second;
   }
@@ -306,7 +331,7 @@ class OnednnQIp : public QStrategy {
   int scale_po_ = -1, bias_po_ = -1;  // indices of the per-call binary post-ops (s8)
   dnnl::primitive_attr attr_;
   memory::desc plain_w_, bias_md_;
-  std::shared_ptr<const PackedBuffer> buf_;
+  std::vector<std::shared_ptr<const PackedBuffer>> bufs_;  // back the packed_ layouts made at init
   std::deque<memory> packed_;
   std::map<int64_t, Entry> cache_;
   std::mutex mu_;
@@ -601,8 +626,21 @@ class QuantIpOp : public Operator {
                 cpu::why_not(cpu::Isa::avx512_core_vnni) + ")";
     }
     if (!impl_) {
-      impl_ = std::make_unique<OnednnQIp>(p);
-      reason_ = "dense (" + declined + ")";
+      try {
+        impl_ = std::make_unique<OnednnQIp>(p);
+        reason_ = "dense (" + declined + ")";
+      } catch (const dnnl::error& e) {
+        // oneDNN 2.6 has no bf16 matmul below AVX512_CORE (e.g. ONEDNN_MAX_CPU_ISA=AVX2, or an AVX2
+        // CPU): the block-sparse family's kernels run any weight of its dtype (fp32 accumulation of
+        // the exact bf16 products, as the contract says), slower but right.
+        std::string why_dense = std::string("oneDNN has no ") + (prec_ == Prec::s8 ? "int8" : "bf16") +
+                                " matmul for it on this CPU (" + e.what() + ")";
+        if (!sparse_epilogue(post_, &act, &declined))
+          op_error(why_dense, ", and the post-op order is not one the exact kernels run (", declined, ")");
+        SparseDecision d = decide_sparse(p.weight, wdt, int(K_), int(N_), cfg_);
+        impl_ = std::make_unique<SparseQIp>(p, d, act);
+        reason_ = why_dense + ": exact block-sparse family kernel";
+      }
     }
     if (cfg_.verbose)
       LOG(INFO) << "InnerProduct." << (prec_ == Prec::s8 ? "s8" : "bf16") << " '" << name() << "' [" << K_ << "x"
