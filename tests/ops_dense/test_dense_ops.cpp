@@ -472,8 +472,13 @@ void run_matmul(const Shape& as, const Shape& bs, const Shape* ms, std::vector<i
     std::printf("  Matmul A%s B%s -> %s (%s)\n", ne::shape_str(as).c_str(), ne::shape_str(bs).c_str(),
                 r.op->kernel().c_str(), r.op->reason().c_str());
   if (expect_kernel) {
-    EXPECT_NE(r.op->kernel().find(expect_kernel), std::string::npos)
-        << "fast path did not run: " << r.op->kernel() << " — " << r.op->reason();
+    // small_gemm* are AVX-512 kernels: where avx512_core is not usable (no CPU, or capped) the
+    // strided sgemm runs instead (dense_matmul.cpp), and nothing else may.
+    const bool avx512 = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core);
+    const std::string want = avx512 || std::string(expect_kernel).rfind("small_gemm", 0) != 0 ? expect_kernel : "sgemm_strided";
+    EXPECT_NE(r.op->kernel().find(want), std::string::npos)
+        << "expected " << want << (avx512 ? "" : " (" + ne::cpu::why_not(ne::cpu::Isa::avx512_core) + ")") << ", ran "
+        << r.op->kernel() << " — " << r.op->reason();
   }
   // Second call with the same shapes takes the cached plan.
   auto again = r.run(args);
@@ -789,12 +794,14 @@ TEST(Gelu, UnknownAlgorithm) {
   EXPECT_THROW(ne::create_op(info("Gelu", 1, {{"algorithm", "swish"}})), ne::Error);
 }
 
-// The fast path must really run on a CPU that has AVX-512 (no silent fallback).
+// The fast path must really run wherever AVX-512 is usable (no silent fallback), and the
+// portable one where it is not (no CPU, or capped by NE_MAX_ISA below avx512_core).
 TEST(DenseOps, FastPathSelected) {
-  if (!__builtin_cpu_supports("avx512f") || std::getenv("NE_MAX_ISA")) GTEST_SKIP() << "no AVX-512 or capped";
-  EXPECT_TRUE(ne::dense::use_avx512());
+  const bool avx512 = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core);
+  SCOPED_TRACE(avx512 ? std::string("avx512_core usable") : "avx512_core not usable: " + ne::cpu::why_not(ne::cpu::Isa::avx512_core));
+  EXPECT_EQ(ne::dense::use_avx512(), avx512);
   auto op = ne::create_op(info("Softmax", 1, {}));
-  EXPECT_EQ(op->kernel(), "softmax:avx512");
+  EXPECT_EQ(op->kernel(), avx512 ? "softmax:avx512" : "softmax:portable");
 }
 
 }  // namespace
@@ -900,7 +907,13 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
   auto got = r.run(args);
   EXPECT_EQ(r.out.shape, os);
   expect_close(got, ref, tol, "Attention");
-  EXPECT_NE(r.op->kernel().find(expect), std::string::npos) << r.op->kernel() << " — " << r.op->reason();
+  // The fused attention kernels are AVX-512: without avx512_core (no CPU, or capped) every layout
+  // goes through the unfused path (dense_matmul.cpp, "no AVX-512: scores through a temporary").
+  const bool avx512 = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core);
+  const std::string want = avx512 ? expect : "attention_unfused";
+  EXPECT_NE(r.op->kernel().find(want), std::string::npos)
+      << "expected " << want << (avx512 ? "" : " (" + ne::cpu::why_not(ne::cpu::Isa::avx512_core) + ")") << ", ran "
+      << r.op->kernel() << " — " << r.op->reason();
   EXPECT_EQ(r.run(args), got);  // cached plan
 }
 
