@@ -116,6 +116,9 @@ IpRun run_ip(const IpCase& c, bool fm, int K, int N, int B, int S, const std::ve
   m.ops = {{"in", "Input", {}, input_outs, {}}, {"fc", "InnerProduct", ins, {"y"}, attrs}, {"out", "Output", {"y"}, {}, {}}};
   ne::ExecOptions o;
   o.profile = true;
+  // Sparse cases mean the sparse path: forced (threshold 0), so the measured sparse-vs-dense
+  // choice (which on an AMX CPU may well pick oneDNN) cannot turn them into dense tests.
+  if (c.sparsity > 0) o.op.sparse_threshold = 0.f;
   ne::Executor ex(std::move(m), o);
   std::map<std::string, HostTensor> feed;
   feed["x"] = HostTensor::make(DType::fp32, fm ? Shape{K, B, S} : Shape{B, S, K}, x);
