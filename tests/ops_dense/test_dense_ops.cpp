@@ -216,6 +216,9 @@ void run_ip_case(const IpCase& c, uint32_t seed, bool inplace = false) {
   auto got = r.run(args, inplace ? int(args.size()) - 1 : -1);
   EXPECT_EQ(r.out.shape, (Shape{c.M, c.N}));
   expect_close(got, ref, tol, "InnerProduct");
+  // Every post-op chain stays on an optimised oneDNN kernel, on every ISA tier (where oneDNN
+  // fuses only a leading sum, the engine adds the residual in a binary pass: dense_inner_product.cpp).
+  EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << "oneDNN fell back to its reference: " << r.op->kernel();
 }
 
 TEST(InnerProduct, AwkwardShapesNoPost) {
