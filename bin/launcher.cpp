@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "bin/cpu_report.hpp"
 #include "common/error.hpp"
 
 namespace ne {
@@ -27,12 +28,6 @@ std::vector<int> allowed_cpus() {
   return r;
 }
 bool have_numactl() { return std::system("numactl --show >/dev/null 2>&1") == 0; }
-double json_number(const std::string& js, const std::string& key, size_t from = 0) {
-  size_t p = js.find("\"" + key + "\"", from);
-  if (p == std::string::npos) return 0;
-  p = js.find(':', p);
-  return std::strtod(js.c_str() + p + 1, nullptr);
-}
 std::string read_all(const std::string& p) {
   std::ifstream f(p);
   std::stringstream ss;
@@ -145,37 +140,63 @@ int launch_instances(int n, int c, const std::vector<std::string>& args, const s
     }
   }
   if (failed) return 1;
+  auto cleanup = [&] {
+    for (auto& r : reports) ::unlink(r.c_str());
+    ::rmdir(tmpdir.c_str());
+  };
   double total = 0, lat_sum = 0;
   int batch = 0;
-  std::ostringstream js;
-  js << "{\n  \"instances\": " << n << ", \"cores_per_instance\": " << c << ",\n  \"per_instance\": [\n";
+  nlohmann::ordered_json agg;
+  agg["instances"] = n;
+  agg["cores_per_instance"] = c;
+  agg["cpu"] = cpu_report();
+  agg["per_instance"] = nlohmann::ordered_json::array();
   std::cout << std::fixed;
   for (int i = 0; i < n; ++i) {
-    std::string r = read_all(reports[size_t(i)]);
-    double thr = json_number(r, "throughput");
-    double lat = json_number(r, "mean", r.find("\"latency_ms\""));
-    batch = int(json_number(r, "batch"));
+    nlohmann::ordered_json r;
+    try {
+      r = nlohmann::ordered_json::parse(read_all(reports[size_t(i)]));
+    } catch (const nlohmann::json::exception& e) {
+      std::cerr << "error: instance " << i << ": its report " << reports[size_t(i)] << " does not parse: " << e.what()
+                << "\n";
+      cleanup();
+      return 1;
+    }
+    auto num = [&](const nlohmann::ordered_json& o, const char* k) {
+      return o.is_object() && o.contains(k) && o[k].is_number() ? o[k].get<double>() : 0.0;
+    };
+    const nlohmann::ordered_json none = nlohmann::ordered_json::object();
+    const auto& mem = r.contains("memory") ? r["memory"] : none;
+    double thr = num(r, "throughput");
+    double lat = num(r.contains("latency_ms") ? r["latency_ms"] : none, "mean");
+    batch = int(num(r, "batch"));
     total += thr;
     lat_sum += lat;
-    double wpss = json_number(r, "weight_pss_bytes"), wrss = json_number(r, "weight_resident_bytes");
-    double priv = json_number(r, "private_bytes"), arena = json_number(r, "arena_bytes");
+    double wpss = num(mem, "weight_pss_bytes"), wrss = num(mem, "weight_resident_bytes");
+    double priv = num(mem, "private_bytes"), arena = num(mem, "arena_bytes");
     std::cout << " Instance " << i << " (cores " << corelists[size_t(i)] << "): Latency is " << std::setprecision(3)
               << (batch ? lat / batch : 0) << " ms, Throughput is " << std::setprecision(2) << thr
               << ", weights resident " << std::setprecision(1) << wrss / 1048576 << " MiB (PSS " << wpss / 1048576
               << " MiB), private " << priv / 1048576 << " MiB, arena " << arena / 1048576 << " MiB\n";
-    js << "    " << r.substr(0, r.find_last_not_of(" \n") + 1) << (i + 1 < n ? "," : "") << "\n";
+    agg["per_instance"].push_back(std::move(r));
   }
   std::cout << " Batch Size is " << batch << "\n";
   std::cout << " Instances is " << n << " x " << c << " cores\n";
   std::cout << " Latency is " << std::setprecision(3) << (batch ? lat_sum / n / batch : 0) << " ms\n";
   std::cout << " Throughput is " << std::setprecision(2) << total << "\n";
-  js << "  ],\n  \"throughput\": " << total << ",\n  \"latency_ms_mean\": " << lat_sum / n << "\n}\n";
+  std::cout << cpu_line() << "\n";
+  agg["throughput"] = total;
+  agg["latency_ms_mean"] = lat_sum / n;
   if (!report_json.empty()) {
     std::ofstream f(report_json);
-    f << js.str();
+    f << agg.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+    if (!f.good()) {
+      std::cerr << "error: " << report_json << ": cannot write\n";
+      cleanup();
+      return 1;
+    }
   }
-  for (auto& r : reports) ::unlink(r.c_str());
-  ::rmdir(tmpdir.c_str());
+  cleanup();
   return 0;
 }
 

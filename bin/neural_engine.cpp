@@ -2,6 +2,7 @@
 // per-operator profile, outputs as .npy. Flags follow Intel Neural Engine's binary.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
+#include <nlohmann/json.hpp>
 #include <omp.h>
 #include <sys/stat.h>
 
@@ -18,7 +19,9 @@
 
 #include "common/npy.hpp"
 #include "common/proc_mem.hpp"
+#include "bin/cpu_report.hpp"
 #include "bin/launcher.hpp"
+#include "common/cli_flags.hpp"
 #include "executor/executor.hpp"
 #include "executor/input_gen.hpp"
 #include "executor/weight_cache.hpp"
@@ -65,17 +68,6 @@ double pct(std::vector<double> v, double p) {
   size_t i = size_t(std::ceil(p / 100.0 * double(v.size()))) ;
   i = i == 0 ? 0 : i - 1;
   return v[std::min(i, v.size() - 1)];
-}
-
-std::string json_str(const std::string& s) {
-  std::string r = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') r += '\\', r += c;
-    else if (c == '\n') r += "\\n";
-    else if (static_cast<unsigned char>(c) < 0x20) r += ' ';
-    else r += c;
-  }
-  return r + "\"";
 }
 
 std::string safe_file(const std::string& n) {
@@ -156,6 +148,7 @@ int run() {
   std::cout << " Throughput is " << std::setprecision(2) << throughput << "\n";
   std::cout << " Batch latency is " << std::setprecision(3) << mean << " ms (P50 " << pct(lat, 50) << ", P90 "
             << pct(lat, 90) << ", P99 " << pct(lat, 99) << ")\n";
+  std::cout << ne::cpu_line() << "\n";
 
   if (!FLAGS_output_dir.empty()) {
     ::mkdir(FLAGS_output_dir.c_str(), 0755);
@@ -185,29 +178,41 @@ int run() {
     ne::ProcMem pm = ne::read_proc_mem(mapped_path);
     ne::ProcMem pk = ne::read_proc_mem(ne::mapped_cache_paths());
     ne::instance_barrier_end();
+    nlohmann::ordered_json j;
+    j["batch"] = batch;
+    j["seq"] = seq;
+    j["threads"] = omp_get_max_threads();
+    j["iterations"] = FLAGS_iterations;
+    j["cpu"] = ne::cpu_report();
+    j["latency_ms"] = {{"mean", mean}, {"p50", pct(lat, 50)}, {"p90", pct(lat, 90)}, {"p99", pct(lat, 99)}};
+    j["latency_per_sample_ms"] = batch ? mean / batch : 0;
+    j["throughput"] = throughput;
+    j["memory"] = {{"weight_bytes", ms.weight_bytes},
+                   {"weight_mapped_bytes", pm.file_size},
+                   {"weight_resident_bytes", pm.file_rss},
+                   {"weight_pss_bytes", pm.file_pss},
+                   {"packed_mapped_bytes", pk.file_size},
+                   {"packed_resident_bytes", pk.file_rss},
+                   {"packed_pss_bytes", pk.file_pss},
+                   {"packed_private_bytes", ne::private_packed_bytes()},
+                   {"weight_sharing", ne::weight_sharing_enabled() ? 1 : 0},
+                   {"private_bytes", pm.private_bytes},
+                   {"rss_bytes", pm.rss},
+                   {"arena_bytes", ms.arena_bytes},
+                   {"peak_live_activation_bytes", ms.peak_live_bytes}};
+    j["profile"] = nlohmann::ordered_json::array();
+    for (auto& p : prof)
+      j["profile"].push_back({{"name", p.name},
+                              {"type", p.type},
+                              {"kernel", p.kernel},
+                              {"reason", p.reason},
+                              {"ms_per_iter", p.total_ms / iters}});
     std::ofstream f(FLAGS_report_json);
     NE_CHECK(f.good(), FLAGS_report_json, ": cannot open for writing");
-    f << std::setprecision(6) << "{\n";
-    f << "  \"batch\": " << batch << ", \"seq\": " << seq << ", \"threads\": " << omp_get_max_threads()
-      << ", \"iterations\": " << FLAGS_iterations << ",\n";
-    f << "  \"latency_ms\": {\"mean\": " << mean << ", \"p50\": " << pct(lat, 50) << ", \"p90\": " << pct(lat, 90)
-      << ", \"p99\": " << pct(lat, 99) << "},\n";
-    f << "  \"latency_per_sample_ms\": " << (batch ? mean / batch : 0) << ",\n";
-    f << "  \"throughput\": " << throughput << ",\n";
-    f << "  \"memory\": {\"weight_bytes\": " << ms.weight_bytes << ", \"weight_mapped_bytes\": " << pm.file_size
-      << ", \"weight_resident_bytes\": " << pm.file_rss << ", \"weight_pss_bytes\": " << pm.file_pss
-      << ", \"packed_mapped_bytes\": " << pk.file_size << ", \"packed_resident_bytes\": " << pk.file_rss
-      << ", \"packed_pss_bytes\": " << pk.file_pss << ", \"packed_private_bytes\": " << ne::private_packed_bytes() << ", \"weight_sharing\": " << (ne::weight_sharing_enabled() ? 1 : 0)
-      << ", \"private_bytes\": " << pm.private_bytes << ", \"rss_bytes\": " << pm.rss
-      << ", \"arena_bytes\": " << ms.arena_bytes << ", \"peak_live_activation_bytes\": " << ms.peak_live_bytes << "},\n";
-    f << "  \"profile\": [\n";
-    for (size_t i = 0; i < prof.size(); ++i) {
-      auto& p = prof[i];
-      f << "    {\"name\": " << json_str(p.name) << ", \"type\": " << json_str(p.type) << ", \"kernel\": "
-        << json_str(p.kernel) << ", \"reason\": " << json_str(p.reason) << ", \"ms_per_iter\": "
-        << p.total_ms / iters << "}" << (i + 1 < prof.size() ? "," : "") << "\n";
-    }
-    f << "  ]\n}\n";
+    // Names and reasons come from the model: invalid UTF-8 is replaced, never thrown on.
+    f << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+    f.close();
+    NE_CHECK(f.good(), FLAGS_report_json, ": write failed");
   }
   else ne::instance_barrier_end();
   return 0;
@@ -216,10 +221,10 @@ int run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("neural_engine --config conf.yaml --weight model.bin [--batch_size N --seq_len S ...]\n"
-                          "       neural_engine --model model.onnx ...");
   std::vector<std::string> original(argv + 1, argv + argc);
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  NE_PARSE_COMMAND_LINE(&argc, &argv,
+                        "neural_engine --config conf.yaml --weight model.bin [--batch_size N --seq_len S ...]\n"
+                        "       neural_engine --model model.onnx ...");
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   try {

@@ -2,10 +2,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sys/stat.h>
 
+#include "common/checksum.hpp"
 #include "common/ir.hpp"
 
 namespace ne {
@@ -97,6 +99,51 @@ void read_tensor_map(const YAML::Node& n, std::vector<std::string>& names, Model
   }
 }
 
+// `weight_file: {size: N, checksum: "page64:..."}`: what the writer recorded of model.bin.
+struct WeightRecord {
+  bool has_size = false;
+  uint64_t size = 0;
+  std::string checksum;  // "" when not recorded
+};
+
+WeightRecord read_weight_record(const YAML::Node& n, const std::string& conf_path) {
+  WeightRecord r;
+  if (!n || n.IsNull()) return r;
+  NE_CHECK(n.IsMap(), conf_path, ": 'weight_file' must be a map {size: N, checksum: \"...\"}");
+  if (n["size"]) {
+    int64_t v = to_i64(n["size"], conf_path + ": weight_file size");
+    NE_CHECK(v >= 0, conf_path, ": weight_file size ", v, " is negative");
+    r.has_size = true;
+    r.size = uint64_t(v);
+  }
+  if (n["checksum"]) {
+    NE_CHECK(n["checksum"].IsScalar(), conf_path, ": weight_file checksum must be a string");
+    r.checksum = n["checksum"].Scalar();
+  }
+  return r;
+}
+
+// Refuses a model.bin that is not the one the writer recorded in conf.yaml.
+void verify_weight_record(const WeightRecord& r, const Blob& blob, const std::string& conf_path,
+                          const std::string& bin_path) {
+  const char* hint = ": it is not the model.bin written with this conf.yaml";
+  NE_CHECK(!r.has_size || r.size == blob.size(), bin_path, " is ", blob.size(), " bytes but ",
+           conf_path, " records weight_file size ", r.size, hint,
+           " (another model's weights, or a truncated copy?)");
+  if (r.checksum.empty()) return;
+  const std::string method = r.checksum.substr(0, r.checksum.find(':'));
+  if (method != kWeightChecksumMethod) {
+    std::fprintf(stderr, "warning: %s: weight_file checksum method '%s' is unknown (this engine knows %s); "
+                 "%s not verified\n", conf_path.c_str(), method.c_str(), kWeightChecksumMethod,
+                 bin_path.c_str());
+    return;
+  }
+  std::string got = weight_file_checksum(blob.data(), blob.size());
+  NE_CHECK(got == r.checksum, bin_path, " has checksum ", got, " but ", conf_path,
+           " records weight_file checksum ", r.checksum, hint,
+           " (another model's weights, or a modified file?)");
+}
+
 }  // namespace
 
 Model load_ir(const std::string& conf_path, const std::string& bin_path) {
@@ -117,12 +164,14 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
   }
   // Every yaml-cpp call below may throw (bad conversions, invalid nodes): report those as the
   // file's error, never as a bare YAML exception.
+  WeightRecord record;
   try {
     NE_CHECK(root.IsMap(), conf_path, ": expected a map with a 'model' key at the top");
     YAML::Node model = root["model"];
     NE_CHECK(model && model.IsMap(), conf_path, ": expected a 'model:' map at the top level");
     if (root["version"]) m.version = int(to_i64(root["version"], conf_path + ": version"));
     else if (model["version"]) m.version = int(to_i64(model["version"], conf_path + ": version"));
+    record = read_weight_record(root["weight_file"], conf_path);
     if (model["name"] && model["name"].IsScalar()) m.name = model["name"].Scalar();
     YAML::Node ops = model["operator"];
     NE_CHECK(ops && ops.IsMap(), conf_path, ": expected 'model: operator:' to be a map of operators");
@@ -167,6 +216,7 @@ Model load_ir(const std::string& conf_path, const std::string& bin_path) {
   if (any_weight || !bin_path.empty()) {
     NE_CHECK(!bin_path.empty(), conf_path, ": has weights but no model.bin was given (--weight)");
     blob = map_file(bin_path);
+    verify_weight_record(record, *blob, conf_path, bin_path);
   }
   for (auto& kv : m.tensors) {
     TensorInfo& t = kv.second;
@@ -230,14 +280,20 @@ std::map<std::string, uint64_t> plan_offsets(const Model& m, uint64_t* total) {
   *total = pos;
   return off;
 }
-}  // namespace
 
-std::string ir_to_yaml(const Model& m) {
+// `record`: model.bin's size and checksum (save_ir), or null (in-memory serialisation).
+std::string to_yaml(const Model& m, const WeightRecord* record) {
   uint64_t total;
   auto off = plan_offsets(m, &total);
   YAML::Emitter e;
   e << YAML::BeginMap;
   e << YAML::Key << "version" << YAML::Value << m.version;
+  if (record) {
+    e << YAML::Key << "weight_file" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    e << YAML::Key << "size" << YAML::Value << record->size;
+    e << YAML::Key << "checksum" << YAML::Value << YAML::DoubleQuoted << record->checksum;
+    e << YAML::EndMap;
+  }
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "name" << YAML::Value << m.name;
   e << YAML::Key << "operator" << YAML::Value << YAML::BeginMap;
@@ -275,6 +331,9 @@ std::string ir_to_yaml(const Model& m) {
   e << YAML::EndMap << YAML::EndMap << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }
+}  // namespace
+
+std::string ir_to_yaml(const Model& m) { return to_yaml(m, nullptr); }
 
 void save_ir(const Model& m, const std::string& dir) {
   // mkdir -p
@@ -296,7 +355,11 @@ void save_ir(const Model& m, const std::string& dir) {
     NE_CHECK(f.good(), tmp, ": write failed");
     NE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": rename failed");
   };
-  std::string y = ir_to_yaml(m);
+  WeightRecord record;
+  record.has_size = true;
+  record.size = bin.size();
+  record.checksum = weight_file_checksum(bin.data(), bin.size());
+  std::string y = to_yaml(m, &record);
   write(dir + "/model.bin", bin.data(), bin.size());
   write(dir + "/conf.yaml", y.data(), y.size());
 }

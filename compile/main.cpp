@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <map>
 
+#include "common/cli_flags.hpp"
 #include "compile/compile.hpp"
 #include "compile/quantize.hpp"
 
@@ -32,8 +33,7 @@ DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("neural_engine_compile --model model.onnx --output_dir DIR");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  NE_PARSE_COMMAND_LINE(&argc, &argv, "neural_engine_compile --model model.onnx --output_dir DIR [--precision ...]");
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_model.empty() || FLAGS_output_dir.empty()) {
     std::fprintf(stderr, "neural_engine_compile: --model and --output_dir are required\n");

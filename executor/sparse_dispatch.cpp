@@ -2,6 +2,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+
+#include "common/error.hpp"
 
 namespace ne {
 
@@ -10,6 +13,19 @@ float sparse_threshold_for(sparse::Pattern p, const OpConfig& cfg) {
   const char* e = std::getenv("NE_SPARSE_THRESHOLD");
   if (e && *e) return float(std::atof(e));
   return p == sparse::Pattern::p4x1 ? kDefaultThreshold4x1 : kDefaultThreshold1x4;
+}
+
+bool measured_dispatch(const OpConfig& cfg) {
+  if (cfg.sparse_threshold >= 0 || !cfg.allow_sparse) return false;
+  const char* t = std::getenv("NE_SPARSE_THRESHOLD");
+  if (t && *t) return false;
+  const char* d = std::getenv("NE_DISPATCH");
+  if (d && *d) {
+    const std::string v = d;
+    if (v == "threshold") return false;
+    if (v != "timed") fail("NE_DISPATCH='", v, "': expected 'timed' (default) or 'threshold'");
+  }
+  return true;
 }
 
 const void* canonical_zeros(const void* W, sparse::DType dt, size_t n, std::vector<uint8_t>* storage) {

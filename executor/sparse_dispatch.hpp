@@ -38,4 +38,10 @@ constexpr float kDefaultThreshold4x1 = 0.7f;
 // set, else the pattern's default.
 float sparse_threshold_for(sparse::Pattern p, const OpConfig& cfg);
 
+// Whether an int8/bf16 InnerProduct whose weight passes the threshold times its sparse kernel
+// against oneDNN dense at plan time, per M class, and runs the faster (the default). Off when a
+// threshold was given (cfg.sparse_threshold >= 0 or NE_SPARSE_THRESHOLD: the user forces the
+// rule), or with NE_DISPATCH=threshold.
+bool measured_dispatch(const OpConfig& cfg);
+
 }  // namespace ne

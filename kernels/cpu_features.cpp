@@ -193,20 +193,23 @@ std::string why_not(Isa isa) {
   return "";
 }
 
-std::string describe() {
-  const Features& f = features();
+std::string brand() {
   unsigned r[4];
-  char brand[49] = {0};
+  char text[49] = {0};
   cpuid(0x80000000u, 0, r);
   if (r[0] >= 0x80000004u)
     for (unsigned i = 0; i < 3; ++i) {
       cpuid(0x80000002u + i, 0, r);
-      std::memcpy(brand + 16 * i, r, 16);
+      std::memcpy(text + 16 * i, r, 16);
     }
-  std::string s = "cpu: ";
-  const char* b = brand;
-  while (*b == ' ') ++b;
-  s += *b ? b : "unknown";
+  std::string s = text;
+  size_t a = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
+  return a == std::string::npos ? "unknown" : s.substr(a, e - a + 1);
+}
+
+std::string describe() {
+  const Features& f = features();
+  std::string s = "cpu: " + brand();
   s += " | has:";
   struct { bool v; const char* n; } flags[] = {
       {f.sse41, "sse4.1"},     {f.avx2, "avx2"},           {f.fma, "fma"},

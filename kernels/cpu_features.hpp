@@ -44,6 +44,9 @@ bool parse_isa(const char* s, Isa* out);
 // Why a level is not usable, e.g. "CPU lacks AVX512_VNNI", "capped by NE_MAX_ISA=avx2";
 // empty string when usable.
 std::string why_not(Isa isa);
+// The CPU's name from the CPUID brand string, e.g. "Intel(R) Xeon(R) Platinum 8480+" (leading
+// and trailing spaces trimmed; "unknown" when the CPU has no brand string).
+std::string brand();
 // One line for logs: "cpu: AMD ... | avx2 fma avx512f ... | os: zmm | isa avx512_core_bf16 (cap none)"
 std::string describe();
 

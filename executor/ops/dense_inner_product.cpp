@@ -90,15 +90,15 @@ class OnednnIp : public IpStrategy {
     // (oneDNN 2.6 runs a `ba` dst, or the swapped W^T·Xt with a per-row bias, on ref:any only.)
     fm_ = p.feature_major;
     fm_sum_last_ = fm_ && !p.post.empty() && p.post.back() == IpPostKind::sum;
-    dnnl::post_ops po;
-    append_onednn_post_ops(po, p.post, p.post.size() - (fm_sum_last_ ? 1 : 0));
-    attr_.set_post_ops(po);
+    const std::vector<IpPostKind> chain(p.post.begin(), p.post.end() - (fm_sum_last_ ? 1 : 0));
+    attr_ = attr_of(chain.begin(), chain.end());
     plain_w_ = memory::desc({p.K, p.N}, dt::f32, tag::ab);
     bias_md_ = memory::desc({1, p.N}, dt::f32, tag::ab);
+    const int64_t m_typ = 128 * std::max(1, p.num_threads_hint);
+    split_residual_if_ref(chain, m_typ);
     if (p.weight_const) {
       // Pick the weight layout once, from the primitive for a typical M (BERT: 128 tokens per
       // sequence times the threads); oneDNN's brgemm picks it from K and N, so other M reuse it.
-      const int64_t m_typ = 128 * std::max(1, p.num_threads_hint);
       auto pd = make_pd(m_typ, memory::desc({p.K, p.N}, dt::f32, tag::any));
       // The packed copy lives in the shared weight cache: with WEIGHT_SHARING=1 instances map one
       // copy. The key names the weight bytes and the exact oneDNN layout.
@@ -120,6 +120,7 @@ class OnednnIp : public IpStrategy {
     } else {
       kernel_ = std::string("onednn:") + make_pd(128, plain_w_).impl_info_str() + " (weight not const)";
     }
+    if (split_) kernel_ += split_kernel_;
   }
 
   std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
@@ -138,11 +139,19 @@ class OnednnIp : public IpStrategy {
       if (sum && !fm_sum_last_) fm::transpose2d(dst, y, p_.N, M, sizeof(float));
     }
     memory msrc(memory::desc({M, p_.K}, dt::f32, fm_ ? tag::ba : tag::ab), eng, const_cast<float*>(src));
-    memory mdst(memory::desc({M, p_.N}, dt::f32, tag::ab), eng, y);
+    const memory::desc ymd({M, p_.N}, dt::f32, tag::ab);
+    // Split residual: the product (and the post-ops before the sum) into a scratch, then
+    // y = y + scratch (y holds the residual) with the post-ops after the sum, in one binary pass.
+    if (split_) split_y_.resize(size_t(M * p_.N));
+    memory mdst(ymd, eng, split_ ? split_y_.data() : y);
     memory mw = e.weights ? *e.weights : memory(plain_w_, eng, const_cast<float*>(weight));
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, msrc}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mdst}};
     if (p_.has_bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md_, eng, const_cast<float*>(bias)));
     e.prim.execute(dense::stream(), args);
+    if (split_) {
+      memory my(ymd, eng, y);
+      e.add.execute(dense::stream(), {{DNNL_ARG_SRC_0, my}, {DNNL_ARG_SRC_1, mdst}, {DNNL_ARG_DST, my}});
+    }
     dense::stream().wait();
     if (fm_) {
       if (fm_sum_last_) fm::transpose2d_add(y, dst, M, p_.N);
@@ -154,12 +163,54 @@ class OnednnIp : public IpStrategy {
   struct Entry {
     dnnl::matmul prim;
     memory* weights = nullptr;  // packed weight in the layout prim expects; null: plain, per call
+    dnnl::binary add;           // split_: y = y + product, with the post-ops after the sum
   };
 
-  dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& wmd) const {
+  static dnnl::primitive_attr attr_of(std::vector<IpPostKind>::const_iterator b,
+                                      std::vector<IpPostKind>::const_iterator e) {
+    const std::vector<IpPostKind> ops(b, e);
+    dnnl::post_ops po;
+    append_onednn_post_ops(po, ops, ops.size());
+    dnnl::primitive_attr a;
+    a.set_post_ops(po);
+    return a;
+  }
+
+  dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& wmd) const { return make_pd(M, wmd, attr_); }
+  dnnl::matmul::primitive_desc make_pd(int64_t M, const memory::desc& wmd, const dnnl::primitive_attr& attr) const {
     memory::desc src({M, p_.K}, dt::f32, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, dt::f32, tag::ab);
     auto d = p_.has_bias ? dnnl::matmul::desc(src, wmd, bias_md_, dst) : dnnl::matmul::desc(src, wmd, dst);
-    return dnnl::matmul::primitive_desc(d, attr_, dense::engine());
+    return dnnl::matmul::primitive_desc(d, attr, dense::engine());
+  }
+
+  // oneDNN 2.6 below AVX512_CORE runs the fp32 matmul (and inner_product) on its gemm-based
+  // implementation, which takes a `sum` post-op only as the first one (it becomes the GEMM's
+  // beta): an eltwise before the sum (gelu_erf,sum; relu,sum; ...) leaves only ref:any, for every
+  // M, weight layout and primitive kind (measured under ONEDNN_MAX_CPU_ISA=AVX2: ~100x slower).
+  // There the chain is split at the sum: the primitive applies the post-ops before it into a
+  // scratch, and one binary_add (jit) adds the scratch to the residual already in dst, with the
+  // post-ops after the sum as its own post-ops. Kept fused wherever oneDNN has a fast kernel.
+  void split_residual_if_ref(const std::vector<IpPostKind>& chain, int64_t m_probe) {
+    const auto sum = std::find(chain.begin(), chain.end(), IpPostKind::sum);
+    if (sum == chain.end() || sum == chain.begin()) return;
+    const memory::desc w_any({p_.K, p_.N}, dt::f32, tag::any);
+    const std::string fused = make_pd(m_probe, w_any).impl_info_str();
+    if (fused.find("ref") == std::string::npos) return;
+    dnnl::primitive_attr head = attr_of(chain.begin(), sum);
+    const std::string split = make_pd(m_probe, w_any, head).impl_info_str();
+    if (split.find("ref") != std::string::npos) return;  // no better: stay fused
+    attr_ = head;
+    add_attr_ = attr_of(sum + 1, chain.end());
+    split_ = true;
+    // (No "ref" in the name: that word marks oneDNN's reference implementation in kernel().)
+    split_kernel_ = " + residual sum as onednn:binary:" + std::string(binary_pd(m_probe).impl_info_str()) +
+                    " (fused, oneDNN has no optimised kernel for an eltwise before the sum here)";
+  }
+
+  dnnl::binary::primitive_desc binary_pd(int64_t M) const {
+    const memory::desc y({M, p_.N}, dt::f32, tag::ab);
+    return dnnl::binary::primitive_desc(dnnl::binary::desc(dnnl::algorithm::binary_add, y, y, y), add_attr_,
+                                        dense::engine());
   }
 
   Entry& entry(int64_t M) {
@@ -174,13 +225,17 @@ class OnednnIp : public IpStrategy {
       e.weights = dense::packed_weights_for(packed_, pd.weights_desc());
       e.prim = dnnl::matmul(pd);
     }
+    if (split_) e.add = dnnl::binary(binary_pd(M));
     return cache_.emplace(M, std::move(e)).first->second;
   }
 
   IpProblem p_;
   bool fm_ = false, fm_sum_last_ = false;
   std::vector<float> fm_y_;  // feature-major: the token-major result before the transpose
-  dnnl::primitive_attr attr_;
+  bool split_ = false;        // residual sum after the primitive (split_residual_if_ref)
+  std::vector<float> split_y_;  // split_: the product before the sum
+  std::string split_kernel_;
+  dnnl::primitive_attr attr_, add_attr_;
   memory::desc plain_w_, bias_md_;
   std::shared_ptr<const PackedBuffer> buf_;  // backs packed_.front()
   std::deque<memory> packed_;  // deque: stable addresses for Entry::weights

@@ -165,6 +165,13 @@ class MatmulOp : public Operator {
       if (bf16_) reason_ += " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")";
     } else {
       kernel_ = p.use_prim ? "onednn:" + p.impl : "sgemm_strided";
+      // Say when the small GEMM would have taken the views but the CPU (or NE_MAX_ISA) lacks
+      // AVX-512: the strided path is then oneDNN's JIT sgemm (per batch element), not a fallback
+      // to anything slower.
+      if (!p.use_prim && small_ok_ && small_shape_fits(p) && !dense::use_avx512())
+        reason_ += "; small GEMM needs AVX-512 (" + ne::cpu::why_not(ne::cpu::Isa::avx512_core) + ")";
+      if (bf16_ && !bf16_runs())
+        reason_ += "; compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ": fp32 products";
     }
     return cache_.emplace(key, std::move(p)).first->second;
   }
@@ -365,8 +372,9 @@ class MatmulOp : public Operator {
   // The small AVX-512 GEMM (dense_common.hpp) fits: A rows contiguous, C rows contiguous, B
   // contiguous along n or k, the mask (if any) contiguous or broadcast along n, and Bᵀ's panel
   // small enough to stay in L2. Attention's Q·Kᵀ and P·V are such.
-  bool small_fits(const Plan& p) const {
-    if (!small_ok_ || !dense::use_avx512() || p.M < 1 || p.N < 1 || p.K < 1) return false;
+  bool small_fits(const Plan& p) const { return small_ok_ && dense::use_avx512() && small_shape_fits(p); }
+  static bool small_shape_fits(const Plan& p) {
+    if (p.M < 1 || p.N < 1 || p.K < 1) return false;
     if (!(p.c_cs == 1 || p.N == 1) || !(p.a_cs == 1 || p.K == 1)) return false;
     if (!(p.b_cs == 1 || p.N == 1 || p.b_rs == 1 || p.K == 1)) return false;
     if (p.has_mask && !(p.m_cs == 0 || p.m_cs == 1 || p.N == 1)) return false;
@@ -648,7 +656,8 @@ class AttentionOp : public Operator {
                 (qk_.bf16_ && !qk_.bf16_runs() ? " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")" : "");
     } else {
       kernel_ = "attention_unfused";
-      reason_ = !dense::use_avx512() ? "no AVX-512: scores through a temporary"
+      reason_ = !dense::use_avx512() ? "no AVX-512 (" + ne::cpu::why_not(ne::cpu::Isa::avx512_core) +
+                                           "): scores through a temporary, products on oneDNN's sgemm"
                                      : "views do not fit the small GEMM: scores through a temporary";
     }
     return cache_.emplace(key, std::move(p)).first->second;

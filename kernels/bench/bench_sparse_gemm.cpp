@@ -5,16 +5,23 @@
 //   bench_sparse_gemm [--quick] [--dtype f32,bf16,int8] [--pattern 1x4,4x1]
 //                     [--sparsity 50,70,80,90,95] [--m 16,128,1024]
 //                     [--nk 768x768,3072x768,768x3072] [--threads 1,2]
-//                     [--layout token|feature] [--min-time SEC] [--breakeven]
+//                     [--layout token|feature] [--min-time SEC] [--breakeven] [--peaks]
 //                     [--cpu-time]   (time = process CPU time; for --threads 1 on a busy machine)
 //                     [--act none|gelu] (gelu_erf in the sparse kernel's epilogue; oneDNN: none)
 //                     [--dst f32|u8] (int8 only: output dtype of BOTH engines. f32 = the s32
 //                                     result dequantized (scale per channel + bias); u8 = then
 //                                     requantized to u8, as the int8 pipeline chains layers)
 //
-// Columns: time per GEMM; dense-equivalent GOP/s (2*M*N*K / t); "peak%": the fraction
-// of the per-core peak (fp32 270, bf16 535, int8 1090 GOP/s, x threads) reached on the
-// non-zero work (2*M*K*N*(1-actual block sparsity) / t); speedup over oneDNN dense.
+// At start it measures THIS CPU's per-core instruction peaks (kernels/bench/peak.hpp:
+// register-only loops, one thread, best of 3, each only where ne::cpu allows its ISA) and
+// prints them under the CPU line; `--peaks` prints only those and exits.
+//
+// Columns: time per GEMM; dense-equivalent GOP/s (2*M*N*K / t); "peak%": the fraction of
+// the measured peak (x threads) of the instruction the sparse kernel uses (f32 vfmadd231ps,
+// bf16 vdpbf16ps, int8 vpdpbusd; AMX kernels tdpbusd / tdpbf16ps) reached on the non-zero
+// work (2*M*K*N*(1-actual block sparsity) / t); oneDNN dense time; "dnnl%": oneDNN's share
+// of the peak of the best instruction measured here for the dtype (AMX where usable,
+// else the AVX-512 one; f32: vfmadd231ps); speedup over oneDNN dense.
 #include <omp.h>
 
 #include <algorithm>
@@ -29,6 +36,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "kernels/bench/peak.hpp"
 #include "kernels/sparse_gemm/sparse_gemm.hpp"
 
 namespace {
@@ -171,11 +179,63 @@ struct Dense {
   }
 };
 
-double peak_per_core(DType dt) { return dt == DType::f32 ? 270e9 : dt == DType::bf16 ? 535e9 : 1090e9; }
+ne::bench::Peaks g_peaks;  // measured at start (main)
+
+// Peak (ops/s per core) of the instruction a sparse kernel runs on; 0 = not measured
+// (generic scalar kernels, or the ISA is not usable here).
+double kernel_peak(const KernelInfo& k) {
+  if (k.isa == ne::cpu::Isa::generic) return 0;
+  if (k.amx) return k.wdtype == DType::bf16 ? g_peaks.amx_bf16 : g_peaks.amx_int8;
+  return k.wdtype == DType::f32 ? g_peaks.f32_fma : k.wdtype == DType::bf16 ? g_peaks.bf16_dp : g_peaks.int8_dp;
+}
+
+// Peak of the best instruction measured here for a dtype: what oneDNN dense can reach.
+double dense_peak(DType dt) {
+  if (dt == DType::f32) return g_peaks.f32_fma;
+  if (dt == DType::bf16) return g_peaks.amx_bf16 > 0 ? g_peaks.amx_bf16 : g_peaks.bf16_dp > 0 ? g_peaks.bf16_dp : g_peaks.f32_fma;
+  return g_peaks.amx_int8 > 0 ? g_peaks.amx_int8 : g_peaks.int8_dp;
+}
+
+const char* dnnl_isa_name(dnnl::cpu_isa isa) {
+  using I = dnnl::cpu_isa;
+  switch (isa) {
+    case I::sse41: return "sse41";
+    case I::avx: return "avx";
+    case I::avx2: return "avx2";
+    case I::avx2_vnni: return "avx2_vnni";
+    case I::avx512_core: return "avx512_core";
+    case I::avx512_core_vnni: return "avx512_core_vnni";
+    case I::avx512_core_bf16: return "avx512_core_bf16";
+    case I::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+std::string gops(double r) {
+  if (r <= 0) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.0f", r * 1e-9);
+  return b;
+}
+
+// "# peaks/core (measured, ...): f32 vfmadd231ps 150, ..." (GOP/s; "-" = ISA not usable here)
+void print_peaks() {
+  std::printf("# peaks/core, GOP/s (measured: register-only loops, 1 thread, best of 3): f32 vfmadd231ps %s, "
+              "bf16 vdpbf16ps %s, int8 vpdpbusd %s, AMX int8 tdpbusd %s, AMX bf16 tdpbf16ps %s\n",
+              gops(g_peaks.f32_fma).c_str(), gops(g_peaks.bf16_dp).c_str(), gops(g_peaks.int8_dp).c_str(),
+              gops(g_peaks.amx_int8).c_str(), gops(g_peaks.amx_bf16).c_str());
+}
+
+std::string pct(double ops, double t, double peak) {
+  if (peak <= 0) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f%%", 100.0 * ops / t / peak);
+  return b;
+}
 
 struct Result {
   double t_sparse, t_dense, actual_sp;
-  const char* kernel;
+  const KernelInfo* kernel;
 };
 
 Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads, Layout layout, double min_time,
@@ -209,7 +269,7 @@ Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads,
   a.num_threads = threads;
   const KernelInfo* k = &gemm(a, pw);
   Result r{};
-  r.kernel = k->name;
+  r.kernel = k;
   r.actual_sp = pw.sparsity();
   r.t_sparse = time_it([&] { gemm_with(*k, a, pw); }, min_time);
   if (with_dense) {
@@ -233,6 +293,7 @@ const char* dt_label(DType d) { return d == DType::f32 ? "f32" : d == DType::bf1
 
 int main(int argc, char** argv) {
   Opts o;
+  bool peaks_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -260,6 +321,7 @@ int main(int argc, char** argv) {
     } else if (a == "--layout") { o.layout = next() == "feature" ? Layout::feature_major : Layout::token_major; }
     else if (a == "--min-time") { o.min_time = std::atof(next().c_str()); }
     else if (a == "--breakeven") { o.breakeven = true; }
+    else if (a == "--peaks") { peaks_only = true; }
     else if (a == "--cpu-time") { g_cpu_time = true; }
     else if (a == "--act") { g_gelu = next() == "gelu"; }
     else if (a == "--dst") {
@@ -269,8 +331,13 @@ int main(int argc, char** argv) {
     }
     else { std::fprintf(stderr, "unknown flag %s (see the header of bench_sparse_gemm.cpp)\n", a.c_str()); return 2; }
   }
-  std::printf("# %s\n# layout %s; int8 output %s; peaks/core: f32 270, bf16 535, int8 1090 GOP/s\n", ne::cpu::describe().c_str(),
-              o.layout == Layout::token_major ? "token-major" : "feature-major", g_dst_u8 ? "u8 (requantized)" : "f32");
+  g_peaks = ne::bench::measure_peaks(0.07, 3);
+  std::printf("# %s\n# oneDNN %d.%d, effective ISA %s\n", ne::cpu::describe().c_str(), int(dnnl::version()->major),
+              int(dnnl::version()->minor), dnnl_isa_name(dnnl::get_effective_cpu_isa()));
+  print_peaks();
+  if (peaks_only) return 0;
+  std::printf("# layout %s; int8 output %s\n", o.layout == Layout::token_major ? "token-major" : "feature-major",
+              g_dst_u8 ? "u8 (requantized)" : "f32");
   std::mt19937_64 rng(42);
 
   if (o.breakeven) {
@@ -301,8 +368,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::printf("%-5s %-4s %5s %5s %5s %4s %3s %10s %9s %6s %10s %8s  %s\n", "dtype", "pat", "N", "K", "M", "sp%", "thr",
-              "time_us", "GOP/s", "peak%", "dnnl_us", "speedup", "kernel");
+  std::printf("%-5s %-4s %5s %5s %5s %4s %3s %10s %9s %6s %10s %6s %8s  %s\n", "dtype", "pat", "N", "K", "M", "sp%",
+              "thr", "time_us", "GOP/s", "peak%", "dnnl_us", "dnnl%", "speedup", "kernel");
   for (auto& ds : o.dtypes)
     for (auto& ps : o.patterns)
       for (auto [N, K] : o.nk)
@@ -314,11 +381,10 @@ int main(int argc, char** argv) {
               if (!parse_pattern(ps.c_str(), &p)) { std::fprintf(stderr, "bad pattern %s\n", ps.c_str()); return 2; }
               Result r = measure(dt, p, M, N, K, s / 100.0, T, o.layout, o.min_time, true, rng);
               const double ops = 2.0 * M * N * K;
-              const double peak = peak_per_core(dt) * T;
-              std::printf("%-5s %-4s %5d %5d %5d %4d %3d %10.1f %9.1f %5.1f%% %10.1f %7.2fx  %s\n", dt_label(dt), ps.c_str(),
-                          N, K, M, s, T, r.t_sparse * 1e6, ops / r.t_sparse * 1e-9,
-                          100.0 * ops * (1 - r.actual_sp) / r.t_sparse / peak, r.t_dense * 1e6, r.t_dense / r.t_sparse,
-                          r.kernel);
+              std::printf("%-5s %-4s %5d %5d %5d %4d %3d %10.1f %9.1f %6s %10.1f %6s %7.2fx  %s\n", dt_label(dt),
+                          ps.c_str(), N, K, M, s, T, r.t_sparse * 1e6, ops / r.t_sparse * 1e-9,
+                          pct(ops * (1 - r.actual_sp), r.t_sparse, kernel_peak(*r.kernel) * T).c_str(), r.t_dense * 1e6,
+                          pct(ops, r.t_dense, dense_peak(dt) * T).c_str(), r.t_dense / r.t_sparse, r.kernel->name);
               std::fflush(stdout);
             }
   return 0;

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Writes the hand-crafted bad-input corpus (tests/bad_inputs/{ir,npy,onnx}/) and cases.txt.
 
-Run from anywhere: python3 tests/bad_inputs/gen_cases.py. The outputs are checked in; this script
-is how they were made (standard library only; ONNX files are encoded with a minimal protobuf writer below,
-so no `onnx` Python package is needed).
+Run from anywhere: python3 tests/bad_inputs/gen_cases.py [--out DIR]. The outputs are checked in; this
+script is how they were made (standard library only; ONNX files are encoded with a minimal protobuf writer
+below, so no `onnx` Python package is needed; no randomness, no network). --out DIR writes them under DIR
+instead of next to this script. --check writes them into a temporary directory and fails (exit 1, with a
+diff) unless every file it writes, cases.txt included, is byte-identical to the checked-in one and every
+file cases.txt names exists: ctest runs it (BadInputs.GeneratorMatchesCheckedInCorpus), so the script and
+the corpus cannot drift apart.
 
 cases.txt: one case a line, fields separated by ' | ':
     kind | files (space-separated, relative to tests/bad_inputs; '@' = tests/data) | substring
@@ -13,8 +17,13 @@ kind: ir (conf.yaml [model.bin]) loaded, built and run once on small inputs;
 Every case must end in an ne::Error whose message contains the substring: never success, a crash,
 a hang or another exception type.
 """
+import argparse
+import difflib
 import os
+import shutil
 import struct
+import sys
+import tempfile
 
 
 def f32(vals):
@@ -22,11 +31,18 @@ def f32(vals):
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+_ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+_ap.add_argument("--out", help="write the corpus under this directory (default: next to this script)")
+_ap.add_argument("--check", action="store_true", help="compare a fresh generation with the checked-in corpus")
+ARGS = _ap.parse_args()
+OUT = tempfile.mkdtemp(prefix="ne_bad_inputs_") if ARGS.check else (ARGS.out or HERE)
 cases = []
+written = []  # paths relative to OUT, in the order written
 
 
 def w(rel, data):
-    p = os.path.join(HERE, rel)
+    written.append(rel)
+    p = os.path.join(OUT, rel)
     os.makedirs(os.path.dirname(p), exist_ok=True)
     with open(p, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
@@ -305,8 +321,8 @@ onnx_case("float_data_short", model([tensor("w", [4, 3], floats=[1.0] * 5)]),
 onnx_case("negative_dim", model([tensor("w", [4, -3], raw=WRAW)]), "tensor 'w': negative dimension -3")
 onnx_case("dtype_string", model([tensor("w", [4, 3], dtype=8, raw=WRAW)]), "tensor 'w': data type STRING is not supported")
 onnx_case("dims_overflow", model([tensor("w", [1 << 32, 1 << 32, 1 << 32], raw=WRAW)]), "tensor 'w'",
-          kind="disabled-onnx", comment="compile/onnx_import.cpp onnx_tensor_value: shape_numel's 'shape product "
-          "overflows int64' reaches the user without the file or tensor name (an ne::Error, no crash)")
+          comment="fixed (d894b01) compile/onnx_import.cpp onnx_tensor_value: shape_numel's 'shape product "
+          "overflows int64' reached the user without the file or tensor name (an ne::Error, no crash)")
 onnx_case("ext_dotdot", model([tensor("w", [4, 3], ext=[("location", "../small.data")])]),
           "leaves the model's directory")
 onnx_case("ext_dotdot_inner", model([tensor("w", [4, 3], ext=[("location", "sub/../../etc/passwd")])]),
@@ -326,24 +342,64 @@ onnx_case("unknown_op", model([tensor("w", [4, 3], raw=WRAW)], [node("Frobnicate
 onnx_case("undefined_input", model([tensor("w", [4, 3], raw=WRAW)], [node("MatMul", ["x", "nope"], ["y"], "mm")]),
           "nope")
 onnx_case("matmul_k_mismatch", model([tensor("w", [5, 3], raw=f32([0.0] * 15))]), "mm")
-# Known bugs in compile/ (reported to its owner): skipped until fixed.
+# Regressions of bugs in compile/ fixed in d894b01 (ONNX loader hardening): enabled cases.
 onnx_case("claims_1tib_raw", model([tensor("w", [1 << 38], raw=b"\0" * 4)]), "raw_data has 4 bytes",
-          kind="disabled-onnx",
-          comment="BUG compile/onnx_import.cpp onnx_tensor_value: r.bytes.resize(nbytes) (up to 1 TiB, "
-                  "zero-filled) runs before raw_data's size is checked")
+          comment="fixed BUG compile/onnx_import.cpp onnx_tensor_value: r.bytes.resize(nbytes) (up to 1 TiB, "
+                  "zero-filled) ran before raw_data's size was checked")
 onnx_case("ext_offset_text", model([tensor("w", [4, 3], ext=[("location", "small.data"), ("offset", "abc")])]),
-          "offset", kind="disabled-onnx", extra=["onnx/small.data"],
-          comment="BUG compile/onnx_import.cpp: std::stoull/stoll on external_data offset/length throw "
+          "offset", extra=["onnx/small.data"],
+          comment="fixed BUG compile/onnx_import.cpp: std::stoull/stoll on external_data offset/length threw "
                   "std::invalid_argument (not ne::Error, no file named)")
 
 onnx_case("matmul_one_input", model([tensor("w", [4, 3], raw=WRAW)], [node("MatMul", ["x"], ["y"], "mm")]),
-          "mm", kind="disabled-onnx",
-          comment="BUG compile/onnx_import.cpp Lowerer::lower_node: MatMul reads in[1] of a node with one "
-                  "input (out-of-bounds, SEGV); node arity is not checked before lowering (found by the "
+          "mm",
+          comment="fixed BUG compile/onnx_import.cpp Lowerer::lower_node: MatMul read in[1] of a node with one "
+                  "input (out-of-bounds, SEGV); node arity was not checked before lowering (found by the "
                   "generated bit flips of small.onnx)")
 
-with open(os.path.join(HERE, "cases.txt"), "w") as f:
-    f.write("# Bad-input corpus: generated by gen_cases.py (see its docstring for the format).\n")
-    f.write("# kind | files (relative to tests/bad_inputs; @ = tests/data) | expected substring of the ne::Error\n")
-    f.write("\n".join(cases) + "\n")
+# ---------------------------------------------------------------------------- fuzz findings
+# Inputs found by the fuzzers (tests/fuzz), checked in byte for byte as found: this script does not
+# write them, it only lists them (--check verifies they exist).
+FOUND = ["ir/fuzz_output_with_outputs.yaml", "ir/fuzz_output_with_outputs.bin"]
+case("ir", FOUND, "must have inputs only",
+     comment="fuzz_ir finding (92b8e17): an Output op with outputs left a tensor without a buffer in the planner")
+
+CASES_TXT = ("# Bad-input corpus: generated by gen_cases.py (see its docstring for the format).\n"
+             "# kind | files (relative to tests/bad_inputs; @ = tests/data) | expected substring of the ne::Error\n"
+             + "\n".join(cases) + "\n")
+w("cases.txt", CASES_TXT)
+
+
+def check():
+    """Fresh generation (in OUT) vs the checked-in corpus (HERE); returns the problems found."""
+    problems = []
+    for rel in sorted(set(written)):
+        mine, theirs = os.path.join(OUT, rel), os.path.join(HERE, rel)
+        if not os.path.isfile(theirs):
+            problems.append(f"{rel}: written by gen_cases.py but not checked in")
+            continue
+        with open(mine, "rb") as a, open(theirs, "rb") as b:
+            da, db = a.read(), b.read()
+        if da == db:
+            continue
+        if rel.endswith((".txt", ".yaml")):
+            diff = difflib.unified_diff(db.decode(errors="replace").splitlines(), da.decode(errors="replace").splitlines(),
+                                        f"checked in: tests/bad_inputs/{rel}", f"gen_cases.py writes: {rel}", lineterm="")
+            problems.append(f"{rel} differs:\n" + "\n".join(diff))
+        else:
+            problems.append(f"{rel} differs ({len(db)} bytes checked in, {len(da)} generated)")
+    for rel in FOUND:
+        if not os.path.isfile(os.path.join(HERE, rel)):
+            problems.append(f"{rel}: a checked-in fuzz finding that cases.txt names is missing")
+    return problems
+
+
+if ARGS.check:
+    found = check()
+    shutil.rmtree(OUT)
+    for p in found:
+        print(p)
+    print(f"gen_cases.py --check: {len(written)} files written, {len(found)} problem(s)"
+          + (" (re-run python3 tests/bad_inputs/gen_cases.py, or fix it, and commit both)" if found else ""))
+    sys.exit(1 if found else 0)
 print(len([c for c in cases if not c.startswith("#")]), "cases")

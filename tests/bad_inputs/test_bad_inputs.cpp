@@ -203,17 +203,17 @@ TEST(BadInputs, ControlsLoadAndRun) {
 #endif
 }
 
-// Known bugs in compile/ (reported to its owner; cases.txt lists them as disabled-onnx).
+// Regressions of compile/ bugs fixed in d894b01 (also enabled cases in cases.txt), with their own checks.
 #ifdef NE_HAVE_COMPILE
 // compile/onnx_import.cpp onnx_tensor_value(): r.bytes.resize(nbytes) — up to 1 TiB, zero-filled —
-// runs before raw_data's size is checked. Enabling this before the fix may exhaust memory.
+// ran before raw_data's size was checked (it could exhaust memory).
 TEST(BadInputs, OnnxInitializerClaims1TiBWith4BytesOfRawData) {
   std::string msg;
   ASSERT_EQ(outcome_of([&] { run_onnx(kDir + "/onnx/claims_1tib_raw.onnx"); }, &msg), Outcome::ne_error) << msg;
   EXPECT_NE(msg.find("raw_data has 4 bytes"), std::string::npos) << msg;
 }
-// compile/onnx_import.cpp: std::stoull/std::stoll on external_data "offset"/"length" throw
-// std::invalid_argument / std::out_of_range, which are not ne::Error and name no file.
+// compile/onnx_import.cpp: std::stoull/std::stoll on external_data "offset"/"length" threw
+// std::invalid_argument / std::out_of_range, which are not ne::Error and named no file.
 TEST(BadInputs, OnnxExternalDataOffsetNotANumber) {
   std::string msg;
   ASSERT_EQ(outcome_of([&] { run_onnx(kDir + "/onnx/ext_offset_text.onnx"); }, &msg), Outcome::ne_error) << msg;

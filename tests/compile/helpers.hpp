@@ -23,6 +23,13 @@ inline bool has_fixture(const std::string& name) {
   if (f) std::fclose(f);
   return f != nullptr;
 }
+// The fixtures are checked in (tests/data/models, made by scripts/gen_fixtures.sh): a missing one is a
+// broken checkout, so the test fails (ASSERT: it returns from the current function) instead of
+// skipping.
+#define NE_REQUIRE_FIXTURE(name)                                              \
+  ASSERT_TRUE(ne_test::has_fixture(name))                                     \
+      << "fixture " << (name) << " missing: " << ne_test::fixture_dir(name)   \
+      << "/model.onnx (tests/data/models is checked in)"
 
 inline ne::HostTensor to_host(const ne::NpyArray& a) {
   ne::HostTensor h;

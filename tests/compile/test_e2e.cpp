@@ -22,7 +22,7 @@ void check_against_ref(const std::string& f, const ne::Model& m) {
 
 TEST_P(Fixture, MatchesReference) {
   const std::string f = GetParam();
-  if (!ne_test::has_fixture(f)) GTEST_SKIP() << "fixture missing: " << f;
+  NE_REQUIRE_FIXTURE(f);
   ne::Model m = ne::compile_onnx(ne_test::fixture_dir(f) + "/model.onnx");
   check_against_ref(f, m);
   // No shape arithmetic left at run time.
@@ -36,7 +36,7 @@ INSTANTIATE_TEST_SUITE_P(Models, Fixture,
                                            "tiny_4x1_90", "tiny_opset17", "tiny_gelu_tanh", "tiny_extdata"));
 
 TEST(EndToEnd, UnfusedMatchesReference) {
-  if (!ne_test::has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::CompileOptions o;
   o.fuse = false;
   ne::Model m = ne::compile_onnx(ne_test::fixture_dir("tiny") + "/model.onnx", o);
@@ -44,7 +44,7 @@ TEST(EndToEnd, UnfusedMatchesReference) {
 }
 
 TEST(EndToEnd, TinyBertOpList) {
-  if (!ne_test::has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model m = ne::compile_onnx(ne_test::fixture_dir("tiny") + "/model.onnx");
   // 2 layers: 6 InnerProduct, 1 Attention (Matmul, Softmax, Matmul), 2 LayerNorm each; +
   // embeddings LayerNorm.
@@ -60,7 +60,7 @@ TEST(EndToEnd, TinyBertOpList) {
 }
 
 TEST(EndToEnd, SaveLoadIdentical) {
-  if (!ne_test::has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model m = ne::compile_onnx(ne_test::fixture_dir("tiny") + "/model.onnx");
   std::string dir = ::testing::TempDir() + "ne_compile_saved";
   ne::save_ir(m, dir);
@@ -76,7 +76,7 @@ TEST(EndToEnd, SaveLoadIdentical) {
 
 TEST(EndToEnd, OtherShapes) {
   // Batch and sequence follow the inputs: batch 1, seq 7 from the fixture's inputs' prefix.
-  if (!ne_test::has_fixture("tiny")) GTEST_SKIP();
+  NE_REQUIRE_FIXTURE("tiny");
   ne::Model fused = ne::compile_onnx(ne_test::fixture_dir("tiny") + "/model.onnx");
   ne::CompileOptions o;
   o.fuse = false;

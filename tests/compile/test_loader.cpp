@@ -72,7 +72,7 @@ TEST(Loader, MissingAndEmptyFile) {
 }
 
 TEST(Loader, TruncatedNamesFile) {
-  if (!ne_test::has_fixture("tiny")) GTEST_SKIP() << "fixture tiny missing";
+  NE_REQUIRE_FIXTURE("tiny");
   std::ifstream f(ne_test::fixture_dir("tiny") + "/model.onnx", std::ios::binary);
   std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   std::string p = tmp_dir("trunc") + "/model.onnx";

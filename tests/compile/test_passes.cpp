@@ -39,8 +39,7 @@ ne::Model check_pass(const ne::Model& before, const PassFn& p, const std::string
   return after;
 }
 
-#define NEED(f) \
-  if (!ne_test::has_fixture(f)) GTEST_SKIP() << "fixture " f " missing"
+#define NEED(f) NE_REQUIRE_FIXTURE(f)
 
 ne::Model shapes_folded(const std::string& f) {
   ne::Model m = lowered(f);

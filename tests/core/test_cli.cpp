@@ -3,11 +3,13 @@
 // command line's bad-input errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/npy.hpp"
 #include "executor/executor.hpp"
 #include "tests/core/test_util.hpp"
+#include "tests/inspect/mini_json.hpp"
 
 namespace {
 const std::string kHand = std::string(NE_TEST_DATA) + "/hand_ir";
@@ -71,6 +73,100 @@ TEST(HandIR, BenchmarkLinesProfileAndReport) {
     EXPECT_NE(js.find(key), std::string::npos) << key << "\n" << js;
 }
 
+// "model name" of the first CPU in /proc/cpuinfo (the kernel's copy of the CPUID brand string).
+std::string proc_cpu_model() {
+  std::string info = ne_test::read_file("/proc/cpuinfo");
+  size_t p = info.find("model name");
+  if (p == std::string::npos) return "";
+  p = info.find(':', p) + 1;
+  std::string m = info.substr(p, info.find('\n', p) - p);
+  size_t a = m.find_first_not_of(" \t");
+  return a == std::string::npos ? "" : m.substr(a, m.find_last_not_of(" \t") + 1 - a);
+}
+
+// --report_json parses as JSON and says which CPU the run was on: the model as /proc/cpuinfo
+// names it, the ISA tier the kernels used (NE_MAX_ISA caps it), AMX exactly when that tier is
+// the AMX one; the run summary prints the same CPU line.
+TEST(HandIR, ReportNamesTheCpu) {
+  const std::vector<std::string> tiers = {"generic", "sse41", "avx2", "avx512_core", "avx512_core_vnni",
+                                          "avx512_core_bf16", "avx512_core_amx"};
+  const std::string model = proc_cpu_model();
+  std::string d = ne_test::tmp_dir("cpu");
+  std::string detected;
+  for (std::string cap : {"", "avx2"}) {
+    std::string out;
+    std::string env = cap.empty() ? "" : "NE_MAX_ISA=" + cap + " ";
+    ASSERT_EQ(ne_test::run_cmd(env + kBin + " --config " + kHand + "/conf.yaml --weight " + kHand +
+                                   "/model.bin --seq_len 8 --iterations 1 --w 0 --report_json " + d + "/r.json",
+                               &out),
+              0)
+        << out;
+    mini_json::Value r;
+    ASSERT_NO_THROW(r = mini_json::parse(ne_test::read_file(d + "/r.json"))) << ne_test::read_file(d + "/r.json");
+    const mini_json::Value& cpu = r["cpu"];
+    ASSERT_EQ(cpu["model"].kind, mini_json::Value::Str);
+    if (!model.empty()) {
+      EXPECT_EQ(cpu["model"].str, model);
+    }
+    const std::string isa = cpu["isa"].str;
+    EXPECT_NE(std::find(tiers.begin(), tiers.end(), isa), tiers.end()) << isa;
+    ASSERT_EQ(cpu["amx"].kind, mini_json::Value::Bool);
+    EXPECT_EQ(cpu["amx"].b, isa == "avx512_core_amx");
+    if (cap.empty()) {
+      detected = isa;
+      EXPECT_EQ(cpu["isa_detected"].str, isa);
+      EXPECT_NE(out.find("\n CPU is " + cpu["model"].str + " (" + isa + ")\n"), std::string::npos) << out;
+    } else if (std::find(tiers.begin(), tiers.end(), detected) - tiers.begin() >= 2) {  // AVX2 or better
+      EXPECT_EQ(isa, "avx2");
+      EXPECT_FALSE(cpu["amx"].b);
+      EXPECT_EQ(cpu["isa_detected"].str, detected);
+      EXPECT_NE(out.find(" CPU is " + cpu["model"].str + " (avx2"), std::string::npos) << out;
+    }
+    // The fields that were there before the cpu record, with their types.
+    EXPECT_EQ(r["batch"].num, 1);
+    EXPECT_EQ(r["seq"].num, 8);
+    EXPECT_EQ(r["latency_ms"]["p99"].kind, mini_json::Value::Num);
+    EXPECT_EQ(r["memory"]["weight_sharing"].num, 0);
+    ASSERT_EQ(r["profile"].kind, mini_json::Value::Arr);
+    EXPECT_FALSE(r["profile"].arr.empty());
+    EXPECT_EQ(r["profile"][0]["kernel"].kind, mini_json::Value::Str);
+  }
+}
+
+// --help lists the tool's own flags (each DEFINE_* of its main file, read here from the source),
+// one line each with its default, and nothing of glog's or gflags'; --helpfull lists those too.
+TEST(CommandLineHelp, OwnFlagsOnlyAndHelpfullForAll) {
+  const std::string src = std::string(NE_TEST_DATA) + "/../../";
+  for (auto tool : {std::make_pair("neural_engine", "bin/neural_engine.cpp"),
+                    std::make_pair("neural_engine_compile", "compile/main.cpp")}) {
+    std::string code = ne_test::read_file(src + tool.second);
+    ASSERT_FALSE(code.empty()) << tool.second;
+    std::vector<std::string> names;
+    for (size_t p = code.find("\nDEFINE_"); p != std::string::npos; p = code.find("\nDEFINE_", p + 1)) {
+      size_t a = code.find('(', p) + 1;
+      names.push_back(code.substr(a, code.find(',', a) - a));
+    }
+    ASSERT_GT(names.size(), 5u) << tool.second;
+    std::string out;
+    ASSERT_EQ(ne_test::run_cmd(std::string(NE_BIN_DIR) + "/" + tool.first + " --help", &out), 0) << out;
+    size_t lines = 0;
+    for (size_t p = out.find("\n  --"); p != std::string::npos; p = out.find("\n  --", p + 1)) ++lines;
+    EXPECT_EQ(lines, names.size()) << out;
+    for (auto& n : names) EXPECT_NE(out.find("\n  --" + n + "="), std::string::npos) << n << "\n" << out;
+    for (auto lib : {"logtostderr", "minloglevel", "flagfile", "tryfromenv", "undefok"})  // glog's, gflags'
+      EXPECT_EQ(out.find(lib), std::string::npos) << lib << "\n" << out;
+    ASSERT_EQ(ne_test::run_cmd(std::string(NE_BIN_DIR) + "/" + tool.first + " --helpfull", &out), 1) << out;
+    EXPECT_NE(out.find("logtostderr"), std::string::npos) << out;
+    EXPECT_NE(out.find("flagfile"), std::string::npos) << out;
+    EXPECT_NE(out.find(names[0]), std::string::npos) << out;
+  }
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --help", &out), 0);
+  EXPECT_NE(out.find("\n  --batch_size=1 "), std::string::npos) << out;  // defaults as defined
+  EXPECT_NE(out.find("\n  --precision=\"fp32\" "), std::string::npos) << out;
+  EXPECT_NE(out.find("  timed iterations\n"), std::string::npos) << out;
+}
+
 struct BadCase {
   const char* name;
   std::string args;
@@ -129,6 +225,31 @@ TEST(CompileCommandLine, SlimKeepsOutputs) {
             0)
       << out;
   expect_close(load(d + "/out/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+}
+
+// Two compiled models with model.bin files of the same size: conf.yaml of one with the weights of
+// the other is refused in one line naming both files (it used to run and print garbage).
+TEST(CompileCommandLine, WeightsOfAnotherModelAreRefused) {
+  const std::string models = std::string(NE_TEST_DATA) + "/models/";
+  const std::string compiler = std::string(NE_BIN_DIR) + "/neural_engine_compile";
+  std::string d = ne_test::tmp_dir("wfcli");
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + models + "tiny/model.onnx --output_dir " + d + "/a", &out), 0) << out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + models + "tiny_1x4_90/model.onnx --output_dir " + d + "/b", &out), 0)
+      << out;
+  ASSERT_EQ(ne_test::read_file(d + "/a/model.bin").size(), ne_test::read_file(d + "/b/model.bin").size());
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --config " + d + "/a/conf.yaml --weight " + d + "/a/model.bin --iterations 1 --w 0",
+                             &out),
+            0)
+      << out;
+  int rc = ne_test::run_cmd(kBin + " --config " + d + "/a/conf.yaml --weight " + d + "/b/model.bin --iterations 1 --w 0",
+                            &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_EQ(out.rfind("error: ", 0), 0u) << out;
+  EXPECT_NE(out.find(d + "/a/conf.yaml"), std::string::npos) << out;
+  EXPECT_NE(out.find(d + "/b/model.bin"), std::string::npos) << out;
+  EXPECT_NE(out.find("checksum"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Latency"), std::string::npos) << out;
 }
 
 // neural_engine_compile --transpose, then neural_engine --profile: the column LayerNorm shows as
@@ -193,12 +314,22 @@ TEST(LauncherCommandLine, TwoInstancesSummary) {
   std::string out;
   int rc = ne_test::run_cmd("NE_CACHE_DIR=" + cache + " " + kBin + " --config " + kHand + "/conf.yaml --weight " +
                                 kHand + "/model.bin --instances 2 --cores_per_instance 1 --batch_size 2 --seq_len 8"
-                                " --iterations 3 --w 1",
+                                " --iterations 3 --w 1 --report_json " + cache + "/all.json",
                             &out);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find(" Instance 0"), std::string::npos) << out;
   EXPECT_NE(out.find(" Instance 1"), std::string::npos) << out;
   EXPECT_NE(out.find(" Instances is 2 x 1 cores"), std::string::npos) << out;
+  EXPECT_NE(out.find(" CPU is "), std::string::npos) << out;
+  // The summary report: the instances' own reports, their summed throughput, the CPU.
+  mini_json::Value r;
+  ASSERT_NO_THROW(r = mini_json::parse(ne_test::read_file(cache + "/all.json"))) << ne_test::read_file(cache + "/all.json");
+  EXPECT_EQ(r["instances"].num, 2);
+  ASSERT_EQ(r["per_instance"].arr.size(), 2u);
+  EXPECT_NEAR(r["throughput"].num, r["per_instance"][0]["throughput"].num + r["per_instance"][1]["throughput"].num,
+              1e-6 * r["throughput"].num);
+  EXPECT_EQ(r["per_instance"][0]["batch"].num, 2);
+  EXPECT_EQ(r["cpu"]["isa"].str, r["per_instance"][1]["cpu"]["isa"].str);
   // Too many cores is refused clearly.
   rc = ne_test::run_cmd(kBin + " --config " + kHand + "/conf.yaml --weight " + kHand +
                             "/model.bin --instances 64 --cores_per_instance 64",

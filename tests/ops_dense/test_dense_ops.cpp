@@ -216,6 +216,9 @@ void run_ip_case(const IpCase& c, uint32_t seed, bool inplace = false) {
   auto got = r.run(args, inplace ? int(args.size()) - 1 : -1);
   EXPECT_EQ(r.out.shape, (Shape{c.M, c.N}));
   expect_close(got, ref, tol, "InnerProduct");
+  // Every post-op chain stays on an optimised oneDNN kernel, on every ISA tier (where oneDNN
+  // fuses only a leading sum, the engine adds the residual in a binary pass: dense_inner_product.cpp).
+  EXPECT_EQ(r.op->kernel().find("ref"), std::string::npos) << "oneDNN fell back to its reference: " << r.op->kernel();
 }
 
 TEST(InnerProduct, AwkwardShapesNoPost) {
@@ -439,6 +442,37 @@ std::string join(const std::vector<int64_t>& v) {
   return s;
 }
 
+// oneDNN 2.6's dnnl_sgemm is its JIT GEMM whenever the (ONEDNN_MAX_CPU_ISA-capped) ISA has
+// SSE4.1, its reference GEMM only below (src/cpu/gemm/gemm.cpp, extended_sgemm). Asked of oneDNN.
+bool onednn_sgemm_is_jit() {
+  const unsigned isa = unsigned(dnnl_get_effective_cpu_isa());
+  return (isa & unsigned(dnnl_cpu_isa_sse41)) == unsigned(dnnl_cpu_isa_sse41);
+}
+
+// Views the small GEMM takes (A and C rows contiguous, B along n or k, ...) run, on this tier:
+// the vdpbf16ps tiles when bf16 is asked and AVX512_BF16 is there, the fp32 AVX-512 tiles when
+// AVX-512 is there (saying why bf16 was not honoured), else oneDNN's strided sgemm (the small
+// GEMM is AVX-512 only), which must be its JIT GEMM and must say why the small GEMM declined.
+void expect_small_gemm_views(const ne::Operator& op, bool bf16) {
+  using ne::cpu::Isa;
+  const std::string k = op.kernel(), why = op.reason();
+  const std::string no_bf16 = "compute_dtype bf16 asked, but " + ne::cpu::why_not(Isa::avx512_core_bf16);
+  if (bf16 && ne::cpu::mayiuse(Isa::avx512_core_bf16)) {
+    EXPECT_EQ(k, "small_gemm_bf16:avx512_bf16") << why;
+  } else if (ne::cpu::mayiuse(Isa::avx512_core)) {
+    EXPECT_EQ(k, "small_gemm:avx512") << why;
+    if (bf16) EXPECT_NE(why.find(no_bf16), std::string::npos) << why;
+  } else {
+    EXPECT_EQ(k, "sgemm_strided") << why;
+    EXPECT_NE(why.find("small GEMM needs AVX-512 (" + ne::cpu::why_not(Isa::avx512_core) + ")"), std::string::npos) << why;
+    if (bf16) EXPECT_NE(why.find(no_bf16), std::string::npos) << why;
+    EXPECT_TRUE(onednn_sgemm_is_jit()) << "dnnl_sgemm would be oneDNN's reference GEMM (effective ISA "
+                                       << std::hex << unsigned(dnnl_get_effective_cpu_isa()) << ")";
+  }
+}
+
+// expect_kernel: a substring of kernel(), or "small_gemm" for "the views the small GEMM takes"
+// (resolved per ISA tier by expect_small_gemm_views).
 void run_matmul(const Shape& as, const Shape& bs, const Shape* ms, std::vector<int64_t> pa,
                 std::vector<int64_t> pb, std::vector<int64_t> pd, float scale, uint32_t seed,
                 const char* expect_kernel = nullptr, bool bf16 = false) {
@@ -471,7 +505,9 @@ void run_matmul(const Shape& as, const Shape& bs, const Shape* ms, std::vector<i
   if (std::getenv("NE_TEST_VERBOSE"))
     std::printf("  Matmul A%s B%s -> %s (%s)\n", ne::shape_str(as).c_str(), ne::shape_str(bs).c_str(),
                 r.op->kernel().c_str(), r.op->reason().c_str());
-  if (expect_kernel) {
+  if (expect_kernel && std::string(expect_kernel) == "small_gemm") {
+    expect_small_gemm_views(*r.op, bf16);
+  } else if (expect_kernel) {
     EXPECT_NE(r.op->kernel().find(expect_kernel), std::string::npos)
         << "fast path did not run: " << r.op->kernel() << " — " << r.op->reason();
   }
@@ -512,22 +548,22 @@ TEST(Matmul, AttentionShapes) {
 }
 
 // compute_dtype bf16 (attention of int8 / bf16 models): the vdpbf16ps small GEMM, same shapes
-// and tails, within bf16 rounding of the double reference.
+// and tails, within bf16 rounding of the double reference. Without AVX512_BF16 the op runs fp32
+// products (well inside that tolerance) and says so: expect_small_gemm_views.
 TEST(Matmul, ComputeBf16) {
-  if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16)) GTEST_SKIP() << "no AVX512_BF16: " << ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16);
   for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {3, 77, 16, 64}, {2, 13, 3, 5}}) {
     const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
     Shape mask{B, 1, 1, S};
-    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 0.125f, 70, "small_gemm_bf16", true);
-    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 71, "small_gemm_bf16", true);
+    run_matmul({B, S, H, D}, {B, S, H, D}, &mask, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 0.125f, 70, "small_gemm", true);
+    run_matmul({B, H, S, S}, {B, S, H, D}, nullptr, {}, {0, 2, 1, 3}, {0, 2, 1, 3}, 1.f, 71, "small_gemm", true);
   }
   int seed = 72;
   for (int64_t M : {1, 7, 13})
     for (int64_t N : {1, 17, 64, 130})
       for (int64_t K : {1, 3, 64, 129}) {
         Shape m1{2, 1, N};
-        run_matmul({2, M, K}, {2, K, N}, &m1, {}, {}, {}, 0.5f, seed++, "small_gemm_bf16", true);
-        run_matmul({2, M, K}, {2, N, K}, nullptr, {}, {0, 2, 1}, {}, 1.f, seed++, "small_gemm_bf16", true);
+        run_matmul({2, M, K}, {2, K, N}, &m1, {}, {}, {}, 0.5f, seed++, "small_gemm", true);
+        run_matmul({2, M, K}, {2, N, K}, nullptr, {}, {0, 2, 1}, {}, 1.f, seed++, "small_gemm", true);
       }
   g_matmul_extra_rel = 0;
 }
@@ -540,7 +576,7 @@ TEST(Matmul, SmallGemmTails) {
     for (int64_t N : {1, 15, 16, 17, 63, 64, 65, 130})
       for (int64_t K : {1, 3, 64}) {
         Shape m1{2, 1, N}, m2{2, M, 1};
-        run_matmul({2, M, K}, {2, K, N}, &m1, {}, {}, {}, 0.5f, seed++, N >= 1 ? "small_gemm" : nullptr);
+        run_matmul({2, M, K}, {2, K, N}, &m1, {}, {}, {}, 0.5f, seed++, "small_gemm");
         run_matmul({2, M, K}, {2, N, K}, &m2, {}, {0, 2, 1}, {}, 1.f, seed++, "small_gemm");
       }
 }
@@ -790,11 +826,14 @@ TEST(Gelu, UnknownAlgorithm) {
 }
 
 // The fast path must really run on a CPU that has AVX-512 (no silent fallback).
+// The row kernels take AVX-512 exactly when ne::cpu allows avx512_core (CPUID + XCR0, under
+// NE_MAX_ISA), the portable ones otherwise: each tier checks its own side.
 TEST(DenseOps, FastPathSelected) {
-  if (!__builtin_cpu_supports("avx512f") || std::getenv("NE_MAX_ISA")) GTEST_SKIP() << "no AVX-512 or capped";
-  EXPECT_TRUE(ne::dense::use_avx512());
-  auto op = ne::create_op(info("Softmax", 1, {}));
-  EXPECT_EQ(op->kernel(), "softmax:avx512");
+  const bool avx512 = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core);
+  EXPECT_EQ(ne::dense::use_avx512(), avx512) << ne::cpu::why_not(ne::cpu::Isa::avx512_core);
+  const std::string isa = avx512 ? "avx512" : "portable";
+  EXPECT_EQ(ne::create_op(info("Softmax", 1, {}))->kernel(), "softmax:" + isa);
+  EXPECT_EQ(ne::create_op(info("Gelu", 1, {}))->kernel(), "gelu_erf:" + isa);
 }
 
 }  // namespace
@@ -900,14 +939,33 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
   auto got = r.run(args);
   EXPECT_EQ(r.out.shape, os);
   expect_close(got, ref, tol, "Attention");
-  EXPECT_NE(r.op->kernel().find(expect), std::string::npos) << r.op->kernel() << " — " << r.op->reason();
+  const std::string kern = r.op->kernel(), why = r.op->reason();
+  if (std::string(expect) == "attention_fused") {
+    // The fused path's tiles are the AVX-512 small GEMM's; bf16 products where AVX512_BF16 is.
+    using ne::cpu::Isa;
+    if (!ne::cpu::mayiuse(Isa::avx512_core)) {
+      EXPECT_EQ(kern, "attention_unfused") << why;
+      EXPECT_NE(why.find("no AVX-512 (" + ne::cpu::why_not(Isa::avx512_core) + ")"), std::string::npos) << why;
+      EXPECT_TRUE(onednn_sgemm_is_jit()) << "the unfused products would run oneDNN's reference GEMM";
+    } else if (bf16 && ne::cpu::mayiuse(Isa::avx512_core_bf16)) {
+      EXPECT_EQ(kern, "attention_fused_bf16:avx512_bf16") << why;
+    } else {
+      EXPECT_EQ(kern, "attention_fused:avx512") << why;
+      if (bf16)
+        EXPECT_NE(why.find("compute_dtype bf16 asked, but " + ne::cpu::why_not(Isa::avx512_core_bf16)), std::string::npos)
+            << why;
+    }
+  } else {
+    EXPECT_NE(kern.find(expect), std::string::npos) << kern << " — " << why;
+  }
   EXPECT_EQ(r.run(args), got);  // cached plan
 }
 
 }  // namespace
 
 // BERT layout ([B,S,H,D] views), the fused path: fp32 and bf16, with and without the mask, odd
-// sequence lengths (tails of the 6-row and 64-column tiles).
+// sequence lengths (tails of the 6-row and 64-column tiles). Which kernel each ISA tier runs:
+// run_attention's "attention_fused" expectation.
 TEST(Attention, FusedBertLayout) {
   // {1, 700, 1, 4}: several query row blocks (the score tile is capped at 256 KiB) and a tail.
   for (auto dims : std::vector<std::array<int64_t, 4>>{{2, 128, 12, 64}, {3, 77, 4, 64}, {2, 13, 3, 5}, {1, 700, 1, 4}}) {
@@ -915,8 +973,7 @@ TEST(Attention, FusedBertLayout) {
     const Shape s{B, S, H, D};
     for (bool mask : {true, false}) {
       run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, mask, 80, "attention_fused");
-      if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16))
-        run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, mask, 81, "attention_fused_bf16", true);
+      run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, mask, 81, "attention_fused", true);
     }
   }
 }
@@ -928,8 +985,7 @@ TEST(Attention, FusedFeatureMajorLayout) {
     const int64_t B = dims[0], S = dims[1], H = dims[2], D = dims[3];
     const Shape fm{H, D, B, S};
     run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 84, "attention_fused");
-    if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16))
-      run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, false, 85, "attention_fused_bf16", true);
+    run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, false, 85, "attention_fused", true);
   }
 }
 

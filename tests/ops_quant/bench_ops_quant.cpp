@@ -12,11 +12,16 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/dtype.hpp"
 #include "executor/operator.hpp"
 #include "executor/ops/quant_common.hpp"
+#include "kernels/cpu_features.hpp"
+
+#include <chrono>
+#include <dnnl.hpp>
 
 namespace {
 
@@ -102,10 +107,146 @@ double bench(const std::string& type, int64_t M, int64_t K, int64_t N, double sp
   return (cpu_seconds() - c0) / reps;
 }
 
+// ---- --vs-onednn: the dense op through the operator API against dnnl::matmul alone ----
+double wall() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// A prepared op call: init + reshape done, forward() runs it.
+struct OpCall {
+  std::unique_ptr<ne::Operator> op;
+  std::vector<T> in;
+  ne::Tensor out;
+  std::vector<uint8_t> ob;
+  std::vector<ne::Tensor*> p, o;
+  void run() { op->forward(p, o); }
+};
+
+// InnerProduct.s8 (src fp32 or u8, static scale) / .bf16 (src fp32 or bf16), dense weight,
+// bias, output fp32 or u8 (s8 only); forced dense.
+std::unique_ptr<OpCall> make_dense_op(bool s8, const std::string& src, const std::string& out, int64_t M, int64_t K,
+                                      int64_t N) {
+  auto c = std::make_unique<OpCall>();
+  std::mt19937 g(3);
+  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+  ne::OpInfo info;
+  info.name = "ip";
+  info.type = s8 ? "InnerProduct.s8" : "InnerProduct.bf16";
+  const ne::DType sdt = src == "fp32" ? ne::DType::fp32 : src == "u8" ? ne::DType::u8 : ne::DType::bf16;
+  c->in.push_back(mk(sdt, {M, K}, false));
+  for (size_t i = 0; i < c->in[0].b.size(); ++i) c->in[0].b[i] = uint8_t(sdt == ne::DType::fp32 ? 0 : (i * 37) & 0x7f);
+  if (sdt == ne::DType::fp32)
+    for (int64_t i = 0; i < M * K; ++i) c->in[0].t.ptr<float>()[i] = u(g);
+  if (sdt == ne::DType::bf16)
+    for (int64_t i = 0; i < M * K; ++i) c->in[0].t.ptr<uint16_t>()[i] = ne::fp32_to_bf16(u(g));
+  c->in.push_back(mk(s8 ? ne::DType::s8 : ne::DType::bf16, {K, N}, true));
+  for (int64_t i = 0; i < K * N; ++i) {
+    if (s8) reinterpret_cast<int8_t*>(c->in[1].b.data())[i] = int8_t(u(g) * 254);
+    else reinterpret_cast<uint16_t*>(c->in[1].b.data())[i] = ne::fp32_to_bf16(u(g));
+  }
+  if (s8) {
+    c->in.push_back(mk(ne::DType::fp32, {N}, true));
+    for (int64_t n = 0; n < N; ++n) c->in.back().t.ptr<float>()[n] = 0.001f;
+    info.attrs = {{"src_scale", "0.02"}, {"src_zero_point", "100"}};
+    if (src == "u8") info.attrs.push_back({"src_dtype", "u8"});
+    if (out == "u8") info.attrs.insert(info.attrs.end(), {{"output_dtype", "u8"}, {"dst_scale", "0.05"}, {"dst_zero_point", "10"}});
+  }
+  c->in.push_back(mk(ne::DType::fp32, {N}, true));
+  std::memset(c->in.back().b.data(), 0, c->in.back().b.size());
+  for (size_t k = 0; k < c->in.size(); ++k) info.inputs.push_back("in" + std::to_string(k));
+  info.outputs = {"out"};
+  c->op = ne::create_op(info);
+  ne::OpConfig cfg;
+  cfg.allow_sparse = false;
+  c->op->set_config(cfg);
+  for (auto& x : c->in) c->p.push_back(&x.t);
+  c->op->init(c->p);
+  c->o = {&c->out};
+  c->op->reshape(c->p, c->o);
+  c->ob.resize(c->out.nbytes() + 64);
+  c->out.data = c->ob.data();
+  return c;
+}
+
+// dnnl::matmul alone, as a user of oneDNN would write it: src u8 (s8 op) / bf16, weights
+// reordered once (format any), per-N output scales (s8), bias, dst f32 or u8.
+struct DnnlCall {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream st{eng};
+  dnnl::matmul prim;
+  std::unordered_map<int, dnnl::memory> args;
+  std::string impl;
+  DnnlCall(bool s8, const std::string& out, int64_t M, int64_t K, int64_t N) {
+    using md = dnnl::memory::desc;
+    using dt = dnnl::memory::data_type;
+    using tg = dnnl::memory::format_tag;
+    const dt sdt = s8 ? dt::u8 : dt::bf16, wdt = s8 ? dt::s8 : dt::bf16, ddt = out == "u8" ? dt::u8 : dt::f32;
+    md src({M, K}, sdt, tg::ab), w({K, N}, wdt, tg::any), b({1, N}, dt::f32, tg::ab), d({M, N}, ddt, tg::ab);
+    dnnl::primitive_attr a;
+    if (s8) a.set_output_scales(2, std::vector<float>(size_t(N), 0.001f));
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, w, b, d), a, eng);
+    impl = pd.impl_info_str();
+    dnnl::memory ms(src, eng), mw(pd.weights_desc(), eng), mb(b, eng), mdst(d, eng);
+    dnnl::memory wu(md({K, N}, wdt, tg::ab), eng);
+    std::memset(wu.get_data_handle(), 1, size_t(K * N) * (s8 ? 1 : 2));
+    std::memset(ms.get_data_handle(), 1, size_t(M * K) * (s8 ? 1 : 2));
+    std::memset(mb.get_data_handle(), 0, size_t(N) * 4);
+    dnnl::reorder(wu, mw).execute(st, wu, mw);
+    st.wait();
+    prim = dnnl::matmul(pd);
+    args = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_BIAS, mb}, {DNNL_ARG_DST, mdst}};
+  }
+  void run() {
+    prim.execute(st, args);
+    st.wait();
+  }
+};
+
+// Alternating rounds, best of each; returns {op, dnnl} seconds per call.
+template <class A, class B>
+std::pair<double, double> race(A& a, B& b, int rounds) {
+  double ta = 1e30, tb = 1e30;
+  for (int i = 0; i < 3; ++i) a.run(), b.run();
+  for (int r = 0; r < rounds; ++r) {
+    const int reps = 5;
+    double t0 = wall();
+    for (int i = 0; i < reps; ++i) a.run();
+    double t1 = wall();
+    for (int i = 0; i < reps; ++i) b.run();
+    double t2 = wall();
+    ta = std::min(ta, (t1 - t0) / reps), tb = std::min(tb, (t2 - t1) / reps);
+  }
+  return {ta, tb};
+}
+
+int vs_onednn(int rounds) {
+  std::printf("# %s\n# threads %d; wall ms per call, best of %d alternating rounds of 5 calls; dense weights\n"
+              "# op = InnerProduct through the operator API (src quantization/conversion included where src is fp32)\n",
+              ne::cpu::describe().c_str(), omp_get_max_threads(), rounds);
+  std::printf("%-5s %-5s %-4s %5s %5s %5s %9s %9s %6s  %s | %s\n", "dtype", "src", "dst", "M", "K", "N", "op_ms", "dnnl_ms",
+              "ratio", "op kernel", "dnnl impl");
+  struct Row { bool s8; const char* src; const char* out; };
+  const Row rows[] = {{true, "u8", "fp32"}, {true, "fp32", "fp32"}, {true, "u8", "u8"}, {false, "bf16", "fp32"}, {false, "fp32", "fp32"}};
+  const int64_t shapes[][2] = {{768, 768}, {768, 3072}, {3072, 768}};
+  for (int64_t M : {128, 1024})
+    for (auto& sh : shapes)
+      for (const Row& r : rows) {
+        auto op = make_dense_op(r.s8, r.src, r.out, M, sh[0], sh[1]);
+        DnnlCall d(r.s8, r.out, M, sh[0], sh[1]);
+        auto t = race(*op, d, rounds);
+        std::printf("%-5s %-5s %-4s %5lld %5lld %5lld %9.3f %9.3f %6.2f  %s | %s\n", r.s8 ? "int8" : "bf16", r.src, r.out,
+                    (long long)M, (long long)sh[0], (long long)sh[1], t.first * 1e3, t.second * 1e3, t.second / t.first,
+                    op->op->kernel().c_str(), d.impl.c_str());
+        std::fflush(stdout);
+      }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int64_t M = 1024;
+  if (argc > 1 && std::string(argv[1]) == "--vs-onednn") return vs_onednn(argc > 2 ? std::atoi(argv[2]) : 5);
   if (argc > 1 && std::string(argv[1]) == "--breakeven") {
     // Sparse kernel vs oneDNN dense on 768x768 (and 768x3072) over 1x4 block sparsity.
     std::printf("threads %d, M = %lld: ms per call, sparse kernel / oneDNN dense\n", omp_get_max_threads(), (long long)M);

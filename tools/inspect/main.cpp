@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "common/cli_flags.hpp"
 #include "common/error.hpp"
 #include "tools/inspect/inspect.hpp"
 #ifdef NE_HAVE_COMPILE
@@ -26,10 +27,9 @@ DEFINE_bool(canonicalize_zeros, false, "replace -0.0 by +0.0 in InnerProduct wei
 DEFINE_bool(quiet, false, "no per-weight lines in the terminal summary");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
-      "neural_engine_inspect --model model.onnx | --config conf.yaml --weight model.bin "
-      "--output_dir DIR [--threshold 0.7] [--spread_threshold 10]");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  NE_PARSE_COMMAND_LINE(&argc, &argv,
+                        "neural_engine_inspect --model model.onnx | --config conf.yaml --weight model.bin "
+                        "--output_dir DIR [--threshold 0.7] [--spread_threshold 10]");
   try {
     ne::Model m;
     if (!FLAGS_model.empty()) {

@@ -4,9 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#ifdef NE_HAVE_ZLIB
+#include <png.h>
 #include <zlib.h>
-#endif
 
 namespace ne::inspect {
 
@@ -56,193 +55,120 @@ void Image::text(int x, int y, const std::string& s, int scale, uint8_t r, uint8
 }
 
 uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc) {
-  static uint32_t table[256];
-  static bool init = [] {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    return true;
-  }();
-  (void)init;
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
+  // zlib's (libpng's own dependency); zlib takes lengths as uInt.
+  for (size_t done = 0; done < n;) {
+    uInt k = uInt(std::min<size_t>(n - done, 1u << 30));
+    crc = uint32_t(::crc32(uLong(crc), p + done, k));
+    done += k;
+  }
+  return crc;
 }
 
 uint32_t adler32(const uint8_t* p, size_t n, uint32_t a) {
-  uint32_t s1 = a & 0xFFFF, s2 = a >> 16;
-  for (size_t i = 0; i < n; ++i) {
-    s1 = (s1 + p[i]) % 65521;
-    s2 = (s2 + s1) % 65521;
+  for (size_t done = 0; done < n;) {
+    uInt k = uInt(std::min<size_t>(n - done, 1u << 30));
+    a = uint32_t(::adler32(uLong(a), p + done, k));
+    done += k;
   }
-  return (s2 << 16) | s1;
+  return a;
 }
 
-bool png_compression_available() {
-#ifdef NE_HAVE_ZLIB
-  return true;
-#else
-  return false;
-#endif
-}
+bool png_compression_available() { return true; }  // libpng always deflates and inflates
 
 namespace {
-void put32(std::vector<uint8_t>& v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v.push_back(uint8_t(x >> s));
+// libpng reports errors by calling these; error_fn must not return (longjmp to the setjmp below).
+// Between setjmp and a longjmp no object with a destructor is created: all are declared before.
+void error_fn(png_structp png, png_const_charp msg) {
+  *static_cast<std::string*>(png_get_error_ptr(png)) = msg;
+  png_longjmp(png, 1);
 }
-uint32_t get32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
-void chunk(std::vector<uint8_t>& out, const char* type, const std::vector<uint8_t>& data) {
-  put32(out, uint32_t(data.size()));
-  size_t start = out.size();
-  out.insert(out.end(), type, type + 4);
-  out.insert(out.end(), data.begin(), data.end());
-  put32(out, crc32(&out[start], out.size() - start));
-}
+void warning_fn(png_structp, png_const_charp) {}
 
-std::vector<uint8_t> zlib_stored(const std::vector<uint8_t>& raw) {
-  std::vector<uint8_t> z = {0x78, 0x01};
-  size_t pos = 0;
-  do {
-    size_t n = std::min<size_t>(65535, raw.size() - pos);
-    bool last = pos + n == raw.size();
-    z.push_back(last ? 1 : 0);
-    z.push_back(uint8_t(n)), z.push_back(uint8_t(n >> 8));
-    z.push_back(uint8_t(~n)), z.push_back(uint8_t(~n >> 8));
-    z.insert(z.end(), raw.begin() + pos, raw.begin() + pos + n);
-    pos += n;
-  } while (pos < raw.size());
-  put32(z, adler32(raw.data(), raw.size()));
-  return z;
+void write_fn(png_structp png, png_bytep data, png_size_t n) {
+  auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  out->insert(out->end(), data, data + n);
 }
+void flush_fn(png_structp) {}
 
-// Inflates a zlib stream made only of stored blocks. Returns false on anything else.
-bool inflate_stored(const std::vector<uint8_t>& z, std::vector<uint8_t>* raw, std::string* err) {
-  if (z.size() < 6 || (z[0] & 0x0F) != 8 || ((z[0] << 8) | z[1]) % 31 != 0) return *err = "bad zlib header", false;
-  size_t p = 2;
-  for (;;) {
-    if (p + 5 > z.size()) return *err = "truncated deflate stream", false;
-    uint8_t hdr = z[p];
-    if ((hdr >> 1) != 0) return *err = "compressed deflate block (built without zlib: only stored blocks decode)", false;
-    uint16_t len = uint16_t(z[p + 1] | z[p + 2] << 8), nlen = uint16_t(z[p + 3] | z[p + 4] << 8);
-    if (uint16_t(~nlen) != len) return *err = "stored block LEN/NLEN mismatch", false;
-    p += 5;
-    if (p + len > z.size()) return *err = "truncated stored block", false;
-    raw->insert(raw->end(), z.begin() + p, z.begin() + p + len);
-    p += len;
-    if (hdr & 1) break;
-  }
-  if (p + 4 > z.size()) return *err = "missing Adler-32", false;
-  if (get32(&z[p]) != adler32(raw->data(), raw->size())) return *err = "Adler-32 mismatch", false;
-  return true;
+struct Reader {
+  const uint8_t* data;
+  size_t size, pos;
+};
+void read_fn(png_structp png, png_bytep dst, png_size_t n) {
+  auto* r = static_cast<Reader*>(png_get_io_ptr(png));
+  if (r->size - r->pos < n) png_error(png, "truncated PNG");
+  std::memcpy(dst, r->data + r->pos, n);
+  r->pos += n;
 }
 }  // namespace
 
+// IHDR, IDAT, IEND only (as before libpng: no sRGB/gAMA chunks), 8-bit RGB, zlib level 6.
 std::vector<uint8_t> encode_png(const Image& img) {
-  std::vector<uint8_t> raw;
-  raw.reserve(size_t(img.height) * (size_t(img.width) * 3 + 1));
-  for (int y = 0; y < img.height; ++y) {
-    raw.push_back(0);  // filter: none
-    const uint8_t* row = img.px(0, y);
-    raw.insert(raw.end(), row, row + size_t(img.width) * 3);
+  std::vector<uint8_t> out;
+  std::vector<png_bytep> rows(size_t(std::max(img.height, 0)));
+  std::string err;
+  if (img.width <= 0 || img.height <= 0) return out;
+  for (int y = 0; y < img.height; ++y) rows[size_t(y)] = const_cast<png_bytep>(img.px(0, y));
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, error_fn, warning_fn);
+  if (!png) return out;
+  png_infop info = png_create_info_struct(png);
+  if (!info || setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, info ? &info : nullptr);
+    out.clear();
+    return out;
   }
-  std::vector<uint8_t> z;
-#ifdef NE_HAVE_ZLIB
-  uLongf zn = compressBound(uLong(raw.size()));
-  z.resize(zn);
-  if (compress2(z.data(), &zn, raw.data(), uLong(raw.size()), 6) == Z_OK)
-    z.resize(zn);
-  else
-    z = zlib_stored(raw);
-#else
-  z = zlib_stored(raw);
-#endif
-  std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  std::vector<uint8_t> ihdr;
-  put32(ihdr, uint32_t(img.width));
-  put32(ihdr, uint32_t(img.height));
-  ihdr.insert(ihdr.end(), {8, 2, 0, 0, 0});  // 8-bit, RGB, deflate, adaptive filter, no interlace
-  chunk(out, "IHDR", ihdr);
-  chunk(out, "IDAT", z);
-  chunk(out, "IEND", {});
+  png_set_write_fn(png, &out, write_fn, flush_fn);
+  png_set_IHDR(png, info, png_uint_32(img.width), png_uint_32(img.height), 8, PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_compression_level(png, 6);
+  png_write_info(png, info);
+  png_write_image(png, rows.data());
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
   return out;
 }
 
 bool decode_png(const std::vector<uint8_t>& b, Image* out, std::string* err) {
-  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (b.size() < 8 || std::memcmp(b.data(), sig, 8) != 0) return *err = "not a PNG (signature)", false;
-  size_t p = 8;
-  uint32_t w = 0, h = 0;
-  int ctype = -1;
-  std::vector<uint8_t> z;
-  bool end = false;
-  while (!end) {
-    if (p + 12 > b.size()) return *err = "truncated chunk", false;
-    uint32_t len = get32(&b[p]);
-    if (p + 12 + size_t(len) > b.size()) return *err = "chunk past the end of the file", false;
-    const uint8_t* type = &b[p + 4];
-    const uint8_t* data = &b[p + 8];
-    if (crc32(type, size_t(len) + 4) != get32(data + len))
-      return *err = "CRC mismatch in chunk " + std::string(reinterpret_cast<const char*>(type), 4), false;
-    if (!std::memcmp(type, "IHDR", 4)) {
-      if (len != 13) return *err = "bad IHDR", false;
-      w = get32(data), h = get32(data + 4);
-      if (data[8] != 8) return *err = "only 8-bit PNGs are supported", false;
-      ctype = data[9];
-      if (ctype != 0 && ctype != 2 && ctype != 6) return *err = "unsupported colour type", false;
-      if (data[12] != 0) return *err = "interlaced PNGs are not supported", false;
-      if (w == 0 || h == 0 || uint64_t(w) * h > (uint64_t(1) << 28)) return *err = "bad image size", false;
-    } else if (!std::memcmp(type, "IDAT", 4)) {
-      z.insert(z.end(), data, data + len);
-    } else if (!std::memcmp(type, "IEND", 4)) {
-      end = true;
-    }
-    p += 12 + size_t(len);
+  if (b.size() < 8 || png_sig_cmp(b.data(), 0, 8) != 0) return *err = "not a PNG (signature)", false;
+  std::vector<uint8_t> pixels;
+  std::vector<png_bytep> rows;
+  std::string msg;
+  Reader reader{b.data(), b.size(), 0};
+  png_uint_32 w = 0, h = 0;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &msg, error_fn, warning_fn);
+  if (!png) return *err = "libpng: out of memory", false;
+  png_infop info = png_create_info_struct(png);
+  if (!info || setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+    *err = msg.empty() ? "PNG does not decode" : msg;
+    return false;
   }
-  if (ctype < 0) return *err = "no IHDR", false;
-  const int ch = ctype == 0 ? 1 : ctype == 2 ? 3 : 4;
-  const size_t stride = size_t(w) * ch;
-  std::vector<uint8_t> raw;
-#ifdef NE_HAVE_ZLIB
-  raw.resize((stride + 1) * h);
-  uLongf rn = uLongf(raw.size());
-  if (uncompress(raw.data(), &rn, z.data(), uLong(z.size())) != Z_OK || rn != raw.size())
-    return *err = "zlib stream does not inflate to the image size", false;
-#else
-  if (!inflate_stored(z, &raw, err)) return false;
-#endif
-  if (raw.size() != (stride + 1) * h) return *err = "image data has the wrong size", false;
-  std::vector<uint8_t> cur(stride), prev(stride, 0);
-  *out = Image(int(w), int(h));
-  for (uint32_t y = 0; y < h; ++y) {
-    const uint8_t f = raw[y * (stride + 1)];
-    const uint8_t* s = &raw[y * (stride + 1) + 1];
-    for (size_t i = 0; i < stride; ++i) {
-      int a = i >= size_t(ch) ? cur[i - ch] : 0, up = prev[i], c = i >= size_t(ch) ? prev[i - ch] : 0;
-      int v;
-      switch (f) {
-        case 0: v = 0; break;
-        case 1: v = a; break;
-        case 2: v = up; break;
-        case 3: v = (a + up) / 2; break;
-        case 4: {
-          int pp = a + up - c, pa = std::abs(pp - a), pb = std::abs(pp - up), pc = std::abs(pp - c);
-          v = pa <= pb && pa <= pc ? a : pb <= pc ? up : c;
-          break;
-        }
-        default: return *err = "bad filter type", false;
-      }
-      cur[i] = uint8_t(s[i] + v);
-    }
-    for (uint32_t x = 0; x < w; ++x) {
-      uint8_t* d = out->px(int(x), int(y));
-      if (ch == 1) d[0] = d[1] = d[2] = cur[x];
-      else for (int k = 0; k < 3; ++k) d[k] = cur[size_t(x) * ch + k];
-    }
-    std::swap(cur, prev);
-  }
-  (void)inflate_stored;
+  // A bad CRC in any chunk, ancillary ones included, is an error (libpng's default only warns
+  // about ancillary chunks and drops them).
+  png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+  png_set_read_fn(png, &reader, read_fn);
+  png_read_info(png, info);
+  w = png_get_image_width(png, info);
+  h = png_get_image_height(png, info);
+  if (w == 0 || h == 0 || uint64_t(w) * h > (uint64_t(1) << 28)) png_error(png, "bad image size");
+  // To 8-bit RGB whatever was stored: palette and low-bit grey expanded, 16 bits stripped,
+  // alpha dropped (not composited), grey replicated, interlacing undone.
+  png_set_expand(png);
+  png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != size_t(w) * 3) png_error(png, "unexpected row size after conversion to RGB");
+  pixels.resize(size_t(w) * h * 3);
+  rows.resize(h);
+  for (png_uint_32 y = 0; y < h; ++y) rows[y] = pixels.data() + size_t(y) * w * 3;
+  png_read_image(png, rows.data());
+  png_read_end(png, nullptr);  // reads (and CRC-checks) the chunks after the image data
+  png_destroy_read_struct(&png, &info, nullptr);
+  out->width = int(w);
+  out->height = int(h);
+  out->rgb = std::move(pixels);
   return true;
 }
 

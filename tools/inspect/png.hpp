@@ -1,7 +1,5 @@
-// Minimal PNG (8-bit RGB, no interlace) encoder and decoder for the inspection report.
-// With zlib (NE_HAVE_ZLIB) the image data is deflate-compressed and any PNG of that format
-// decodes; without it the encoder writes stored (uncompressed) deflate blocks and the decoder
-// reads only those. CRC-32 and Adler-32 are computed here either way.
+// PNG (8-bit RGB) encoding and decoding for the inspection report, through libpng; CRC-32 and
+// Adler-32 are zlib's (libpng's own dependency).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,11 +24,11 @@ uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc = 0);
 uint32_t adler32(const uint8_t* p, size_t n, uint32_t a = 1);
 
 std::vector<uint8_t> encode_png(const Image& img);
-// Decodes 8-bit RGB / RGBA / grey (colour types 0, 2, 6), non-interlaced, all filters; checks
-// every chunk CRC and the Adler-32. RGBA is returned as RGB (alpha dropped). Returns false with
-// *err set when the file is not such a PNG.
+// Decodes any PNG libpng reads (grey, RGB, RGBA, palette; 1-16 bits; interlaced), checking every
+// chunk's CRC (ancillary ones too) and the Adler-32; returned as 8-bit RGB (alpha dropped). Returns false with *err set
+// when the file is not a PNG or does not decode. Images above 2^28 pixels are refused.
 bool decode_png(const std::vector<uint8_t>& bytes, Image* out, std::string* err);
-bool png_compression_available();  // true when built with zlib (any deflate decodes)
+bool png_compression_available();  // always true with libpng (kept for the callers)
 
 std::string base64(const std::vector<uint8_t>& b);
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/cli_flags.hpp"
 #include "common/error.hpp"
 #include "compile/compile.hpp"
 #include "compile/passes/slim.hpp"
@@ -16,8 +17,7 @@ DEFINE_bool(slim, true, "run the slim pass (false: plain compile, for comparison
 DEFINE_bool(canonicalize_zeros, false, "replace -0.0 by +0.0 in InnerProduct weights first");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("neural_engine_slim --model model.onnx --output_dir DIR [--slim=false]");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  NE_PARSE_COMMAND_LINE(&argc, &argv, "neural_engine_slim --model model.onnx --output_dir DIR [--slim=false]");
   try {
     NE_CHECK(!FLAGS_model.empty() && !FLAGS_output_dir.empty(), "give --model model.onnx --output_dir DIR");
     ne::Model m = ne::compile_onnx(FLAGS_model, {});
