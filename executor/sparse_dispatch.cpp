@@ -91,12 +91,12 @@ SparseDecision decide_sparse(const void* W_in, sparse::DType dt, int K, int N, c
     d.reason = buf;
   }
   if (d.sparse) {
-    // Ask the kernel list which kernel runs this blocking here (M does not change the choice).
-    sparse::PackedWeight pw = sparse::PackedWeight::pack(W, dt, K, N, d.best);
+    // Ask the kernel list which kernel runs this blocking here, without packing (the strategy
+    // packs once, into the shared weight cache).
     sparse::GemmArgs a;
     a.M = 128;
     a.src_dtype = dt == sparse::DType::s8 ? sparse::DType::u8 : dt;
-    auto ch = sparse::choose_kernel(a, pw);
+    auto ch = sparse::choose_kernel(a, dt, d.best);
     d.kernel = ch.kernel ? ch.kernel->name : "none";
     // Only the scalar reference kernel can run here (no AVX-512, or capped by NE_MAX_ISA): it
     // does 1/16 of the work per instruction of a SIMD kernel, so oneDNN dense is the better bet.

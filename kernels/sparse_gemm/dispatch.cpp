@@ -62,17 +62,37 @@ GemmArgs normalized(const GemmArgs& a, const PackedWeight& w) {
 
 }  // namespace
 
-std::string why_not(const KernelInfo& k, const GemmArgs& a, const PackedWeight& w) {
-  (void)a;
-  if (k.wdtype != w.dtype())
-    return std::string("weights are ") + dtype_name(w.dtype()) + ", kernel takes " + dtype_name(k.wdtype);
-  const auto& h = *reinterpret_cast<const PackedHeader*>(w.pack_bytes());
-  if (k.nb && (k.nb != h.nb || k.kq != h.kq))
-    return std::string("pattern ") + pattern_name(w.pattern()) + " packs as " + std::to_string(h.nb) + "x" +
-           std::to_string(h.kq) + " steps, kernel takes " + std::to_string(k.nb) + "x" + std::to_string(k.kq);
+namespace {
+std::string why_not_blocking(const KernelInfo& k, DType wdt, Pattern p, int nb, int kq) {
+  if (k.wdtype != wdt) return std::string("weights are ") + dtype_name(wdt) + ", kernel takes " + dtype_name(k.wdtype);
+  if (k.nb && (k.nb != nb || k.kq != kq))
+    return std::string("pattern ") + pattern_name(p) + " packs as " + std::to_string(nb) + "x" + std::to_string(kq) +
+           " steps, kernel takes " + std::to_string(k.nb) + "x" + std::to_string(k.kq);
   std::string isa = ne::cpu::why_not(k.isa);
   if (!isa.empty()) return "ISA: " + isa;
   return "";
+}
+
+KernelChoice choose(const GemmArgs& a, DType wdt, Pattern p, int nb, int kq) {
+  KernelChoice c;
+  for (const KernelInfo& k : kernel_list()) {
+    std::string r = why_not_blocking(k, wdt, p, nb, kq);
+    if (r.empty() && k.max_m && a.M > k.max_m)  // a preference, not a limit (gemm_with runs it)
+      r = "M=" + std::to_string(a.M) + " > " + std::to_string(k.max_m) + ": a wider token tile is faster";
+    if (r.empty()) {
+      c.kernel = &k;
+      break;
+    }
+    if (k.wdtype == wdt) c.declined.push_back(std::string(k.name) + ": " + r);
+  }
+  return c;
+}
+}  // namespace
+
+std::string why_not(const KernelInfo& k, const GemmArgs& a, const PackedWeight& w) {
+  (void)a;
+  const auto& h = *reinterpret_cast<const PackedHeader*>(w.pack_bytes());
+  return why_not_blocking(k, w.dtype(), w.pattern(), h.nb, h.kq);
 }
 
 std::string KernelChoice::summary() const {
@@ -85,19 +105,15 @@ std::string KernelChoice::summary() const {
 }
 
 KernelChoice choose_kernel(const GemmArgs& a, const PackedWeight& w) {
-  KernelChoice c;
-  if (w.empty()) return c;
-  for (const KernelInfo& k : kernel_list()) {
-    std::string r = why_not(k, a, w);
-    if (r.empty() && k.max_m && a.M > k.max_m)  // a preference, not a limit (gemm_with runs it)
-      r = "M=" + std::to_string(a.M) + " > " + std::to_string(k.max_m) + ": a wider token tile is faster";
-    if (r.empty()) {
-      c.kernel = &k;
-      break;
-    }
-    if (k.wdtype == w.dtype()) c.declined.push_back(std::string(k.name) + ": " + r);
-  }
-  return c;
+  if (w.empty()) return KernelChoice();
+  const auto& h = *reinterpret_cast<const PackedHeader*>(w.pack_bytes());
+  return choose(a, w.dtype(), w.pattern(), h.nb, h.kq);
+}
+
+KernelChoice choose_kernel(const GemmArgs& a, DType wdt, Pattern p) {
+  int nb, kq;
+  pattern_blocking(p, wdt, &nb, &kq);
+  return choose(a, wdt, p, nb, kq);
 }
 
 void gemm_with(const KernelInfo& k, const GemmArgs& a, const PackedWeight& w) {

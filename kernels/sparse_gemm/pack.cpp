@@ -160,16 +160,22 @@ double block_sparsity(const int8_t* W, int K, int N, Pattern p, int64_t ldw) {
   return block_sparsity(W, DType::s8, K, N, p, ldw);
 }
 
+void pattern_blocking(Pattern p, DType dt, int* nb, int* kq) {
+  const int kq_by_dt = dt == DType::f32 ? 1 : dt == DType::bf16 ? 2 : 4;
+  const bool quad = p == Pattern::p4x1;
+  *nb = quad ? 1 : 4;
+  *kq = quad ? 4 : kq_by_dt;
+}
+
 PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern p, int64_t ldw) {
   check_dtype(dt);
   if (K <= 0 || N <= 0) throw std::invalid_argument("pack: K and N must be > 0");
   if (!Wv) throw std::invalid_argument("pack: null weight");
   const size_t es = dtype_size(dt);
   WView w{static_cast<const uint8_t*>(Wv), dt, ldw ? ldw : N, es};
-  const int kq_by_dt = dt == DType::f32 ? 1 : dt == DType::bf16 ? 2 : 4;
   const bool quad = p == Pattern::p4x1;
-  const int nb = quad ? 1 : 4;
-  const int kq = quad ? 4 : kq_by_dt;
+  int nb, kq;
+  pattern_blocking(p, dt, &nb, &kq);
   const int G = (N + nb - 1) / nb;
 
   // Pass 1: list the steps (k indices) per group.

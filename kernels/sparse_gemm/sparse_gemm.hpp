@@ -162,6 +162,10 @@ struct KernelChoice {
 };
 // Which kernel gemm() would run for these args on this CPU (respecting NE_MAX_ISA).
 KernelChoice choose_kernel(const GemmArgs& a, const PackedWeight& w);
+// The same before packing: for a weight of dtype `wdt` that pack() would pack under pattern `p`.
+KernelChoice choose_kernel(const GemmArgs& a, DType wdt, Pattern p);
+// The blocking (nb x kq steps, see the format note) pack() uses for a pattern and weight dtype.
+void pattern_blocking(Pattern p, DType wdt, int* nb, int* kq);
 // Why this kernel cannot run these args here ("" = it can).
 std::string why_not(const KernelInfo& k, const GemmArgs& a, const PackedWeight& w);
 
