@@ -26,6 +26,7 @@
 
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
+#include "kernels/attention/attention.hpp"
 
 namespace {
 
@@ -904,6 +905,16 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
   EXPECT_EQ(r.run(args), got);  // cached plan
 }
 
+// The kernel the op must report for compute_dtype bf16 on this CPU: the attention family's first
+// runnable entry (AMX where usable), else the op's own AVX-512 bf16 path. Taken from the family's
+// list, so a silent fallback fails the test.
+std::string fused_bf16_kernel() {
+  ne::attention::Args a;
+  a.batch = 1, a.Sq = a.Sk = a.D = a.Dv = 16, a.compute = ne::attention::Compute::bf16;
+  const auto c = ne::attention::choose(a, /*runnable_only=*/true);
+  return c.kernel ? c.kernel->name : "attention_fused_bf16";
+}
+
 }  // namespace
 
 // BERT layout ([B,S,H,D] views), the fused path: fp32 and bf16, with and without the mask, odd
@@ -916,7 +927,7 @@ TEST(Attention, FusedBertLayout) {
     for (bool mask : {true, false}) {
       run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, mask, 80, "attention_fused");
       if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16))
-        run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, mask, 81, "attention_fused_bf16", true);
+        run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, mask, 81, fused_bf16_kernel().c_str(), true);
     }
   }
 }
@@ -929,7 +940,7 @@ TEST(Attention, FusedFeatureMajorLayout) {
     const Shape fm{H, D, B, S};
     run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 84, "attention_fused");
     if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16))
-      run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, false, 85, "attention_fused_bf16", true);
+      run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, false, 85, fused_bf16_kernel().c_str(), true);
   }
 }
 
@@ -944,6 +955,22 @@ TEST(Attention, UnfusedLayouts) {
   const Shape s{B, S, H, D};
   run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 83, "attention_unfused");
   unsetenv("NE_DENSE_MATMUL");
+}
+
+// On a CPU with usable AMX, compute_dtype bf16 must run the AMX kernel of the attention family
+// (BERT and feature-major layouts); NE_ATTENTION_AMX=0 brings back the AVX-512 bf16 path.
+TEST(Attention, AmxKernelRunsWhereUsable) {
+  if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx))
+    GTEST_SKIP() << "AMX not usable: " << ne::cpu::why_not(ne::cpu::Isa::avx512_core_amx);
+  const Shape s{2, 77, 3, 64}, fm{3, 64, 2, 77};
+  run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 86, "attn_bf16_f32acc_16x16__amx", true);
+  run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 87, "attn_bf16_f32acc_16x16__amx", true);
+  // Q' with no unit stride (the unfused layout of fp32): the AMX kernel takes any strides.
+  run_attention(Shape{3, 19, 8, 2}, Shape{2, 19, 3, 8}, Shape{2, 19, 3, 8}, {3, 0, 1, 2}, {0, 2, 3, 1}, {0, 2, 1, 3},
+                {0, 2, 1, 3}, true, 88, "attn_bf16_f32acc_16x16__amx", true);
+  setenv("NE_ATTENTION_AMX", "0", 1);
+  run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 89, "attention_fused_bf16:avx512_bf16", true);
+  unsetenv("NE_ATTENTION_AMX");
 }
 
 TEST(Attention, BadAttrs) {
