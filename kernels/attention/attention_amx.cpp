@@ -101,6 +101,28 @@ void pack_b(const float* X, int64_t ks, int64_t cs, int64_t Kd, int64_t Nc, int6
     }
 }
 
+// pack_b's layout when the columns are contiguous (cs == 1, e.g. V' in the BERT layout): each
+// tile row p interleaves rows k = 2p and 2p+1 lane-wise (one convert, one word permute).
+void pack_b_rows(const float* X, int64_t ks, int64_t Kd, int64_t Nc, int64_t Kp, int64_t Ncp, uint16_t* dst) {
+  const int64_t nkc = Kp / 32;
+  alignas(64) static const uint16_t kIdx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  for (int64_t c0 = 0; c0 < Ncp; c0 += 16) {
+    const __mmask16 km = tail16(Nc - c0);
+    for (int64_t kc = 0; kc < nkc; ++kc) {
+      uint16_t* t = dst + ((c0 / 16) * nkc + kc) * 512;
+      for (int p = 0; p < 16; ++p) {
+        const int64_t k = kc * 32 + 2 * p;
+        const __m512 e = k < Kd ? _mm512_maskz_loadu_ps(km, X + k * ks + c0) : _mm512_setzero_ps();
+        const __m512 o = k + 1 < Kd ? _mm512_maskz_loadu_ps(km, X + (k + 1) * ks + c0) : _mm512_setzero_ps();
+        const __m512i w = (__m512i)_mm512_cvtne2ps_pbh(o, e);  // [e0..15 | o0..15]
+        _mm512_store_si512(t + p * 32, _mm512_permutexvar_epi16(idx, w));
+      }
+    }
+  }
+}
+
 // exp(x) for x <= 0 (x - max): clamped at -87.3 (result >= FLT_MIN, no denormals), n = round(x
 // log2 e), r = x - n ln2 (two-part ln2), degree-6 Taylor polynomial on |r| <= ln2/2 (relative
 // error < 2e-7), times 2^n.
@@ -185,30 +207,31 @@ void query_block(const Args& a, int64_t t, int64_t m0, int64_t nr, Scratch& w) {
   for (int64_t i = 0; i < nr; ++i) {
     float* s = S + i * Skp;
     const float* mk = mk0 ? mk0 + i * a.m_rs : nullptr;
+    // x = scale·acc + mask, computed twice (max pass, exp pass) rather than stored in between.
+    auto score = [&](int64_t n, __mmask16 km) {
+      const __m512 x = _mm512_load_ps(s + n);
+      if (!mk) return _mm512_mul_ps(x, sc);
+      __m512 mv;
+      if (a.m_cs == 1) mv = _mm512_maskz_loadu_ps(km, mk + n);
+      else if (a.m_cs == 0) mv = _mm512_set1_ps(mk[0]);
+      else {
+        alignas(64) float g[16] = {};
+        for (int64_t j = 0; j < std::min<int64_t>(16, Sk - n); ++j) g[j] = mk[(n + j) * a.m_cs];
+        mv = _mm512_load_ps(g);
+      }
+      return _mm512_fmadd_ps(x, sc, mv);
+    };
     __m512 mx = _mm512_set1_ps(-__builtin_inff());
     for (int64_t n = 0; n < Sk; n += 16) {
       const __mmask16 km = tail16(Sk - n);
-      __m512 x = _mm512_mul_ps(_mm512_load_ps(s + n), sc);
-      if (mk) {
-        __m512 mv;
-        if (a.m_cs == 1) mv = _mm512_maskz_loadu_ps(km, mk + n);
-        else if (a.m_cs == 0) mv = _mm512_set1_ps(mk[0]);
-        else {
-          alignas(64) float g[16] = {};
-          for (int64_t j = 0; j < std::min<int64_t>(16, Sk - n); ++j) g[j] = mk[(n + j) * a.m_cs];
-          mv = _mm512_load_ps(g);
-        }
-        x = _mm512_add_ps(x, mv);
-      }
-      _mm512_store_ps(s + n, x);
-      mx = _mm512_mask_max_ps(mx, km, mx, x);
+      mx = _mm512_mask_max_ps(mx, km, mx, score(n, km));
     }
     const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
     __m512 sum = _mm512_setzero_ps();
     uint16_t* pr = P + i * Skp;
     for (int64_t n = 0; n < Skp; n += 16) {
       const __mmask16 km = tail16(Sk - n);
-      const __m512 e = _mm512_maskz_mov_ps(km, exp_ps(_mm512_sub_ps(_mm512_load_ps(s + n), m)));
+      const __m512 e = km ? _mm512_maskz_mov_ps(km, exp_ps(_mm512_sub_ps(score(n, km), m))) : _mm512_setzero_ps();
       const __m256i b = (__m256i)_mm512_cvtneps_pbh(e);
       _mm256_store_si256(reinterpret_cast<__m256i*>(pr + n), b);
       sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16)));
@@ -266,7 +289,10 @@ void attn_bf16_f32acc_16x16__amx(const Args& a) {
       const int64_t t = it / split, part = it % split;
       if (packed != t) {
         pack_b(a.k + a.k_off[t], a.k_rs, a.k_cs, a.D, a.Sk, w.Dp, w.Skp, al64(w.kp));
-        pack_b(a.v + a.v_off[t], a.v_rs, a.v_cs, a.Sk, a.Dv, w.Skp, w.Dvp, al64(w.vp));
+        if (a.v_cs == 1)
+          pack_b_rows(a.v + a.v_off[t], a.v_rs, a.Sk, a.Dv, w.Skp, w.Dvp, al64(w.vp));
+        else
+          pack_b(a.v + a.v_off[t], a.v_rs, a.v_cs, a.Sk, a.Dv, w.Skp, w.Dvp, al64(w.vp));
         packed = t;
       }
       const int64_t b0 = nqb * part / split, b1 = nqb * (part + 1) / split;
