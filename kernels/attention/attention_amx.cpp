@@ -173,14 +173,22 @@ void tile_gemm(const uint16_t* A, int64_t lda, const uint16_t* b0, const uint16_
   }
 }
 
+// Per-thread buffers, kept between calls (thread_local; they only grow), so a call does not
+// fault in fresh pages.
 struct Scratch {
-  int64_t Dp, Dvp, Skp;
+  int64_t Dp = 0, Dvp = 0, Skp = 0;
   std::vector<uint16_t> kp, vp, qa, p;
   std::vector<float> s, inv, ot;
-  Scratch(const Args& a)
-      : Dp(up(a.D, 32)), Dvp(up(a.Dv, 32)), Skp(up(a.Sk, 32)),
-        kp(size_t(Skp * Dp) + 32), vp(size_t(Skp * Dvp) + 32), qa(size_t(32 * Dp) + 32), p(size_t(32 * Skp) + 32),
-        s(size_t(32 * Skp) + 16), inv(32), ot(32 * 32 + 16) {}
+  void size_for(const Args& a) {
+    Dp = up(a.D, 32), Dvp = up(a.Dv, 32), Skp = up(a.Sk, 32);
+    auto grow = [](auto& v, int64_t n) {
+      if (int64_t(v.size()) < n) v.assign(size_t(n), 0);
+    };
+    grow(kp, Skp * Dp + 32), grow(vp, Skp * Dvp + 32), grow(qa, 32 * Dp + 32), grow(p, 32 * Skp + 32);
+    grow(s, 32 * Skp + 16), grow(inv, 32), grow(ot, 32 * Dvp + 16);
+    // P rows beyond a block's last query row are read by the tiles: keep them finite (zero).
+    std::fill(p.begin(), p.end(), 0);
+  }
 };
 
 template <class T>
@@ -240,32 +248,33 @@ void query_block(const Args& a, int64_t t, int64_t m0, int64_t nr, Scratch& w) {
   }
   // O = P·V: column blocks of 32 (V tiles 2j, 2j+1), each row times 1/sum.
   float* O = a.o + a.o_off[t] + m0 * a.o_rs;
+  // (All column blocks first, into ot [32][Dvp], then one output pass: vector loads right after
+  // a tile store of the same lines stall.)
   for (int64_t e0 = 0; e0 < Dvp; e0 += 32) {
     const uint16_t* b0 = vp + (e0 / 16) * nkc * 512;
-    tile_gemm<MR>(P, Skp, b0, b0 + nkc * 512, 512, nkc, ot, 32);
-    const int64_t ne = std::min<int64_t>(32, a.Dv - e0);
-    if (a.o_cs == 1) {
-      for (int64_t i = 0; i < nr; ++i) {
-        const __m512 iv = _mm512_set1_ps(w.inv[i]);
-        float* orow = O + i * a.o_rs + e0;
-        _mm512_mask_storeu_ps(orow, tail16(ne), _mm512_mul_ps(_mm512_load_ps(ot + i * 32), iv));
-        if (ne > 16) _mm512_mask_storeu_ps(orow + 16, tail16(ne - 16), _mm512_mul_ps(_mm512_load_ps(ot + i * 32 + 16), iv));
-      }
-    } else if (a.o_rs == 1) {  // feature-major: output columns contiguous
-      for (int64_t i0 = 0; i0 < nr; i0 += 16)
-        for (int64_t j0 = 0; j0 < ne; j0 += 16) {
-          __m512 r[16];
-          for (int i = 0; i < 16; ++i)
-            r[i] = _mm512_mul_ps(_mm512_load_ps(ot + (i0 + i) * 32 + j0), _mm512_set1_ps(i0 + i < nr ? w.inv[i0 + i] : 0.f));
-          transpose16x16(r);
-          const __mmask16 km = tail16(nr - i0);
-          for (int64_t j = 0; j < std::min<int64_t>(16, ne - j0); ++j)
-            _mm512_mask_storeu_ps(O + (e0 + j0 + j) * a.o_cs + i0, km, r[j]);
-        }
-    } else {
-      for (int64_t i = 0; i < nr; ++i)
-        for (int64_t j = 0; j < ne; ++j) O[i * a.o_rs + (e0 + j) * a.o_cs] = ot[i * 32 + j] * w.inv[i];
+    tile_gemm<MR>(P, Skp, b0, b0 + nkc * 512, 512, nkc, ot + e0, Dvp);
+  }
+  const int64_t Dv = a.Dv;
+  if (a.o_cs == 1) {
+    for (int64_t i = 0; i < nr; ++i) {
+      const __m512 iv = _mm512_set1_ps(w.inv[i]);
+      float* orow = O + i * a.o_rs;
+      for (int64_t e = 0; e < Dv; e += 16)
+        _mm512_mask_storeu_ps(orow + e, tail16(Dv - e), _mm512_mul_ps(_mm512_load_ps(ot + i * Dvp + e), iv));
     }
+  } else if (a.o_rs == 1) {  // feature-major: output columns contiguous
+    for (int64_t i0 = 0; i0 < nr; i0 += 16)
+      for (int64_t j0 = 0; j0 < Dv; j0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = _mm512_mul_ps(_mm512_load_ps(ot + (i0 + i) * Dvp + j0), _mm512_set1_ps(i0 + i < nr ? w.inv[i0 + i] : 0.f));
+        transpose16x16(r);
+        const __mmask16 km = tail16(nr - i0);
+        for (int64_t j = 0; j < std::min<int64_t>(16, Dv - j0); ++j) _mm512_mask_storeu_ps(O + (j0 + j) * a.o_cs + i0, km, r[j]);
+      }
+  } else {
+    for (int64_t i = 0; i < nr; ++i)
+      for (int64_t j = 0; j < Dv; ++j) O[i * a.o_rs + j * a.o_cs] = ot[i * Dvp + j] * w.inv[i];
   }
 }
 
@@ -282,7 +291,8 @@ void attn_bf16_f32acc_16x16__amx(const Args& a) {
     TileConfig cfg;
     for (int i = 0; i < 8; ++i) cfg.colsb[i] = 64, cfg.rows[i] = 16;
     _tile_loadconfig(&cfg);
-    Scratch w(a);
+    thread_local Scratch w;
+    w.size_for(a);
     int64_t packed = -1;
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; ++it) {
