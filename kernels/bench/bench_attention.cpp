@@ -6,8 +6,9 @@
 //
 // Method: the machine may be shared, so the contenders alternate (A, B, A, B, ...) and each
 // reports its best of N rounds (default 5) of `iters` forwards, in wall time and in process
-// CPU time divided by the threads (time the threads actually ran: on a loaded machine wall time
-// includes time spent descheduled); 1 and 2 threads. GFLOP/s is from the CPU-time figure.
+// CPU time summed over the threads (on a loaded machine wall time includes time spent
+// descheduled; CPU time ~ wall x threads means the threads really ran); 1 and 2 threads.
+// GFLOP/s from wall time.
 // GFLOP/s counts the two products: 2·Sq·Sk·(D + Dv) per (batch, head).
 // Usage: bench_attention [rounds] [threads...]
 #include <omp.h>
@@ -120,11 +121,11 @@ int main(int argc, char** argv) {
           for (int i = 0; i < iters; ++i) x.op->forward(ip, op);
           const double t = std::chrono::duration<double>(Clock::now() - t0).count() / iters;
           x.best = std::min(x.best, t);
-          x.best_cpu = std::min(x.best_cpu, (cpu_seconds() - c0) / iters / nt);
+          x.best_cpu = std::min(x.best_cpu, (cpu_seconds() - c0) / iters);
         }
       for (auto& x : cs)
-        std::printf("%-16s threads %d  %-34s %-19s wall %8.3f ms  cpu/thread %8.3f ms/layer %7.1f GFLOP/s%s\n", c.name,
-                    nt, x.kernel.c_str(), x.label.c_str(), x.best * 1e3, x.best_cpu * 1e3, flop / x.best_cpu * 1e-9,
+        std::printf("%-16s threads %d  %-34s %-19s wall %8.3f ms/layer  cpu %8.3f ms %7.1f GFLOP/s%s\n", c.name,
+                    nt, x.kernel.c_str(), x.label.c_str(), x.best * 1e3, x.best_cpu * 1e3, flop / x.best * 1e-9,
                     &x == &cs.back() && cs.size() > 1
                         ? ("  (x" + std::to_string(cs.back().best_cpu / cs[0].best_cpu).substr(0, 4) + " cpu, x" +
                            std::to_string(cs.back().best / cs[0].best).substr(0, 4) + " wall)").c_str()
