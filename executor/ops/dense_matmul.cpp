@@ -25,6 +25,7 @@
 
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
+#include "kernels/attention/attention.hpp"
 #include "kernels/cpu_features.hpp"
 
 namespace ne {
@@ -513,6 +514,14 @@ class AttentionOp : public Operator {
     float* O = out[0]->ptr<float>();
     const Plan &a = p.qk, &b = p.pv;
     const int64_t Sq = a.M, Sk = a.N;
+    if (p.family) {  // a kernel of the attention family (kernels/attention): AMX
+      attention::Args x = p.args;
+      x.q = Q, x.k = K, x.v = V, x.o = O, x.mask = mask;
+      x.q_off = a.a_off.data(), x.k_off = a.b_off.data(), x.v_off = b.b_off.data(), x.o_off = b.c_off.data();
+      x.m_off = mask ? a.m_off.data() : nullptr;
+      attention::run(*p.family, x);
+      return;
+    }
     if (!p.fused) {  // unfused: scores in a temporary, then the Softmax and P·V
       std::vector<float> S(static_cast<size_t>(shape_numel(a.dst_shape)));
       qk_.run_strided(a, Q, K, mask, S.data());
@@ -585,6 +594,10 @@ class AttentionOp : public Operator {
     Plan qk, pv;
     bool fused = false;
     bool pv_transposed = false;  // P·V' computed as its transpose (feature-major output)
+    // A runnable kernel of the attention family (kernels/attention_kernels.inc), with its views
+    // (pointers filled per call); nullptr: the AVX-512 paths below.
+    const attention::KernelInfo* family = nullptr;
+    attention::Args args;
   };
   MatmulOp qk_, pv_;
   std::map<std::vector<int64_t>, Plans> cache_;
@@ -648,12 +661,35 @@ class AttentionOp : public Operator {
                       !v.has_mask && v.K <= 16384 && pv_.small_ok_;  // Pᵀ panels are [Sk x row block] <= 256 KiB
     p.pv_transposed = pv_t;
     p.fused = same_order && qk_ok && (pv_direct || pv_t) && dense::use_avx512();
-    if (p.fused) {
+    // The attention family: one ordered list (AMX first, then the AVX-512 paths of this op). Its
+    // kernels take any strides, so any P-in-order problem goes (the family declines with reasons).
+    std::string family_why;
+    if (same_order && pv_.small_ok_ && p.qk.K >= 1) {
+      attention::Args& x = p.args;
+      x.batch = int64_t(p.qk.a_off.size());
+      x.Sq = p.qk.M, x.Sk = p.qk.N, x.D = p.qk.K, x.Dv = p.pv.N;
+      x.scale = qk_.scale_;
+      // Strides only: the offsets (a_off, ...) and pointers are filled per call in forward().
+      x.q_rs = p.qk.a_rs, x.q_cs = p.qk.a_cs;
+      x.k_rs = p.qk.b_rs, x.k_cs = p.qk.b_cs;
+      x.v_rs = p.pv.b_rs, x.v_cs = p.pv.b_cs;
+      x.o_rs = p.pv.c_rs, x.o_cs = p.pv.c_cs;
+      if (p.qk.has_mask) x.m_rs = p.qk.m_rs, x.m_cs = p.qk.m_cs;
+      x.compute = qk_.bf16_ ? attention::Compute::bf16 : attention::Compute::f32;
+      const attention::Choice c = attention::choose(x, /*runnable_only=*/true);
+      if (c.kernel) p.family = c.kernel;
+      else if (!c.declined.empty()) family_why = c.summary();
+    }
+    if (p.family) {
+      kernel_ = p.family->name;
+      reason_ = std::string(p.family->note) + " (attention family, kernels/attention)";
+    } else if (p.fused) {
       kernel_ = qk_.bf16_runs() ? "attention_fused_bf16:avx512_bf16" : "attention_fused:avx512";
       reason_ = std::string("scores per (batch, head) tile in cache (<= 256 KiB row blocks), softmax in place") +
                 (p.pv_transposed ? ", feature-major output (P·V' as its transpose)" : "") +
                 (qk_.bf16_runs() ? ", bf16 products (compute_dtype bf16)" : "") +
-                (qk_.bf16_ && !qk_.bf16_runs() ? " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")" : "");
+                (qk_.bf16_ && !qk_.bf16_runs() ? " (compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ")" : "") +
+                (family_why.empty() ? "" : " [" + family_why + "]");
     } else {
       kernel_ = "attention_unfused";
       reason_ = !dense::use_avx512() ? "no AVX-512 (" + ne::cpu::why_not(ne::cpu::Isa::avx512_core) +

@@ -26,6 +26,7 @@
 
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
+#include "kernels/attention/attention.hpp"
 
 namespace {
 
@@ -862,6 +863,8 @@ std::vector<double> permute(const std::vector<float>& x, const Shape& s, const s
   return y;
 }
 
+std::string fused_bf16_kernel();
+
 // Q, K, V: rank 4; Q' [B,H,Sq,D], K' [B,H,D,Sk], V' [B,H,Sk,Dv] after perms; mask [B,1,1,Sk].
 void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vector<int64_t> pq, std::vector<int64_t> pk,
                    std::vector<int64_t> pv, std::vector<int64_t> pd, bool with_mask, uint32_t seed, const char* expect,
@@ -948,7 +951,9 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
       EXPECT_NE(why.find("no AVX-512 (" + ne::cpu::why_not(Isa::avx512_core) + ")"), std::string::npos) << why;
       EXPECT_TRUE(onednn_sgemm_is_jit()) << "the unfused products would run oneDNN's reference GEMM";
     } else if (bf16 && ne::cpu::mayiuse(Isa::avx512_core_bf16)) {
-      EXPECT_EQ(kern, "attention_fused_bf16:avx512_bf16") << why;
+      // The attention family's first runnable bf16 entry (AMX where usable), else the op's own.
+      const std::string fam = fused_bf16_kernel();
+      EXPECT_EQ(kern, fam == "attention_fused_bf16" ? "attention_fused_bf16:avx512_bf16" : fam) << why;
     } else {
       EXPECT_EQ(kern, "attention_fused:avx512") << why;
       if (bf16)
@@ -959,6 +964,16 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
     EXPECT_NE(kern.find(expect), std::string::npos) << kern << " — " << why;
   }
   EXPECT_EQ(r.run(args), got);  // cached plan
+}
+
+// The kernel the op must report for compute_dtype bf16 on this CPU: the attention family's first
+// runnable entry (AMX where usable), else the op's own AVX-512 bf16 path. Taken from the family's
+// list, so a silent fallback fails the test.
+std::string fused_bf16_kernel() {
+  ne::attention::Args a;
+  a.batch = 1, a.Sq = a.Sk = a.D = a.Dv = 16, a.compute = ne::attention::Compute::bf16;
+  const auto c = ne::attention::choose(a, /*runnable_only=*/true);
+  return c.kernel ? c.kernel->name : "attention_fused_bf16";
 }
 
 }  // namespace
@@ -1000,6 +1015,22 @@ TEST(Attention, UnfusedLayouts) {
   const Shape s{B, S, H, D};
   run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 83, "attention_unfused");
   unsetenv("NE_DENSE_MATMUL");
+}
+
+// On a CPU with usable AMX, compute_dtype bf16 must run the AMX kernel of the attention family
+// (BERT and feature-major layouts); NE_ATTENTION_AMX=0 brings back the AVX-512 bf16 path.
+TEST(Attention, AmxKernelRunsWhereUsable) {
+  if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx))
+    GTEST_SKIP() << "AMX not usable: " << ne::cpu::why_not(ne::cpu::Isa::avx512_core_amx);
+  const Shape s{2, 77, 3, 64}, fm{3, 64, 2, 77};
+  run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 86, "attn_bf16_f32acc_16x16__amx", true);
+  run_attention(fm, fm, fm, {2, 0, 3, 1}, {2, 0, 1, 3}, {2, 0, 3, 1}, {1, 3, 0, 2}, true, 87, "attn_bf16_f32acc_16x16__amx", true);
+  // Q' with no unit stride (the unfused layout of fp32): the AMX kernel takes any strides.
+  run_attention(Shape{3, 19, 8, 2}, Shape{2, 19, 3, 8}, Shape{2, 19, 3, 8}, {3, 0, 1, 2}, {0, 2, 3, 1}, {0, 2, 1, 3},
+                {0, 2, 1, 3}, true, 88, "attn_bf16_f32acc_16x16__amx", true);
+  setenv("NE_ATTENTION_AMX", "0", 1);
+  run_attention(s, s, s, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}, {0, 2, 1, 3}, true, 89, "attention_fused_bf16:avx512_bf16", true);
+  unsetenv("NE_ATTENTION_AMX");
 }
 
 TEST(Attention, BadAttrs) {
