@@ -956,9 +956,10 @@ void run_attention(const Shape& qs, const Shape& ks, const Shape& vs, std::vecto
       EXPECT_EQ(kern, fam == "attention_fused_bf16" ? "attention_fused_bf16:avx512_bf16" : fam) << why;
     } else {
       EXPECT_EQ(kern, "attention_fused:avx512") << why;
-      if (bf16)
+      if (bf16) {
         EXPECT_NE(why.find("compute_dtype bf16 asked, but " + ne::cpu::why_not(Isa::avx512_core_bf16)), std::string::npos)
             << why;
+      }
     }
   } else {
     EXPECT_NE(kern.find(expect), std::string::npos) << kern << " — " << why;
