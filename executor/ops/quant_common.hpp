@@ -24,6 +24,10 @@ void minmax(const float* x, int64_t n, float* mn, float* mx);
 // q[i] = sat(nearbyint(x[i] / scale) + zp) to u8 (is_signed false) or s8, split over threads.
 void quantize(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
 
+// The same, single-threaded (for an op that already runs in its own OpenMP region, e.g.
+// LayerNorm quantizing the rows each thread just normalised): the same bodies, the same bits.
+void quantize_serial(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
+
 // y[i] = bf16(x[i]) (round to nearest even, NaN kept quiet), split over threads.
 void to_bf16(const float* x, uint16_t* y, int64_t n);
 void from_bf16(const uint16_t* x, float* y, int64_t n);
