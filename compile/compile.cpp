@@ -2,6 +2,8 @@
 #include "compile/compile.hpp"
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "compile/passes/slim.hpp"
 
@@ -97,7 +99,12 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     pass::transpose_encoder(m);
     pass::remove_dead_ops(m);
   }
-  if (precision == "int8" && int8_mode != "dynamic") share_src_quantization(m);  // after the layer-pattern passes
+  if (precision == "int8" && int8_mode != "dynamic") {
+    share_src_quantization(m);  // after the layer-pattern passes
+    // LayerNorm -> Quantize: one op writing both (after transpose: token-major LayerNorms only).
+    const char* off = std::getenv("NE_NO_LN_QUANT_FUSION");
+    if (opt.ln_quant_fusion && !(off && *off && std::string(off) != "0")) pass::fuse_layernorm_quantize(m);
+  }
   NE_CHECK(opt.attention_dtype == "fp32" || opt.attention_dtype == "bf16", onnx_path,
            ": --attention_dtype must be fp32 or bf16, got '", opt.attention_dtype, "'");
   if (precision != "fp32" && opt.attention_dtype == "bf16") mark_matmuls_bf16(m);

@@ -31,6 +31,10 @@ struct CompileOptions {
   std::string attention_dtype = "bf16";
   bool transpose = false;          // feature-major sparse chains (later issue)
   bool slim = false;               // remove all-zero channels / heads (later issue)
+  // int8 static: a LayerNorm whose output is quantized (the Quantize Q, K, V share) writes the
+  // quantized copy itself (pass::fuse_layernorm_quantize). Off: --no_ln_quant_fusion, or the
+  // environment variable NE_NO_LN_QUANT_FUSION=1.
+  bool ln_quant_fusion = true;
   // int8 static calibration inputs: DIR/<input>.npy (one set) or DIR/<set>/<input>.npy.
   std::string calib_dir;
   bool fuse = true;  // false: only lower ONNX ops 1:1 (for tests)

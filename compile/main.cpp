@@ -1,6 +1,6 @@
 // neural_engine_compile --model model.onnx --output_dir DIR [--precision fp32|int8|int8_dynamic|bf16]
 //   [--int8_mode static|dynamic] [--int8_src u8|s8] [--calib_dir DIR] [--calib_method minmax|percentile]
-//   [--emulate] [--no_fuse]
+//   [--emulate] [--no_fuse] [--no_ln_quant_fusion]
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -31,6 +31,9 @@ DEFINE_bool(transpose, false,
             "2 Reorders per chain (docs/OPS.md \"Feature-major mode\")");
 DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
+DEFINE_bool(no_ln_quant_fusion, false,
+            "int8 static: keep LayerNorm and the Quantize of its output separate (default: one LayerNorm "
+            "with a quantized second output; also NE_NO_LN_QUANT_FUSION=1)");
 
 int main(int argc, char** argv) {
   NE_PARSE_COMMAND_LINE(&argc, &argv, "neural_engine_compile --model model.onnx --output_dir DIR [--precision ...]");
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
     opt.attention_dtype = FLAGS_attention_dtype;
     opt.slim = FLAGS_slim;
     opt.fuse = !FLAGS_no_fuse;
+    opt.ln_quant_fusion = !FLAGS_no_ln_quant_fusion;
     ne::Model m = ne::compile_onnx(FLAGS_model, opt);
     if (FLAGS_emulate) m = ne::emulate_fp32(m);
     ne::save_ir(m, FLAGS_output_dir);

@@ -338,10 +338,15 @@ int chain_int8(Model& m) {
 int share_src_quantization(Model& m) {
   // fp32 tensors produced by an op we know writes fp32 here (an InnerProduct with requantized
   // output is already u8: leave those alone).
+  // Likewise Quantize outputs and LayerNorms' quantized second outputs (run twice: a no-op).
   std::set<std::string> quantized_outputs;
-  for (const auto& op : m.ops)
+  for (const auto& op : m.ops) {
     if (op.type == "InnerProduct" && op.attr("output_dtype", "fp32") != "fp32")
       for (const auto& o : op.outputs) quantized_outputs.insert(o);
+    if (op.type == "Quantize")
+      for (const auto& o : op.outputs) quantized_outputs.insert(o);
+    if (op.type == "LayerNorm" && op.outputs.size() == 2) quantized_outputs.insert(op.outputs[1]);
+  }
   // src -> indices of the static s8 InnerProducts reading it, grouped by (dtype, scale, zp).
   std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
   for (size_t i = 0; i < m.ops.size(); ++i) {
@@ -374,7 +379,10 @@ int share_src_quantization(Model& m) {
 }
 
 int unshare_src_quantization(Model& m) {
-  // A Quantize is undone when every reader of its output is an InnerProduct's src.
+  // LayerNorms with a quantized second output (fuse_layernorm_quantize) are first split back
+  // into LayerNorm + Quantize. A Quantize is undone when every reader of its output is an
+  // InnerProduct's src (one with other readers stays, unfused: the same numbers).
+  pass::unfuse_layernorm_quantize(m);
   std::map<std::string, int> uses, ip_src_uses;
   for (const auto& op : m.ops) {
     for (const auto& t : op.inputs) uses[t]++;
@@ -482,7 +490,9 @@ struct Emu {
 
 }  // namespace
 
-Model emulate_fp32(const Model& m) {
+Model emulate_fp32(const Model& model) {
+  Model m = model;
+  pass::unfuse_layernorm_quantize(m);  // a quantizing LayerNorm = LayerNorm + Quantize
   Model e = m;
   Emu emu(e);
   // Quantize ops that feed s8 InnerProducts (share_src_quantization): the InnerProduct's own

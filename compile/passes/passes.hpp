@@ -44,6 +44,14 @@ int import_qdq(Model& m, bool fuse);
 // `log`, says on stderr what it did or why it left the graph alone. Run after quantization.
 int transpose_encoder(Model& m, bool log = true);
 
+// int8 static: a Quantize reading the only output of a token-major LayerNorm becomes that
+// LayerNorm's second output (attrs quantize_dtype / quantize_scale / quantize_zero_point, the
+// Quantize's semantics; docs/OPS.md LayerNorm); the Quantize is removed. Run after
+// share_src_quantization and transpose_encoder. Returns the count.
+int fuse_layernorm_quantize(Model& m);
+// The inverse: every LayerNorm with two outputs -> LayerNorm + Quantize (right after it).
+int unfuse_layernorm_quantize(Model& m);
+
 // Lists the weights in the Input op (after the model inputs), drops weights nobody uses.
 void finalize_inputs(Model& m);
 

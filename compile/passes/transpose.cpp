@@ -231,11 +231,16 @@ int transpose_layers(Model& m, bool log);
 
 // The layer pattern is matched on Matmul -> Softmax -> Matmul: a model whose attention is
 // already one Attention op (a compiled IR) is unfused first and fused again after.
+// Likewise LayerNorms that quantize their output (fuse_layernorm_quantize): unfused into
+// LayerNorm + Quantize, which unshare_src_quantization undoes; after the rewrite only the
+// token-major LayerNorms take their Quantize back (the feature-major ones keep it separate).
 int transpose_encoder(Model& m, bool log) {
   const int fused = unfuse_attention_op(m);
+  const int ln_quant = unfuse_layernorm_quantize(m);
   const int shared = unshare_src_quantization(m);  // Q, K, V read the LayerNorm output directly
   const int layers = transpose_layers(m, log);
   if (shared) share_src_quantization(m);
+  if (ln_quant) fuse_layernorm_quantize(m);
   if (fused) fuse_attention_op(m);
   return layers;
 }

@@ -10,6 +10,7 @@
 
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
+#include "executor/ops/quant_common.hpp"
 
 namespace ne {
 namespace {
@@ -214,11 +215,38 @@ class LayerNormOp : public Operator {
       if (ba_ && i.has_attr("axis") && axis_ != 0)
         op_error("transpose_mode 1,0 normalises dim 0: axis must be 0 or absent, got ", axis_);
     }
+    // Optional output 1: output 0 quantized (docs/OPS.md LayerNorm; the compiler's
+    // fuse_layernorm_quantize), q = sat(round_half_even(y / quantize_scale) + quantize_zero_point).
+    const bool any_q = i.has_attr("quantize_dtype") || i.has_attr("quantize_scale") || i.has_attr("quantize_zero_point");
+    if (i.outputs.size() > 2) op_error("has ", i.outputs.size(), " outputs (expected 1, or 2 with quantize_* attributes)");
+    if (i.outputs.size() == 2) {
+      if (ba_) op_error("a second (quantized) output is not supported with transpose_mode 1,0");
+      if (!i.has_attr("quantize_dtype") || !i.has_attr("quantize_scale"))
+        op_error("has 2 outputs: the second (quantized) one needs the attributes quantize_dtype (u8|s8) and "
+                 "quantize_scale (and quantize_zero_point, default 0)");
+      const std::string qd = i.attr("quantize_dtype");
+      if (qd == "u8") q_signed_ = false;
+      else if (qd == "s8") q_signed_ = true;
+      else op_error("quantize_dtype '", qd, "' must be u8 or s8");
+      q_scale_ = i.attr_float("quantize_scale", 1.f);
+      if (!(q_scale_ > 0) || !std::isfinite(q_scale_))
+        op_error("quantize_scale ", i.attr("quantize_scale"), " must be a positive finite number");
+      const int64_t zp = i.attr_int("quantize_zero_point", 0);
+      const int64_t lo = q_signed_ ? -128 : 0, hi = q_signed_ ? 127 : 255;
+      if (zp < lo || zp > hi) op_error("quantize_zero_point ", zp, " out of range for ", qd, " [", lo, ", ", hi, "]");
+      q_zp_ = int(zp);
+      quantized_ = true;
+    } else if (any_q) {
+      op_error("has quantize_* attributes but no second output for the quantized copy");
+    }
   }
   int inplace_input() const override { return 0; }
   std::string kernel() const override {
     // `layernorm_ba` (the Neural Engine's name for the column form) on both ISA paths.
-    return ba_ ? std::string("layernorm_ba") : std::string("layernorm:") + dense::kernel_isa();
+    if (ba_) return "layernorm_ba";
+    std::string k = std::string("layernorm:") + dense::kernel_isa();
+    if (quantized_) k += std::string("+quantize_") + (quant::use_avx512() ? "avx512" : "portable");
+    return k;
   }
 
   void reshape(const TensorList& in, const TensorList& out) override {
@@ -246,6 +274,10 @@ class LayerNormOp : public Operator {
                  " does not broadcast to the normalised dims ", shape_str(tail));
     out[0]->dtype = DType::fp32;
     out[0]->shape = x.shape;
+    if (quantized_) {
+      out[1]->dtype = q_signed_ ? DType::s8 : DType::u8;
+      out[1]->shape = x.shape;
+    }
   }
 
   void forward(const TensorList& in, const TensorList& out) override {
@@ -322,11 +354,26 @@ class LayerNormOp : public Operator {
     const float* src = x.ptr<float>();
     float* dst = out[0]->ptr<float>();
     const bool v = dense::use_avx512();
-    parallel_rows(rows, n * 4, [&](int64_t b, int64_t e) {
+    auto norm = [&](int64_t b, int64_t e) {
       if (v)
         dense::layernorm_rows_avx512(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_);
       else
         layernorm_rows_portable(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_);
+    };
+    if (!quantized_) {
+      parallel_rows(rows, n * 4, norm);
+      return;
+    }
+    // Each thread normalises a block of its rows, then quantizes that block while it is still in
+    // L1/L2 (about 32 KB of fp32 per block), so the fp32 output is never read back from memory.
+    uint8_t* q = static_cast<uint8_t*>(out[1]->data);
+    const int64_t block = std::max<int64_t>(1, 8192 / n);
+    parallel_rows(rows, n * 5, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; r += block) {
+        const int64_t re = std::min(e, r + block);
+        norm(r, re);
+        quant::quantize_serial(dst + r * n, q + r * n, (re - r) * n, q_scale_, q_zp_, q_signed_);
+      }
     });
   }
 
@@ -334,6 +381,10 @@ class LayerNormOp : public Operator {
   float eps_;
   int64_t axis_;
   bool ba_ = false;  // transpose_mode 1,0
+  bool quantized_ = false;  // output 1: output 0 quantized
+  bool q_signed_ = false;
+  float q_scale_ = 1.f;
+  int q_zp_ = 0;
   std::vector<float> stats_, fin_;  // layernorm_ba with the rows split over threads
   std::vector<float> g_, b_;
   Shape g_shape_, b_shape_;

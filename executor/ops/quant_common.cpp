@@ -104,17 +104,27 @@ void minmax(const float* x, int64_t n, float* mn, float* mx) {
   *mn = a, *mx = b;
 }
 
+namespace {
+void quantize_range(bool v, const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
+  if (v) {
+    quantize_avx512(x, q, n, scale, zp, is_signed);
+  } else if (is_signed) {
+    quantize_portable(x, static_cast<int8_t*>(q), n, scale, zp);
+  } else {
+    quantize_portable(x, static_cast<uint8_t*>(q), n, scale, zp);
+  }
+}
+}  // namespace
+
 void quantize(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
   const bool v = use_avx512();
   parallel_chunks(n, [&](int64_t s, int64_t e) {
-    if (v) {
-      quantize_avx512(x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp, is_signed);
-    } else if (is_signed) {
-      quantize_portable(x + s, static_cast<int8_t*>(q) + s, e - s, scale, zp);
-    } else {
-      quantize_portable(x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp);
-    }
+    quantize_range(v, x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp, is_signed);
   });
+}
+
+void quantize_serial(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
+  if (n > 0) quantize_range(use_avx512(), x, q, n, scale, zp, is_signed);
 }
 
 void to_bf16(const float* x, uint16_t* y, int64_t n) {

@@ -4,9 +4,11 @@
 // quant_kernels_avx512.cpp and run only after ne::cpu::mayiuse(avx512_core).
 //
 // Rounding is round-half-to-even everywhere (ONNX QuantizeLinear): q = sat(nearbyint(x / scale) + zp)
-// — x / scale is a true division (as ONNX Runtime's MLAS computes it), not x * (1 / scale).
-// (Tried: x · (1/scale) with the division redone only for lanes near a half step — no faster:
-// quantizing [1024, 768] takes ~0.09 ms on one core, i.e. it is bound by reading the fp32 src.)
+// — the result of a true division x / scale (as ONNX Runtime's MLAS computes it), bit for bit.
+// The AVX-512 body multiplies by 1/scale and redoes the division only for lanes within a few ulp
+// of a half step (quant_kernels_avx512.cpp): no faster when the fp32 src streams from memory
+// (quantizing [1024, 768] is then bound by reading it), but the division bounded LayerNorm's
+// fused quantization (src in cache): 12 LNs of BERT-base int8 (docs/OPS.md LayerNorm).
 #pragma once
 #include <cstdint>
 
@@ -23,6 +25,10 @@ void minmax(const float* x, int64_t n, float* mn, float* mx);
 
 // q[i] = sat(nearbyint(x[i] / scale) + zp) to u8 (is_signed false) or s8, split over threads.
 void quantize(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
+
+// The same, single-threaded (for an op that already runs in its own OpenMP region, e.g.
+// LayerNorm quantizing the rows each thread just normalised): the same bodies, the same bits.
+void quantize_serial(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
 
 // y[i] = bf16(x[i]) (round to nearest even, NaN kept quiet), split over threads.
 void to_bf16(const float* x, uint16_t* y, int64_t n);

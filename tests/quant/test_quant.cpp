@@ -226,17 +226,19 @@ TEST(Calibration, DirectoryOfSets) {
 void check_int8_ir(const std::string& fixture, bool dynamic) {
   ne::Model f = compile(fixture, "fp32");
   ne::Model q = compile(fixture, dynamic ? "int8_dynamic" : "int8");
-  // Same operators, same order; only InnerProducts changed, plus (static) one Quantize per layer
-  // that the layer's Q, K and V InnerProducts share (share_src_quantization).
+  // Same operators, same order; only InnerProducts changed, plus (static) one quantization per
+  // layer that the layer's Q, K and V InnerProducts share (share_src_quantization), written by the
+  // LayerNorm before them as its second output (fuse_layernorm_quantize) or by a Quantize op.
   std::vector<const ne::OpInfo*> qops;
   int quantize_ops = 0;
   for (const auto& op : q.ops) {
-    if (op.type == "Quantize") {
+    const bool ln_q = op.type == "LayerNorm" && op.outputs.size() == 2;
+    if (op.type == "Quantize" || ln_q) {
       ++quantize_ops;
       int readers = 0;
-      for (auto* ip : ips(q)) readers += ip->inputs[0] == op.outputs[0];
+      for (auto* ip : ips(q)) readers += ip->inputs[0] == op.outputs.back();
       EXPECT_EQ(readers, 3) << op.name;  // Q, K, V
-      continue;
+      if (!ln_q) continue;
     }
     qops.push_back(&op);
   }
@@ -251,12 +253,20 @@ void check_int8_ir(const std::string& fixture, bool dynamic) {
     ASSERT_EQ(ip->inputs.size(), fp->inputs.size() + 1);  // + weight_scale
     // src: the same tensor, or (static) the shared Quantize of it
     const ne::OpInfo* qz = nullptr;
-    for (const auto& op : q.ops)
+    const ne::OpInfo* lnq = nullptr;
+    for (const auto& op : q.ops) {
       if (op.type == "Quantize" && op.outputs[0] == ip->inputs[0]) qz = &op;
-    EXPECT_EQ(qz ? qz->inputs[0] : ip->inputs[0], fp->inputs[0]);
+      if (op.type == "LayerNorm" && op.outputs.size() == 2 && op.outputs[1] == ip->inputs[0]) lnq = &op;
+    }
+    EXPECT_EQ(qz ? qz->inputs[0] : lnq ? lnq->outputs[0] : ip->inputs[0], fp->inputs[0]);
     if (qz) {
       EXPECT_EQ(qz->attr("scale"), ip->attr("src_scale"));
       EXPECT_EQ(qz->attr("zero_point"), ip->attr("src_zero_point"));
+    }
+    if (lnq) {
+      EXPECT_EQ(lnq->attr("quantize_scale"), ip->attr("src_scale"));
+      EXPECT_EQ(lnq->attr("quantize_zero_point"), ip->attr("src_zero_point"));
+      EXPECT_EQ(lnq->attr("quantize_dtype"), ip->attr("src_dtype"));
     }
     for (size_t k = 2; k < fp->inputs.size(); ++k) EXPECT_EQ(ip->inputs[k + 1], fp->inputs[k]);
     EXPECT_EQ(ip->attr("append_op"), fp->attr("append_op"));
