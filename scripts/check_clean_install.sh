@@ -373,7 +373,7 @@ if [ -f "$WORK/test.sh.out" ]; then
   # ctest's summary line and the tests that failed; then test.sh's own tier summary
   grep -E '^== tier |^[0-9]+% tests passed, .* failed out of|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Not Run|Exception)' \
     "$WORK/test.sh.out" | sed -E 's/  # GetParam\(\) = .*(\([^)]*\))$/ \1/; s/^/  /' || true
-  sed -n '/^== ISA tiers/,/^all tiers:/p' "$WORK/test.sh.out" | sed 's/^/  /'
+  sed -n '/^== ISA tiers/,/^tiers:/p' "$WORK/test.sh.out" | sed 's/^/  /'
 fi
 echo "shm      $SHM"
 if [ "$RC" -eq 0 ]; then echo "RESULT   PASS"; STATUS=0; else echo "RESULT   FAIL (exit $RC)"; fi

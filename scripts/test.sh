@@ -66,5 +66,5 @@ else
   echo "  avx512_core_amx: skipped, the AMX tests did not run here ($why)"
 fi
 printf '%s\n' "${summary[@]}"
-echo "all tiers: $total_pass passed, $total_fail failed"
+echo "tiers: $total_pass passed, $total_fail failed"
 exit $failed
