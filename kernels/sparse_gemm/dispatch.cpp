@@ -67,6 +67,9 @@ std::string why_not(const KernelInfo& k, const GemmArgs& a, const PackedWeight& 
   if (k.wdtype != w.dtype())
     return std::string("weights are ") + dtype_name(w.dtype()) + ", kernel takes " + dtype_name(k.wdtype);
   const auto& h = *reinterpret_cast<const PackedHeader*>(w.pack_bytes());
+  if (k.nb == kKgNb && h.nb != kKgNb)
+    return std::string("takes the AMX K-gather packing (Blocking::amx_kgather); this weight is packed ") +
+           pattern_name(w.pattern()) + " as " + std::to_string(h.nb) + "x" + std::to_string(h.kq) + " steps";
   if (k.nb && (k.nb != h.nb || k.kq != h.kq))
     return std::string("pattern ") + pattern_name(w.pattern()) + " packs as " + std::to_string(h.nb) + "x" +
            std::to_string(h.kq) + " steps, kernel takes " + std::to_string(k.nb) + "x" + std::to_string(k.kq);

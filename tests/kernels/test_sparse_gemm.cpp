@@ -178,12 +178,16 @@ std::string describe(const Case& c, Pattern p, double sp, const char* kname) {
 
 // Runs one case through `k` (or gemm() when k == nullptr) and checks it. threads: GemmArgs::
 // num_threads (0 = the OpenMP default); out: the dst bytes, for comparing runs.
+// Blocking: the K-gather packing for the kernels that take it (nb 16), else the standard one.
 void run_case(const KernelInfo* k, const Case& c, Pattern p, double sp, std::mt19937_64& rng,
-              const KernelInfo** ran = nullptr, int threads = 0, std::vector<uint8_t>* out = nullptr) {
+              const KernelInfo** ran = nullptr, int threads = 0, std::vector<uint8_t>* out = nullptr,
+              bool kgather = false) {
   const DType wdt = c.src_dt == DType::f32 ? DType::f32 : c.src_dt == DType::bf16 ? DType::bf16 : DType::s8;
-  SCOPED_TRACE(describe(c, p, sp, k ? k->name : "gemm()"));
+  kgather = kgather || (k && k->nb == 16);
+  SCOPED_TRACE(describe(c, p, sp, k ? k->name : "gemm()") + (kgather ? " blocking=amx_kgather" : ""));
   const Weight w = make_weight(wdt, c.K, c.N, p, sp, rng);
-  const PackedWeight pw = PackedWeight::pack(w.bytes.data(), wdt, c.K, c.N, p);
+  const PackedWeight pw = PackedWeight::pack(w.bytes.data(), wdt, c.K, c.N, p, 0,
+                                             kgather ? Blocking::amx_kgather : Blocking::standard);
   const bool tm = c.layout == Layout::token_major;
   const int src_rows = tm ? c.M : c.K, src_cols = tm ? c.K : c.M;
   const int dst_rows = tm ? c.M : c.N, dst_cols = tm ? c.N : c.M;
@@ -370,6 +374,7 @@ class KernelTest : public ::testing::TestWithParam<int> {
     if (!why.empty()) GTEST_SKIP() << kernel().name << " not run on this machine: " << why;
   }
   std::vector<Pattern> patterns() const {
+    if (kernel().nb == 16) return {Pattern::p1x4, Pattern::p4x1, Pattern::p2of4, Pattern::channel};  // any pattern K-gathers
     if (kernel().nb == 1) return {Pattern::p4x1};
     if (kernel().nb == 4) return {Pattern::p1x4, Pattern::p2of4, Pattern::channel};
     return {Pattern::p1x4, Pattern::p4x1, Pattern::p2of4, Pattern::channel};
