@@ -134,37 +134,35 @@ void prep_panel_bf16(const GemmArgs& a, int K, int m0, int mt, uint8_t* buf, con
 }
 
 // ---------------------------------------------------------------- micro-kernel
-// One 16-channel group x 64 tokens -> C[16][64] fp32 (channel rows, natural token order).
-// bbuf: 2 x 4 x 1 KiB (double-buffered B tiles), cbuf: 4 x 1 KiB.
+// One 16-channel group x 64 tokens:
+//   build_b: one gathered k tile's B tiles, 4 KiB (4 token sets x 1 KiB).
+//   run_tiles: the group's k tiles, B built two tiles ahead, tdp into 4 accumulators.
+//   unpermute: C tiles -> C[16][64] fp32, natural token order.
+// Measured (768x768, M 1024, 90%): building a k tile's B and tileloadd-ing it right away
+// stalled the tile loads (676 us); building the whole group's B first (20 KiB, with the
+// 48 KiB panel: L1 thrash) was worse (1150 us); a 3-buffer ring two tiles ahead: see
+// RESULTS.md.
 enum class Op { bsud, bssd, bf16 };
 
-template <Op kOp>
-void group_tile(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, uint8_t* bbuf, uint8_t* cbuf,
-                float* C) {
-  const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
-  const int kq = h.kq;
+// B tiles of the gathered k tile starting at step s (4 token sets x 1 KiB).
+template <bool kBf16>
+void build_b(const PackedHeader& h, int64_t s, const uint8_t* panel, int64_t ldp, uint8_t* bb) {
   const int32_t* kidx = h.kidx();
-  const uint8_t* vals = static_cast<const uint8_t*>(h.values());
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  int buf = 0;
-  for (int64_t s = s0; s < s1; s += kKgTile, buf ^= 1) {
-    const int32_t* ki = kidx + s * kq;
-    uint8_t* B = bbuf + buf * 4096;
-    if constexpr (kOp == Op::bf16) {
+  {
+    if constexpr (kBf16) {
+      const int32_t* ki = kidx + s * 2;
       for (int q = 0; q < 16; ++q) {
         const uint8_t* ra = panel + int64_t(ki[2 * q]) * ldp;
         const uint8_t* rb = panel + int64_t(ki[2 * q + 1]) * ldp;
         const __m512i a0 = _mm512_loadu_si512(ra), a1 = _mm512_loadu_si512(ra + 64);
         const __m512i b0 = _mm512_loadu_si512(rb), b1 = _mm512_loadu_si512(rb + 64);
-        _mm512_store_si512(B + 0 * 1024 + q * 64, _mm512_unpacklo_epi16(a0, b0));
-        _mm512_store_si512(B + 1 * 1024 + q * 64, _mm512_unpackhi_epi16(a0, b0));
-        _mm512_store_si512(B + 2 * 1024 + q * 64, _mm512_unpacklo_epi16(a1, b1));
-        _mm512_store_si512(B + 3 * 1024 + q * 64, _mm512_unpackhi_epi16(a1, b1));
+        _mm512_store_si512(bb + 0 * 1024 + q * 64, _mm512_unpacklo_epi16(a0, b0));
+        _mm512_store_si512(bb + 1 * 1024 + q * 64, _mm512_unpackhi_epi16(a0, b0));
+        _mm512_store_si512(bb + 2 * 1024 + q * 64, _mm512_unpacklo_epi16(a1, b1));
+        _mm512_store_si512(bb + 3 * 1024 + q * 64, _mm512_unpackhi_epi16(a1, b1));
       }
     } else {
+      const int32_t* ki = kidx + s * 4;
       for (int q = 0; q < 16; ++q) {
         const __m512i a = _mm512_loadu_si512(panel + int64_t(ki[4 * q]) * ldp);
         const __m512i b = _mm512_loadu_si512(panel + int64_t(ki[4 * q + 1]) * ldp);
@@ -172,41 +170,54 @@ void group_tile(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp,
         const __m512i d = _mm512_loadu_si512(panel + int64_t(ki[4 * q + 3]) * ldp);
         const __m512i ab_lo = _mm512_unpacklo_epi8(a, b), ab_hi = _mm512_unpackhi_epi8(a, b);
         const __m512i cd_lo = _mm512_unpacklo_epi8(c, d), cd_hi = _mm512_unpackhi_epi8(c, d);
-        _mm512_store_si512(B + 0 * 1024 + q * 64, _mm512_unpacklo_epi16(ab_lo, cd_lo));
-        _mm512_store_si512(B + 1 * 1024 + q * 64, _mm512_unpackhi_epi16(ab_lo, cd_lo));
-        _mm512_store_si512(B + 2 * 1024 + q * 64, _mm512_unpacklo_epi16(ab_hi, cd_hi));
-        _mm512_store_si512(B + 3 * 1024 + q * 64, _mm512_unpackhi_epi16(ab_hi, cd_hi));
+        _mm512_store_si512(bb + 0 * 1024 + q * 64, _mm512_unpacklo_epi16(ab_lo, cd_lo));
+        _mm512_store_si512(bb + 1 * 1024 + q * 64, _mm512_unpackhi_epi16(ab_lo, cd_lo));
+        _mm512_store_si512(bb + 2 * 1024 + q * 64, _mm512_unpacklo_epi16(ab_hi, cd_hi));
+        _mm512_store_si512(bb + 3 * 1024 + q * 64, _mm512_unpackhi_epi16(ab_hi, cd_hi));
       }
     }
+  }
+}
+
+// One group: k tiles software-pipelined two ahead through a ring of 3 B buffers (the
+// stores of tile t+2 drain while tile t's tileloadd / tdp run).
+template <Op kOp>
+void run_tiles(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, uint8_t* ring) {
+  constexpr bool kBf16 = kOp == Op::bf16;
+  const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
+  const int nt = int((s1 - s0) / kKgTile);
+  const uint8_t* A = static_cast<const uint8_t*>(h.values()) + (s0 / kKgTile) * 1024;
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+#define NE_TDP(c, a, b)                                        \
+  do {                                                         \
+    if constexpr (kOp == Op::bf16) _tile_dpbf16ps(c, a, b);    \
+    else if constexpr (kOp == Op::bsud) _tile_dpbsud(c, a, b); \
+    else _tile_dpbssd(c, a, b);                                \
+  } while (0)
+  for (int t = 0; t < nt && t < 2; ++t) build_b<kBf16>(h, s0 + int64_t(t) * kKgTile, panel, ldp, ring + t * 4096);
+  for (int t = 0; t < nt; ++t, A += 1024) {
+    if (t + 2 < nt) build_b<kBf16>(h, s0 + int64_t(t + 2) * kKgTile, panel, ldp, ring + ((t + 2) % 3) * 4096);
     compiler_barrier();  // the B rows are in memory before the tile loads read them
-    const uint8_t* A = vals + (s / kKgTile) * 1024;
+    const uint8_t* bb = ring + (t % 3) * 4096;
     _tile_loadd(4, A, 64);
-    _tile_loadd(5, B, 64);
-    _tile_loadd(6, B + 1024, 64);
-    if constexpr (kOp == Op::bf16) {
-      _tile_dpbf16ps(0, 4, 5);
-      _tile_dpbf16ps(1, 4, 6);
-    } else if constexpr (kOp == Op::bsud) {
-      _tile_dpbsud(0, 4, 5);
-      _tile_dpbsud(1, 4, 6);
-    } else {
-      _tile_dpbssd(0, 4, 5);
-      _tile_dpbssd(1, 4, 6);
-    }
-    _tile_loadd(5, B + 2048, 64);
-    _tile_loadd(6, B + 3072, 64);
-    if constexpr (kOp == Op::bf16) {
-      _tile_dpbf16ps(2, 4, 5);
-      _tile_dpbf16ps(3, 4, 6);
-    } else if constexpr (kOp == Op::bsud) {
-      _tile_dpbsud(2, 4, 5);
-      _tile_dpbsud(3, 4, 6);
-    } else {
-      _tile_dpbssd(2, 4, 5);
-      _tile_dpbssd(3, 4, 6);
-    }
+    _tile_loadd(5, bb, 64);
+    _tile_loadd(6, bb + 1024, 64);
+    _tile_loadd(7, bb + 2048, 64);
+    NE_TDP(0, 4, 5);
+    NE_TDP(1, 4, 6);
+    _tile_loadd(5, bb + 3072, 64);
+    NE_TDP(2, 4, 7);
+    NE_TDP(3, 4, 5);
     compiler_barrier();
   }
+#undef NE_TDP
+}
+
+template <bool kBf16>
+void unpermute(uint8_t* cbuf, float* C) {
   _tile_stored(0, cbuf, 64);
   _tile_stored(1, cbuf + 1024, 64);
   _tile_stored(2, cbuf + 2048, 64);
@@ -216,7 +227,7 @@ void group_tile(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp,
     __m512i x0 = _mm512_load_si512(cbuf + 0 * 1024 + i * 64), x1 = _mm512_load_si512(cbuf + 1 * 1024 + i * 64);
     __m512i x2 = _mm512_load_si512(cbuf + 2 * 1024 + i * 64), x3 = _mm512_load_si512(cbuf + 3 * 1024 + i * 64);
     __m512i o[4];
-    if constexpr (kOp == Op::bf16) {
+    if constexpr (kBf16) {
       // set (h, s) = tile 2h + s, lane l = tokens 32h + 8l + 4s + 0..3
       const __m512i t0 = _mm512_shuffle_i32x4(x0, x1, 0x44), t1 = _mm512_shuffle_i32x4(x0, x1, 0xee);
       const __m512i t2 = _mm512_shuffle_i32x4(x2, x3, 0x44), t3 = _mm512_shuffle_i32x4(x2, x3, 0xee);
@@ -235,6 +246,16 @@ void group_tile(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp,
       o[3] = _mm512_shuffle_i32x4(t2, t3, 0xdd);
       for (int l = 0; l < 4; ++l) _mm512_storeu_ps(C + i * kMt + 16 * l, _mm512_cvtepi32_ps(o[l]));
     }
+  }
+}
+
+template <Op kOp>
+void run_groups(const GemmArgs& a, const PackedHeader& h, int g0, int g1, const uint8_t* panel, int64_t ldp,
+                uint8_t* ring, uint8_t* cbuf, float* C, int m0, int mt, bool stream) {
+  for (int g = g0; g < g1; ++g) {
+    run_tiles<kOp>(h, g, panel, ldp, ring);
+    unpermute<kOp == Op::bf16>(cbuf, C);
+    epilogue(a, C, kMt, g * kKgNb, std::min(kKgNb, h.N - g * kKgNb), m0, mt, stream);
   }
 }
 
@@ -260,13 +281,13 @@ void run_kgather(const GemmArgs& a, const PackedHeader& h, int nthreads) {
     static thread_local Scratch scratch;
     const int T = omp_get_num_threads(), t = omp_get_thread_num();
     const int it0 = int(int64_t(items) * t / T), it1 = int(int64_t(items) * (t + 1) / T);
-    uint8_t* mem = scratch.get(pbytes + 8192 + 4096 + sizeof(float) * 16 * kMt);
+    uint8_t* mem = scratch.get(pbytes + 3 * 4096 + 4096 + sizeof(float) * 16 * kMt);
     uint8_t* pbuf = mem;
     uint8_t* bbuf = mem + pbytes;
-    uint8_t* cbuf = bbuf + 8192;
+    uint8_t* cbuf = bbuf + 3 * 4096;
     float* C = reinterpret_cast<float*>(cbuf + 4096);
     TileConfig cfg;
-    for (int i = 0; i < 7; ++i) {
+    for (int i = 0; i < 8; ++i) {
       cfg.colsb[i] = 64;
       cfg.rows[i] = 16;
     }
@@ -284,12 +305,9 @@ void run_kgather(const GemmArgs& a, const PackedHeader& h, int nthreads) {
         else prep_panel_s8(a, K, m0, mt, pbuf, &panel, &ldp);
       }
       const int g0 = ci * gpc, g1 = std::min(G, g0 + gpc);
-      for (int g = g0; g < g1; ++g) {
-        if constexpr (kBf16) group_tile<Op::bf16>(h, g, panel, ldp, bbuf, cbuf, C);
-        else if (op == Op::bssd) group_tile<Op::bssd>(h, g, panel, ldp, bbuf, cbuf, C);
-        else group_tile<Op::bsud>(h, g, panel, ldp, bbuf, cbuf, C);
-        epilogue(a, C, kMt, g * kKgNb, std::min(kKgNb, N - g * kKgNb), m0, mt, stream);
-      }
+      if constexpr (kBf16) run_groups<Op::bf16>(a, h, g0, g1, panel, ldp, bbuf, cbuf, C, m0, mt, stream);
+      else if (op == Op::bssd) run_groups<Op::bssd>(a, h, g0, g1, panel, ldp, bbuf, cbuf, C, m0, mt, stream);
+      else run_groups<Op::bsud>(a, h, g0, g1, panel, ldp, bbuf, cbuf, C, m0, mt, stream);
     }
     _tile_release();
     if (stream) _mm_sfence();
