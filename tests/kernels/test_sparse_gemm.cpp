@@ -648,8 +648,9 @@ TEST(SparseGemmDispatch, RunsTheListsChoiceAtEveryCap) {
   }
 }
 
-// On an AMX CPU the AMX kernels win the 4x1 bf16 / int8 calls; capped to avx512_core_bf16 the
-// AVX-512 BF16 and VNNI kernels must run instead (the cap is how those are tested there).
+// Standard-packed bf16 / int8 weights never run an AMX kernel (the AMX K-gather kernels take
+// only the K-gather packing; the 4x1 AMX kernels were removed); capped to avx512_core_bf16 the
+// AVX-512 BF16 and VNNI kernels must run (the cap is how those are tested on an AMX CPU).
 TEST(SparseGemmDispatch, CapBelowAmxRunsVnniAndBf16) {
   if (!ne::cpu::mayiuse(Isa::avx512_core_bf16))
     GTEST_SKIP() << "avx512_core_bf16 not usable here: " << ne::cpu::why_not(Isa::avx512_core_bf16);
