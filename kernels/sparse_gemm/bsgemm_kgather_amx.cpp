@@ -136,12 +136,12 @@ void prep_panel_bf16(const GemmArgs& a, int K, int m0, int mt, uint8_t* buf, con
 // ---------------------------------------------------------------- micro-kernel
 // One 16-channel group x 64 tokens:
 //   build_b: one gathered k tile's B tiles, 4 KiB (4 token sets x 1 KiB).
-//   run_tiles: the group's k tiles, B built two tiles ahead, tdp into 4 accumulators.
+//   run_groups: the groups' k tiles, tdp into 4 accumulators (order: see there).
 //   unpermute: C tiles -> C[16][64] fp32, natural token order.
-// Measured (768x768, M 1024, 90%): building a k tile's B and tileloadd-ing it right away
-// stalled the tile loads (676 us); building the whole group's B first (20 KiB, with the
-// 48 KiB panel: L1 thrash) was worse (1150 us); a 3-buffer ring two tiles ahead: see
-// RESULTS.md.
+// Measured (int8 1x4 90%, M 1024, 1 thread): building a k tile's B and tileloadd-ing it
+// right away: 768x768 676 us; the whole group's B first (20 KiB, with the 48 KiB panel:
+// L1 thrash): 1150 us; B two tiles ahead of the loads: 777 us; B of tile t+1 after tile
+// t's loads (+ the deferred epilogue): see RESULTS.md.
 enum class Op { bsud, bssd, bf16 };
 
 // B tiles of the gathered k tile starting at step s (4 token sets x 1 KiB).
@@ -179,50 +179,8 @@ void build_b(const PackedHeader& h, int64_t s, const uint8_t* panel, int64_t ldp
   }
 }
 
-// One group: k tiles software-pipelined two ahead through a ring of 3 B buffers (the
-// stores of tile t+2 drain while tile t's tileloadd / tdp run).
-template <Op kOp>
-void run_tiles(const PackedHeader& h, int g, const uint8_t* panel, int64_t ldp, uint8_t* ring) {
-  constexpr bool kBf16 = kOp == Op::bf16;
-  const int64_t s0 = h.group_ptr()[g], s1 = h.group_ptr()[g + 1];
-  const int nt = int((s1 - s0) / kKgTile);
-  const uint8_t* A = static_cast<const uint8_t*>(h.values()) + (s0 / kKgTile) * 1024;
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-#define NE_TDP(c, a, b)                                        \
-  do {                                                         \
-    if constexpr (kOp == Op::bf16) _tile_dpbf16ps(c, a, b);    \
-    else if constexpr (kOp == Op::bsud) _tile_dpbsud(c, a, b); \
-    else _tile_dpbssd(c, a, b);                                \
-  } while (0)
-  for (int t = 0; t < nt && t < 2; ++t) build_b<kBf16>(h, s0 + int64_t(t) * kKgTile, panel, ldp, ring + t * 4096);
-  for (int t = 0; t < nt; ++t, A += 1024) {
-    if (t + 2 < nt) build_b<kBf16>(h, s0 + int64_t(t + 2) * kKgTile, panel, ldp, ring + ((t + 2) % 3) * 4096);
-    compiler_barrier();  // the B rows are in memory before the tile loads read them
-    const uint8_t* bb = ring + (t % 3) * 4096;
-    _tile_loadd(4, A, 64);
-    _tile_loadd(5, bb, 64);
-    _tile_loadd(6, bb + 1024, 64);
-    _tile_loadd(7, bb + 2048, 64);
-    NE_TDP(0, 4, 5);
-    NE_TDP(1, 4, 6);
-    _tile_loadd(5, bb + 3072, 64);
-    NE_TDP(2, 4, 7);
-    NE_TDP(3, 4, 5);
-    compiler_barrier();
-  }
-#undef NE_TDP
-}
-
 template <bool kBf16>
-void unpermute(uint8_t* cbuf, float* C) {
-  _tile_stored(0, cbuf, 64);
-  _tile_stored(1, cbuf + 1024, 64);
-  _tile_stored(2, cbuf + 2048, 64);
-  _tile_stored(3, cbuf + 3072, 64);
-  compiler_barrier();  // the C tiles are in memory before the loads below
+void unpermute(const uint8_t* cbuf, float* C) {
   for (int i = 0; i < 16; ++i) {
     __m512i x0 = _mm512_load_si512(cbuf + 0 * 1024 + i * 64), x1 = _mm512_load_si512(cbuf + 1 * 1024 + i * 64);
     __m512i x2 = _mm512_load_si512(cbuf + 2 * 1024 + i * 64), x3 = _mm512_load_si512(cbuf + 3 * 1024 + i * 64);
@@ -249,14 +207,70 @@ void unpermute(uint8_t* cbuf, float* C) {
   }
 }
 
+// Tile loads wait for older stores to drain (measured: a tileloadd after the B-row stores
+// of the next tile, or after the epilogue's output stores, ran 2-3x slower than tdp), so
+// the program order is: tile t's loads + tdp, then tile t+1's B rows; and group g's
+// epilogue (unpermute + the output stores) after group g+1's first tile is issued, so it
+// runs in the shadow of those tdp. Ring of 3 B buffers (4 KiB each), C tiles via cbuf.
 template <Op kOp>
 void run_groups(const GemmArgs& a, const PackedHeader& h, int g0, int g1, const uint8_t* panel, int64_t ldp,
                 uint8_t* ring, uint8_t* cbuf, float* C, int m0, int mt, bool stream) {
-  for (int g = g0; g < g1; ++g) {
-    run_tiles<kOp>(h, g, panel, ldp, ring);
-    unpermute<kOp == Op::bf16>(cbuf, C);
+  constexpr bool kBf16 = kOp == Op::bf16;
+  const int64_t* gp = h.group_ptr();
+  const uint8_t* vals = static_cast<const uint8_t*>(h.values());
+  auto tiles_of = [&](int g) { return int((gp[g + 1] - gp[g]) / kKgTile); };
+  auto flush = [&](int g) {  // cbuf holds group g's C tiles
+    unpermute<kBf16>(cbuf, C);
     epilogue(a, C, kMt, g * kKgNb, std::min(kKgNb, h.N - g * kKgNb), m0, mt, stream);
+  };
+#define NE_TDP(c, x, y)                                        \
+  do {                                                         \
+    if constexpr (kOp == Op::bf16) _tile_dpbf16ps(c, x, y);    \
+    else if constexpr (kOp == Op::bsud) _tile_dpbsud(c, x, y); \
+    else _tile_dpbssd(c, x, y);                                \
+  } while (0)
+  int pend = -1;   // group whose C tiles wait in cbuf for their epilogue
+  int ctr = 0;     // ring slot of the next tile to run
+  bool built = false;  // the next tile's B is already in ring[ctr % 3]
+  for (int g = g0; g < g1; ++g) {
+    const int nt = tiles_of(g);
+    const int64_t s0 = gp[g];
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    if (nt > 0 && !built) build_b<kBf16>(h, s0, panel, ldp, ring + (ctr % 3) * 4096);
+    built = false;
+    const uint8_t* A = vals + (s0 / kKgTile) * 1024;
+    for (int t = 0; t < nt; ++t, A += 1024, ++ctr) {
+      compiler_barrier();  // the B rows are in memory before the tile loads read them
+      const uint8_t* bb = ring + (ctr % 3) * 4096;
+      _tile_loadd(4, A, 64);
+      _tile_loadd(5, bb, 64);
+      _tile_loadd(6, bb + 1024, 64);
+      _tile_loadd(7, bb + 2048, 64);
+      NE_TDP(0, 4, 5);
+      NE_TDP(1, 4, 6);
+      _tile_loadd(5, bb + 3072, 64);
+      NE_TDP(2, 4, 7);
+      NE_TDP(3, 4, 5);
+      compiler_barrier();
+      if (t == 0 && pend >= 0) flush(pend), pend = -1;
+      uint8_t* nb = ring + ((ctr + 1) % 3) * 4096;
+      if (t + 1 < nt) build_b<kBf16>(h, s0 + int64_t(t + 1) * kKgTile, panel, ldp, nb);
+      else if (g + 1 < g1 && tiles_of(g + 1) > 0) build_b<kBf16>(h, gp[g + 1], panel, ldp, nb), built = true;
+    }
+    if (pend >= 0) flush(pend), pend = -1;  // (g had no tiles)
+    compiler_barrier();  // the reads of cbuf above come before the tile stores below
+    _tile_stored(0, cbuf, 64);
+    _tile_stored(1, cbuf + 1024, 64);
+    _tile_stored(2, cbuf + 2048, 64);
+    _tile_stored(3, cbuf + 3072, 64);
+    compiler_barrier();  // the C tiles are in memory before flush() reads them
+    pend = g;
   }
+  if (pend >= 0) flush(pend);
+#undef NE_TDP
 }
 
 // ---------------------------------------------------------------- driver
