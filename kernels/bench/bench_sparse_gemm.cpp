@@ -8,6 +8,10 @@
 //                     [--layout token|feature] [--min-time SEC] [--breakeven] [--peaks]
 //                     [--cpu-time]   (time = process CPU time; for --threads 1 on a busy machine)
 //                     [--act none|gelu] (gelu_erf in the sparse kernel's epilogue; oneDNN: none)
+//                     [--blocking standard,kgather] (packing(s) to run, each row its own:
+//                                     kgather = Blocking::amx_kgather, bf16/int8 only)
+//                     (--pattern 1x16: weights with random all-zero 1x16 blocks (1 input
+//                      channel x 16 consecutive output channels; z = s), packed as 1x4)
 //                     [--dst f32|u8] (int8 only: output dtype of BOTH engines. f32 = the s32
 //                                     result dequantized (scale per channel + bias); u8 = then
 //                                     requantized to u8, as the int8 pipeline chains layers)
@@ -54,6 +58,7 @@ struct Opts {
   double min_time = 0.3;
   bool breakeven = false;
   bool dst_u8 = false;
+  std::vector<std::string> blockings = {"standard"};
 };
 
 bool g_dst_u8 = false;  // --dst u8 (int8 rows)
@@ -114,7 +119,8 @@ double time_it(F&& f, double min_time) {
 uint16_t bf16(float f) { return f32_to_bf16(f); }
 
 // Weight with an exact fraction of all-zero blocks of the pattern.
-std::vector<uint8_t> make_weight(DType dt, int K, int N, Pattern p, double sp, std::mt19937_64& rng) {
+// bw = block width along N for the 1x4 family (4, or 16 for --pattern 1x16).
+std::vector<uint8_t> make_weight(DType dt, int K, int N, Pattern p, double sp, std::mt19937_64& rng, int bw = 4) {
   const size_t es = dtype_size(dt);
   std::vector<uint8_t> w(size_t(K) * N * es);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -131,12 +137,12 @@ std::vector<uint8_t> make_weight(DType dt, int K, int N, Pattern p, double sp, s
       for (int n = 0; n < N; ++n) blocks.push_back({k, n});
   else
     for (int k = 0; k < K; ++k)
-      for (int n = 0; n < N; n += 4) blocks.push_back({k, n});
+      for (int n = 0; n < N; n += bw) blocks.push_back({k, n});
   std::shuffle(blocks.begin(), blocks.end(), rng);
   const size_t nz = size_t(sp * double(blocks.size()) + 0.5);
   for (size_t i = 0; i < nz; ++i) {
     auto [k0, n0] = blocks[i];
-    const int kh = p == Pattern::p4x1 ? 4 : 1, nw = p == Pattern::p4x1 ? 1 : 4;
+    const int kh = p == Pattern::p4x1 ? 4 : 1, nw = p == Pattern::p4x1 ? 1 : bw;
     for (int k = k0; k < std::min(K, k0 + kh); ++k)
       std::memset(&w[(size_t(k) * N + n0) * es], 0, size_t(std::min(nw, N - n0)) * es);
   }
@@ -234,15 +240,15 @@ std::string pct(double ops, double t, double peak) {
 }
 
 struct Result {
-  double t_sparse, t_dense, actual_sp;
+  double t_sparse, t_dense, actual_sp, z;
   const KernelInfo* kernel;
 };
 
 Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads, Layout layout, double min_time,
-               bool with_dense, std::mt19937_64& rng) {
+               bool with_dense, std::mt19937_64& rng, int bw = 4, Blocking blk = Blocking::standard) {
   omp_set_num_threads(threads);
-  const std::vector<uint8_t> W = make_weight(dt, K, N, p, sp, rng);
-  const PackedWeight pw = PackedWeight::pack(W.data(), dt, K, N, p);
+  const std::vector<uint8_t> W = make_weight(dt, K, N, p, sp, rng, bw);
+  const PackedWeight pw = PackedWeight::pack(W.data(), dt, K, N, p, 0, blk);
   const size_t es = dtype_size(dt);
   AlignedBuf<uint8_t> X(size_t(M) * K * es);
   for (size_t i = 0; i < size_t(M) * K; ++i) {
@@ -271,6 +277,7 @@ Result measure(DType dt, Pattern p, int M, int N, int K, double sp, int threads,
   Result r{};
   r.kernel = k;
   r.actual_sp = pw.sparsity();
+  r.z = pw.kgather_z();
   r.t_sparse = time_it([&] { gemm_with(*k, a, pw); }, min_time);
   if (with_dense) {
     Dense d(dt, M, N, K, W.data(), X.data(), layout);
@@ -308,6 +315,7 @@ int main(int argc, char** argv) {
       o.min_time = 0.15;
     } else if (a == "--dtype") { o.dtypes = split(next()); }
     else if (a == "--pattern") { o.patterns = split(next()); }
+    else if (a == "--blocking") { o.blockings = split(next()); }
     else if (a == "--sparsity") { o.sparsity.clear(); for (auto& s : split(next())) o.sparsity.push_back(std::atoi(s.c_str())); }
     else if (a == "--m") { o.ms.clear(); for (auto& s : split(next())) o.ms.push_back(std::atoi(s.c_str())); }
     else if (a == "--threads") { o.threads.clear(); for (auto& s : split(next())) o.threads.push_back(std::atoi(s.c_str())); }
@@ -370,21 +378,30 @@ int main(int argc, char** argv) {
 
   std::printf("%-5s %-4s %5s %5s %5s %4s %3s %10s %9s %6s %10s %6s %8s  %s\n", "dtype", "pat", "N", "K", "M", "sp%",
               "thr", "time_us", "GOP/s", "peak%", "dnnl_us", "dnnl%", "speedup", "kernel");
+  std::printf("# kgather rows: z = all-zero (16-channel group, k) rows; peak%% counts the non-zero MACs of the weight\n");
   for (auto& ds : o.dtypes)
     for (auto& ps : o.patterns)
       for (auto [N, K] : o.nk)
         for (int M : o.ms)
           for (int T : o.threads)
-            for (int s : o.sparsity) {
+            for (int s : o.sparsity)
+              for (auto& bs : o.blockings) {
               const DType dt = parse_dt(ds);
               Pattern p;
-              if (!parse_pattern(ps.c_str(), &p)) { std::fprintf(stderr, "bad pattern %s\n", ps.c_str()); return 2; }
-              Result r = measure(dt, p, M, N, K, s / 100.0, T, o.layout, o.min_time, true, rng);
+              int bw = 4;
+              if (ps == "1x16") p = Pattern::p1x4, bw = 16;
+              else if (!parse_pattern(ps.c_str(), &p)) { std::fprintf(stderr, "bad pattern %s\n", ps.c_str()); return 2; }
+              if (bs != "standard" && bs != "kgather") { std::fprintf(stderr, "--blocking standard|kgather\n"); return 2; }
+              const Blocking blk = bs == "kgather" ? Blocking::amx_kgather : Blocking::standard;
+              if (blk == Blocking::amx_kgather && dt == DType::f32) continue;
+              Result r = measure(dt, p, M, N, K, s / 100.0, T, o.layout, o.min_time, true, rng, bw, blk);
               const double ops = 2.0 * M * N * K;
-              std::printf("%-5s %-4s %5d %5d %5d %4d %3d %10.1f %9.1f %6s %10.1f %6s %7.2fx  %s\n", dt_label(dt),
+              char zs[32] = "";
+              if (blk == Blocking::amx_kgather) std::snprintf(zs, sizeof zs, " (z=%.2f)", r.z);
+              std::printf("%-5s %-4s %5d %5d %5d %4d %3d %10.1f %9.1f %6s %10.1f %6s %7.2fx  %s%s\n", dt_label(dt),
                           ps.c_str(), N, K, M, s, T, r.t_sparse * 1e6, ops / r.t_sparse * 1e-9,
                           pct(ops * (1 - r.actual_sp), r.t_sparse, kernel_peak(*r.kernel) * T).c_str(), r.t_dense * 1e6,
-                          pct(ops, r.t_dense, dense_peak(dt) * T).c_str(), r.t_dense / r.t_sparse, r.kernel->name);
+                          pct(ops, r.t_dense, dense_peak(dt) * T).c_str(), r.t_dense / r.t_sparse, r.kernel->name, zs);
               std::fflush(stdout);
             }
   return 0;

@@ -7,7 +7,11 @@
 namespace ne::sparse {
 
 constexpr uint32_t kPackMagic = 0x5053454eu;  // "NESP" little-endian
-constexpr uint16_t kPackVersion = 1;
+// Version 2 added the AMX K-gather blocking (nb = 16, tile-major values); version-1
+// buffers (nb 1 / 4 only) are still accepted by from_bytes.
+constexpr uint16_t kPackVersion = 2;
+constexpr int kKgNb = 16;     // K-gather blocking: channels per group (one AMX tile's rows)
+constexpr int kKgTile = 16;   // steps per AMX tile (16 k-quads int8 / 16 k-pairs bf16)
 
 // 128 bytes, little-endian, position independent: all sections are byte offsets from
 // the start of the header.
@@ -27,13 +31,22 @@ struct PackedHeader {
   int64_t off_values;     // dtype[steps * nb * kq]
   int64_t off_colsum;     // int32_t[groups * nb] (s8 only, else 0)
   int64_t total_size;
-  uint8_t reserved[128 - 96];
+  int64_t kg_rows;        // K-gather: real (non-padding) gathered rows over all groups, else 0
+  uint8_t reserved[128 - 104];
 
   const uint8_t* base() const { return reinterpret_cast<const uint8_t*>(this); }
   const int64_t* group_ptr() const { return reinterpret_cast<const int64_t*>(base() + off_group_ptr); }
   const int32_t* kidx() const { return reinterpret_cast<const int32_t*>(base() + off_kidx); }
   const void* values() const { return base() + off_values; }
   const int32_t* colsum() const { return reinterpret_cast<const int32_t*>(base() + off_colsum); }
+  bool kgather() const { return nb == kKgNb; }
+  // Element index in values() of the weight of step s, channel i (of the group), lane j.
+  //   nb 1 / 4: [step][nb][kq];  K-gather (nb 16): per tile of 16 steps [16 ch][16 steps][kq]
+  //   (one AMX A tile: row = channel, 64 bytes = the tile's gathered k in order).
+  int64_t value_index(int64_t s, int i, int j) const {
+    if (nb != kKgNb) return (s * nb + i) * kq + j;
+    return ((s / kKgTile) * kKgNb + i) * (kKgTile * kq) + (s % kKgTile) * kq + j;
+  }
 };
 static_assert(sizeof(PackedHeader) == 128, "packed header is 128 bytes");
 

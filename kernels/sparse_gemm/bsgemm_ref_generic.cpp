@@ -37,7 +37,7 @@ void run_generic(const GemmArgs& a, const PackedHeader& h, int nthreads) {
       for (int j = 0; j < kq; ++j) {
         const int k = ki[s * kq + j];
         for (int i = 0; i < nb; ++i) {
-          const Acc w = wval((s * nb + i) * kq + j);
+          const Acc w = wval(h.value_index(s, i, j));
           if (w == Acc(0)) continue;
           for (int m = 0; m < M; ++m) acc[size_t(i) * M + m] += w * xval(m, k);
         }

@@ -167,23 +167,39 @@ void pattern_blocking(Pattern p, DType dt, int* nb, int* kq) {
   *kq = quad ? 4 : kq_by_dt;
 }
 
-PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern p, int64_t ldw) {
+PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern p, int64_t ldw, Blocking blk) {
   check_dtype(dt);
   if (K <= 0 || N <= 0) throw std::invalid_argument("pack: K and N must be > 0");
   if (!Wv) throw std::invalid_argument("pack: null weight");
+  const bool kg = blk == Blocking::amx_kgather;
+  if (kg && dt == DType::f32) throw std::invalid_argument("pack: the AMX K-gather blocking takes bf16 or s8 weights");
   const size_t es = dtype_size(dt);
   WView w{static_cast<const uint8_t*>(Wv), dt, ldw ? ldw : N, es};
-  const bool quad = p == Pattern::p4x1;
-  int nb, kq;
-  pattern_blocking(p, dt, &nb, &kq);
+  const int kq_by_dt = dt == DType::f32 ? 1 : dt == DType::bf16 ? 2 : 4;
+  const bool quad = !kg && p == Pattern::p4x1;
+  const int nb = kg ? kKgNb : quad ? 1 : 4;
+  const int kq = quad ? 4 : kq_by_dt;
   const int G = (N + nb - 1) / nb;
 
   // Pass 1: list the steps (k indices) per group.
   std::vector<int64_t> gptr(G + 1, 0);
   std::vector<int32_t> kidx;
   std::vector<int32_t> rows;
+  std::vector<int64_t> real_end(G, 0);  // K-gather: end of the group's real entries in kidx
+  int64_t kg_rows = 0;
   for (int g = 0; g < G; ++g) {
-    if (quad) {
+    if (kg) {
+      const size_t start = kidx.size();
+      for (int k = 0; k < K; ++k) {
+        bool any = false;
+        for (int n = g * nb; n < g * nb + nb && n < N && !any; ++n) any = w.nz(k, n);
+        if (any) kidx.push_back(k);
+      }
+      real_end[g] = int64_t(kidx.size());
+      kg_rows += int64_t(kidx.size() - start);
+      const size_t tile_k = size_t(kKgTile) * kq;
+      while (kidx.size() > start && (kidx.size() - start) % tile_k) kidx.push_back(kidx.back());  // padding
+    } else if (quad) {
       const int n = g;
       for (int k0 = 0; k0 < K; k0 += 4) {
         bool any = false;
@@ -216,6 +232,7 @@ PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern 
   h.kq = kq;
   h.groups = G;
   h.steps = steps;
+  h.kg_rows = kg_rows;
   {
     int64_t z, t;
     count_blocks(w, K, N, p, &z, &t);
@@ -247,7 +264,14 @@ PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern 
   if (!kidx.empty()) std::memcpy(b + h.off_kidx, kidx.data(), sizeof(int32_t) * kidx.size());
   uint8_t* vals = b + h.off_values;
   int32_t* colsum = dt == DType::s8 ? reinterpret_cast<int32_t*>(b + h.off_colsum) : nullptr;
-  for (int g = 0; g < G; ++g) {
+  for (int g = 0; g < G && kg; ++g)
+    for (int64_t e = gptr[g] * kq; e < real_end[g]; ++e) {  // padding entries stay zero
+      const int64_t s = e / kq;
+      const int j = int(e % kq), k = kidx[e];
+      for (int i = 0; i < nb && g * nb + i < N; ++i)
+        std::memcpy(vals + h.value_index(s, i, j) * es, w.p + (size_t(k) * w.ld + g * nb + i) * es, es);
+    }
+  for (int g = 0; g < G && !kg; ++g) {
     for (int64_t s = gptr[g]; s < gptr[g + 1]; ++s) {
       for (int i = 0; i < nb; ++i) {
         const int n = g * nb + i;
@@ -280,17 +304,21 @@ PackedWeight PackedWeight::from_bytes(const void* data, size_t size) {
   PackedHeader h;
   std::memcpy(&h, data, sizeof(h));
   if (h.magic != kPackMagic) throw std::runtime_error("PackedWeight::from_bytes: bad magic");
-  if (h.version != kPackVersion)
+  if (h.version < 1 || h.version > kPackVersion)
     throw std::runtime_error("PackedWeight::from_bytes: version " + std::to_string(h.version) +
-                             ", expected " + std::to_string(kPackVersion));
+                             ", expected 1.." + std::to_string(kPackVersion));
   if (h.total_size < 0 || size_t(h.total_size) > size)
     throw std::runtime_error("PackedWeight::from_bytes: buffer of " + std::to_string(size) +
                              " bytes, header says " + std::to_string(h.total_size));
-  if (h.K <= 0 || h.N <= 0 || (h.nb != 1 && h.nb != 4) || h.kq < 1 || h.kq > 4 ||
-      h.groups != (h.N + h.nb - 1) / h.nb)
+  if (h.K <= 0 || h.N <= 0 || (h.nb != 1 && h.nb != 4 && h.nb != kKgNb) || h.kq < 1 || h.kq > 4 ||
+      h.groups != (h.N + h.nb - 1) / h.nb || h.pattern >= kNumPatterns)
     throw std::runtime_error("PackedWeight::from_bytes: inconsistent header");
   if (h.dtype != uint8_t(DType::f32) && h.dtype != uint8_t(DType::bf16) && h.dtype != uint8_t(DType::s8))
     throw std::runtime_error("PackedWeight::from_bytes: bad dtype");
+  if (h.nb == kKgNb &&
+      (h.version < 2 || h.dtype == uint8_t(DType::f32) || h.kq != (h.dtype == uint8_t(DType::s8) ? 4 : 2) ||
+       h.kg_rows < 0 || h.kg_rows > int64_t(h.groups) * h.K || (h.off_values & 63) != 0))
+    throw std::runtime_error("PackedWeight::from_bytes: inconsistent K-gather header");
   // Sections inside the buffer; group pointers monotone; k indices in range. Checked
   // once at load so a corrupt or truncated file can never make a kernel read outside.
   const int64_t es = int64_t(dtype_size(DType(h.dtype)));
@@ -305,12 +333,13 @@ PackedWeight PackedWeight::from_bytes(const void* data, size_t size) {
   if (gp[0] != 0 || gp[h.groups] != h.steps)
     throw std::runtime_error("PackedWeight::from_bytes: group pointers do not cover the steps");
   for (int g = 0; g < h.groups; ++g)
-    if (gp[g + 1] < gp[g]) throw std::runtime_error("PackedWeight::from_bytes: group pointers not monotone");
+    if (gp[g + 1] < gp[g] || (h.nb == kKgNb && (gp[g + 1] - gp[g]) % kKgTile != 0))
+      throw std::runtime_error("PackedWeight::from_bytes: group pointers not monotone (or not whole AMX tiles)");
   const int32_t kpad = (h.K + 3) & ~3;
   for (int64_t i = 0; i < h.steps * h.kq; ++i) {
     int32_t k;
     std::memcpy(&k, b + h.off_kidx + 4 * i, 4);
-    if (k < 0 || k >= kpad || (h.nb == 4 && k >= h.K) || (h.nb == 1 && (i % 4 == 0) && (k % 4) != 0))
+    if (k < 0 || k >= kpad || (h.nb != 1 && k >= h.K) || (h.nb == 1 && (i % 4 == 0) && (k % 4) != 0))
       throw std::runtime_error("PackedWeight::from_bytes: k index out of range");
   }
   PackedWeight pw;
@@ -331,6 +360,12 @@ Pattern PackedWeight::pattern() const { return Pattern(hdr(data_).pattern); }
 int64_t PackedWeight::nonzero_blocks() const { return hdr(data_).nonzero_blocks; }
 int64_t PackedWeight::total_blocks() const { return hdr(data_).total_blocks; }
 int64_t PackedWeight::steps() const { return hdr(data_).steps; }
+Blocking PackedWeight::blocking() const { return hdr(data_).kgather() ? Blocking::amx_kgather : Blocking::standard; }
+double PackedWeight::kgather_z() const {
+  const PackedHeader& h = hdr(data_);
+  if (!h.kgather()) return 0.0;
+  return 1.0 - double(h.kg_rows) / (double(h.groups) * h.K);
+}
 double PackedWeight::sparsity() const {
   const PackedHeader& h = hdr(data_);
   return h.total_blocks ? 1.0 - double(h.nonzero_blocks) / double(h.total_blocks) : 0.0;
@@ -353,7 +388,7 @@ void PackedWeight::unpack(void* Wv, int64_t ldw) const {
         if (n >= h.N) continue;
         for (int j = 0; j < h.kq; ++j) {
           const int k = ki[s * h.kq + j];
-          const uint8_t* v = vals + ((s * h.nb + i) * h.kq + j) * es;
+          const uint8_t* v = vals + h.value_index(s, i, j) * es;
           if (k >= h.K || std::memcmp(v, zero, es) == 0) continue;  // zero bits: nothing to write
           std::memcpy(W + (size_t(k) * ldw + n) * es, v, es);
         }

@@ -50,6 +50,16 @@
 //   - 4x1: nb = 1, kq = 4, the k's are the aligned quad 4i..4i+3: for int8 that is
 //     exactly one vpdpbusd quad against an activation panel in VNNI order.
 //   - s8 adds colsum[n] (int32) for the s8-activation compensation.
+//   - AMX K-gather (Blocking::amx_kgather, s8 and bf16 only; any pattern, the header keeps
+//     the pattern the sparsity is reported in): nb = 16, kq = 4 (s8) / 2 (bf16). Group g =
+//     16 output channels; its steps list, in increasing k, the union of the k rows that are
+//     non-zero in any of the 16 channels ("z" = the fraction of (group, k) rows left out),
+//     padded to a multiple of 16 steps (64 gathered k for s8, 32 for bf16: one AMX tile)
+//     with the group's last row repeated and zero weights. Values are tile-major: per 16
+//     steps, [16 channels][16 steps][kq] = 1024 bytes = one AMX A tile (row = channel, 64
+//     bytes = the tile's gathered k in order), read with tileloadd, stride 64, straight
+//     from the buffer (never rebuilt per call). Header version 2 (version 1 = nb 1 / 4 only,
+//     still accepted).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -80,11 +90,19 @@ double block_sparsity(const void* W, DType dt, int K, int N, Pattern p, int64_t 
 uint16_t f32_to_bf16(float f);
 float bf16_to_f32(uint16_t h);
 
+// How a weight's non-zeros are blocked in the packed buffer (see the format note above).
+//   standard:   the pattern's own blocking (1x4 family: nb 4; 4x1: nb 1).
+//   amx_kgather: 16-channel groups, the union of their non-zero k rows, AMX A-tile values
+//                (s8 and bf16 only): consumed by the *_kgather_16x64__amx kernels.
+enum class Blocking : uint8_t { standard = 0, amx_kgather = 1 };
+
 class PackedWeight {
  public:
   PackedWeight() = default;
-  // Pack once at load. W row-major [K, N], row stride ldw (0 = N). dt in {f32, bf16, s8}.
-  static PackedWeight pack(const void* W, DType dt, int K, int N, Pattern p, int64_t ldw = 0);
+  // Pack once at load. W row-major [K, N], row stride ldw (0 = N). dt in {f32, bf16, s8}
+  // (amx_kgather: bf16, s8).
+  static PackedWeight pack(const void* W, DType dt, int K, int N, Pattern p, int64_t ldw = 0,
+                           Blocking b = Blocking::standard);
   static PackedWeight pack(const float* W, int K, int N, Pattern p, int64_t ldw = 0) {
     return pack(W, DType::f32, K, N, p, ldw);
   }
@@ -108,6 +126,10 @@ class PackedWeight {
   int64_t total_blocks() const;
   double sparsity() const;          // 1 - nonzero_blocks / total_blocks
   int64_t steps() const;            // kernel steps (see the format note above)
+  Blocking blocking() const;
+  // K-gather blocking: the fraction of (16-channel group, k) rows that are all zero (the
+  // "z" of ARCHITECTURE.md; what an AMX K-gather kernel skips). Other blockings: 0.
+  double kgather_z() const;
 
  private:
   std::shared_ptr<const void> owner_;

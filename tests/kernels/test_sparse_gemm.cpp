@@ -178,12 +178,16 @@ std::string describe(const Case& c, Pattern p, double sp, const char* kname) {
 
 // Runs one case through `k` (or gemm() when k == nullptr) and checks it. threads: GemmArgs::
 // num_threads (0 = the OpenMP default); out: the dst bytes, for comparing runs.
+// Blocking: the K-gather packing for the kernels that take it (nb 16), else the standard one.
 void run_case(const KernelInfo* k, const Case& c, Pattern p, double sp, std::mt19937_64& rng,
-              const KernelInfo** ran = nullptr, int threads = 0, std::vector<uint8_t>* out = nullptr) {
+              const KernelInfo** ran = nullptr, int threads = 0, std::vector<uint8_t>* out = nullptr,
+              bool kgather = false) {
   const DType wdt = c.src_dt == DType::f32 ? DType::f32 : c.src_dt == DType::bf16 ? DType::bf16 : DType::s8;
-  SCOPED_TRACE(describe(c, p, sp, k ? k->name : "gemm()"));
+  kgather = kgather || (k && k->nb == 16);
+  SCOPED_TRACE(describe(c, p, sp, k ? k->name : "gemm()") + (kgather ? " blocking=amx_kgather" : ""));
   const Weight w = make_weight(wdt, c.K, c.N, p, sp, rng);
-  const PackedWeight pw = PackedWeight::pack(w.bytes.data(), wdt, c.K, c.N, p);
+  const PackedWeight pw = PackedWeight::pack(w.bytes.data(), wdt, c.K, c.N, p, 0,
+                                             kgather ? Blocking::amx_kgather : Blocking::standard);
   const bool tm = c.layout == Layout::token_major;
   const int src_rows = tm ? c.M : c.K, src_cols = tm ? c.K : c.M;
   const int dst_rows = tm ? c.M : c.N, dst_cols = tm ? c.N : c.M;
@@ -348,6 +352,94 @@ TEST(SparsePack, LeadingDimAndBadBytes) {
   EXPECT_STREQ(pattern_name(Pattern::channel), "channel");
 }
 
+// The AMX K-gather blocking (sparse_gemm.hpp, format note): bf16 and s8 weights of every
+// pattern pack -> unpack bitwise, through a copy via from_bytes too; the header's z is the
+// fraction of (16-channel group, k) rows that are all zero, counted here independently;
+// every group is whole AMX tiles (16 steps); f32 is refused.
+TEST(SparsePack, KgatherRoundTripAndZ) {
+  std::mt19937_64 rng(test_seed() + 3);
+  const int shapes[][2] = {{3, 5}, {7, 13}, {97, 100}, {64, 48}, {1, 1}, {200, 16}, {130, 33}};
+  for (DType dt : {DType::bf16, DType::s8})
+    for (int pi = 0; pi < kNumPatterns; ++pi)
+      for (double sp : {0.0, 0.5, 0.9, 0.99, 1.0})
+        for (auto& s : shapes) {
+          const Pattern p = Pattern(pi);
+          const int K = s[0], N = s[1];
+          SCOPED_TRACE(std::string("seed=") + std::to_string(test_seed()) + " dt=" + dtype_name(dt) +
+                       " pattern=" + pattern_name(p) + " sp=" + std::to_string(sp) + " K=" + std::to_string(K) +
+                       " N=" + std::to_string(N));
+          const Weight w = make_weight(dt, K, N, p, sp, rng);
+          const PackedWeight pw = PackedWeight::pack(w.bytes.data(), dt, K, N, p, 0, Blocking::amx_kgather);
+          EXPECT_EQ(pw.blocking(), Blocking::amx_kgather);
+          EXPECT_EQ(pw.pattern(), p);
+          EXPECT_NEAR(pw.sparsity(), ref_sparsity(w, p), 1e-12);
+          int64_t zero_rows = 0, rows = 0;
+          for (int g = 0; g * 16 < N; ++g)
+            for (int k = 0; k < K; ++k, ++rows) {
+              bool any = false;
+              for (int n = g * 16; n < std::min(N, g * 16 + 16); ++n) any = any || w.val[size_t(k) * N + n] != 0.0;
+              zero_rows += !any;
+            }
+          EXPECT_NEAR(pw.kgather_z(), double(zero_rows) / double(rows), 1e-12);
+          const int tile_k = dt == DType::s8 ? 64 : 32;  // gathered k per AMX tile
+          const int64_t nonzero_rows = rows - zero_rows;
+          EXPECT_GE(pw.steps() * (dt == DType::s8 ? 4 : 2), nonzero_rows);
+          EXPECT_EQ(pw.steps() * (dt == DType::s8 ? 4 : 2) % tile_k, 0);
+          std::vector<uint8_t> back(w.bytes.size(), 0x5A);
+          pw.unpack(back.data());
+          EXPECT_EQ(back, w.bytes);
+          std::vector<uint8_t> copy(pw.pack_bytes(), pw.pack_bytes() + pw.pack_size());
+          const PackedWeight view = PackedWeight::from_bytes(copy.data(), copy.size());
+          std::vector<uint8_t> back2(w.bytes.size(), 0x33);
+          view.unpack(back2.data());
+          EXPECT_EQ(back2, w.bytes);
+          EXPECT_EQ(view.blocking(), Blocking::amx_kgather);
+        }
+  std::vector<float> f(16, 1.f);
+  EXPECT_THROW(PackedWeight::pack(f.data(), DType::f32, 4, 4, Pattern::p1x4, 0, Blocking::amx_kgather),
+               std::invalid_argument);
+}
+
+// from_bytes rejects a corrupt K-gather buffer: k index >= K, a group that is not whole AMX
+// tiles, a wrong kq, and nb 16 under header version 1. Header byte offsets: version 4,
+// nb 16, kq 20, off_group_ptr 56, off_kidx 64 (bsgemm_internal.hpp's PackedHeader).
+TEST(SparsePack, KgatherBadBytes) {
+  std::mt19937_64 rng(test_seed() + 4);
+  const int K = 100, N = 40;
+  const Weight w = make_weight(DType::s8, K, N, Pattern::p1x4, 0.5, rng);
+  const PackedWeight pw = PackedWeight::pack(w.bytes.data(), DType::s8, K, N, Pattern::p1x4, 0, Blocking::amx_kgather);
+  const std::vector<uint8_t> good(pw.pack_bytes(), pw.pack_bytes() + pw.pack_size());
+  EXPECT_NO_THROW(PackedWeight::from_bytes(good.data(), good.size()));
+  auto rd64 = [&](int off) { int64_t v; std::memcpy(&v, good.data() + off, 8); return v; };
+  {
+    std::vector<uint8_t> bad = good;
+    const int32_t k = K;  // one past the last row (the s8 standard packing allows up to K rounded to 4 only for 4x1)
+    std::memcpy(bad.data() + rd64(64), &k, 4);
+    EXPECT_THROW(PackedWeight::from_bytes(bad.data(), bad.size()), std::runtime_error);
+  }
+  {
+    std::vector<uint8_t> bad = good;  // group 0 ends one step early: not whole tiles
+    int64_t e;
+    std::memcpy(&e, bad.data() + rd64(56) + 8, 8);
+    ASSERT_GT(e, 0);
+    --e;
+    std::memcpy(bad.data() + rd64(56) + 8, &e, 8);
+    EXPECT_THROW(PackedWeight::from_bytes(bad.data(), bad.size()), std::runtime_error);
+  }
+  {
+    std::vector<uint8_t> bad = good;
+    const int32_t kq = 2;  // bf16's kq on an s8 weight
+    std::memcpy(bad.data() + 20, &kq, 4);
+    EXPECT_THROW(PackedWeight::from_bytes(bad.data(), bad.size()), std::runtime_error);
+  }
+  {
+    std::vector<uint8_t> bad = good;
+    const uint16_t v1 = 1;
+    std::memcpy(bad.data() + 4, &v1, 2);
+    EXPECT_THROW(PackedWeight::from_bytes(bad.data(), bad.size()), std::runtime_error);
+  }
+}
+
 TEST(SparsePack, Vnni4Reorder) {
   std::mt19937_64 rng(test_seed() + 2);
   const int K = 7, M = 5, ld = 9;
@@ -370,6 +462,7 @@ class KernelTest : public ::testing::TestWithParam<int> {
     if (!why.empty()) GTEST_SKIP() << kernel().name << " not run on this machine: " << why;
   }
   std::vector<Pattern> patterns() const {
+    if (kernel().nb == 16) return {Pattern::p1x4, Pattern::p4x1, Pattern::p2of4, Pattern::channel};  // any pattern K-gathers
     if (kernel().nb == 1) return {Pattern::p4x1};
     if (kernel().nb == 4) return {Pattern::p1x4, Pattern::p2of4, Pattern::channel};
     return {Pattern::p1x4, Pattern::p4x1, Pattern::p2of4, Pattern::channel};
@@ -418,6 +511,55 @@ TEST_P(KernelTest, EveryPostOpAndOutputType) {
 
 INSTANTIATE_TEST_SUITE_P(AllKernels, KernelTest, ::testing::Range(0, int(kernel_list().size())),
                          [](const ::testing::TestParamInfo<int>& i) { return std::string(kernel_list()[i.param].name); });
+
+// The generic kernels read the K-gather packing too (the fallback where AMX is absent or
+// capped): the same shapes and post-ops as KernelTest, against the reference.
+TEST(SparseKgather, GenericKernelsRunTheKgatherPacking) {
+  std::mt19937_64 rng(test_seed() + 71);
+  const int shapes[][3] = {{1, 5, 3}, {17, 100, 97}, {77, 48, 64}, {20, 33, 130}};
+  int iter = 0;
+  for (const KernelInfo& k : kernel_list()) {
+    if (k.isa != Isa::generic || k.wdtype == DType::f32) continue;
+    for (double sp : {0.0, 0.9, 1.0})
+      for (auto& s : shapes)
+        for (Layout L : {Layout::token_major, Layout::feature_major}) {
+          const DType src = k.wdtype == DType::bf16 ? DType::bf16 : (iter % 2 ? DType::s8 : DType::u8);
+          Case c{L, s[0], s[1], s[2], iter % 3, iter % 2, Act::gelu_tanh, iter % 2 ? DType::bf16 : DType::f32,
+                 true, true, iter % 2 == 0, src};
+          ++iter;
+          run_case(&k, c, Pattern::p1x4, sp, rng, nullptr, 0, nullptr, /*kgather=*/true);
+          if (HasFailure()) return;
+        }
+  }
+}
+
+// On an AMX CPU, a K-gather-packed bf16 / int8 weight runs the AMX K-gather kernel through
+// gemm() (the fast path may not silently fall back to generic); capped below AMX, generic.
+// The M = 515 case also covers several 64-token panels and a tail; sparsity 0.99 and the
+// 1x16-like all-zero groups too.
+TEST(SparseKgather, GemmRunsTheAmxKernelAndGenericBelowAmx) {
+  std::mt19937_64 rng(test_seed() + 72);
+  for (int capped = 0; capped < 2; ++capped) {
+    if (!capped && !ne::cpu::mayiuse(Isa::avx512_core_amx)) continue;
+    if (capped) ne::cpu::set_isa_cap(Isa::avx512_core_bf16);
+    for (DType src : {DType::bf16, DType::u8, DType::s8})
+      for (Layout L : {Layout::token_major, Layout::feature_major})
+        for (double sp : {0.5, 0.99}) {
+          Case c{L, 515, 40, 200, 1, 2, Act::relu, DType::u8, true, true, true, src};
+          const KernelInfo* ran = nullptr;
+          run_case(nullptr, c, Pattern::p1x4, sp, rng, &ran, 0, nullptr, /*kgather=*/true);
+          ASSERT_NE(ran, nullptr);
+          if (capped) {
+            EXPECT_EQ(ran->isa, Isa::generic) << ran->name;
+          } else {
+            EXPECT_TRUE(ran->amx && ran->nb == 16) << ran->name;
+          }
+        }
+    if (capped) ne::cpu::clear_isa_cap();
+  }
+  if (!ne::cpu::mayiuse(Isa::avx512_core_amx))
+    GTEST_SKIP() << "AMX half skipped: " << ne::cpu::why_not(Isa::avx512_core_amx);
+}
 
 // ------------------------------------------------------------------ dispatch
 // What gemm() must choose, restated here from the list's documented rule (bsgemm_kernels.inc,
@@ -506,8 +648,9 @@ TEST(SparseGemmDispatch, RunsTheListsChoiceAtEveryCap) {
   }
 }
 
-// On an AMX CPU the AMX kernels win the 4x1 bf16 / int8 calls; capped to avx512_core_bf16 the
-// AVX-512 BF16 and VNNI kernels must run instead (the cap is how those are tested there).
+// Standard-packed bf16 / int8 weights never run an AMX kernel (the AMX K-gather kernels take
+// only the K-gather packing; the 4x1 AMX kernels were removed); capped to avx512_core_bf16 the
+// AVX-512 BF16 and VNNI kernels must run (the cap is how those are tested on an AMX CPU).
 TEST(SparseGemmDispatch, CapBelowAmxRunsVnniAndBf16) {
   if (!ne::cpu::mayiuse(Isa::avx512_core_bf16))
     GTEST_SKIP() << "avx512_core_bf16 not usable here: " << ne::cpu::why_not(Isa::avx512_core_bf16);
