@@ -62,26 +62,15 @@ GemmArgs normalized(const GemmArgs& a, const PackedWeight& w) {
 
 }  // namespace
 
-<<<<<<< HEAD
 namespace {
 std::string why_not_blocking(const KernelInfo& k, DType wdt, Pattern p, int nb, int kq) {
   if (k.wdtype != wdt) return std::string("weights are ") + dtype_name(wdt) + ", kernel takes " + dtype_name(k.wdtype);
+  if (k.nb == kKgNb && nb != kKgNb)
+    return std::string("takes the AMX K-gather packing (Blocking::amx_kgather); this weight is packed ") +
+           pattern_name(p) + " as " + std::to_string(nb) + "x" + std::to_string(kq) + " steps";
   if (k.nb && (k.nb != nb || k.kq != kq))
     return std::string("pattern ") + pattern_name(p) + " packs as " + std::to_string(nb) + "x" + std::to_string(kq) +
            " steps, kernel takes " + std::to_string(k.nb) + "x" + std::to_string(k.kq);
-=======
-std::string why_not(const KernelInfo& k, const GemmArgs& a, const PackedWeight& w) {
-  (void)a;
-  if (k.wdtype != w.dtype())
-    return std::string("weights are ") + dtype_name(w.dtype()) + ", kernel takes " + dtype_name(k.wdtype);
-  const auto& h = *reinterpret_cast<const PackedHeader*>(w.pack_bytes());
-  if (k.nb == kKgNb && h.nb != kKgNb)
-    return std::string("takes the AMX K-gather packing (Blocking::amx_kgather); this weight is packed ") +
-           pattern_name(w.pattern()) + " as " + std::to_string(h.nb) + "x" + std::to_string(h.kq) + " steps";
-  if (k.nb && (k.nb != h.nb || k.kq != h.kq))
-    return std::string("pattern ") + pattern_name(w.pattern()) + " packs as " + std::to_string(h.nb) + "x" +
-           std::to_string(h.kq) + " steps, kernel takes " + std::to_string(k.nb) + "x" + std::to_string(k.kq);
->>>>>>> amx-sparse
   std::string isa = ne::cpu::why_not(k.isa);
   if (!isa.empty()) return "ISA: " + isa;
   return "";
