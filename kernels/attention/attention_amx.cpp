@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amx_tile.hpp"
 #include "kernels/attention/attention.hpp"
 #include "kernels/avx512_transpose.hpp"
 
@@ -33,13 +34,7 @@ namespace {
 
 using ne::simd::transpose16x16;
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+using ne::amx::TileConfig;
 
 inline __mmask16 tail16(int64_t n) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
@@ -289,7 +284,7 @@ void attn_bf16_f32acc_16x16__amx(const Args& a) {
   {
     TileConfig cfg;
     for (int i = 0; i < 8; ++i) cfg.colsb[i] = 64, cfg.rows[i] = 16;
-    _tile_loadconfig(&cfg);
+    ne::amx::load_tile_config(cfg);  // not _tile_loadconfig: kernels/amx_tile.hpp
     thread_local Scratch w;
     w.size_for(a);
     int64_t packed = -1;

@@ -15,18 +15,13 @@
 
 #include <cstring>
 
+#include "kernels/amx_tile.hpp"
 #include "kernels/bench/peak.hpp"
 
 namespace ne::bench {
 namespace {
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+using ne::amx::TileConfig;
 
 // Configure tmm0-7 as 16 x 64 bytes and load A/B with small non-zero values.
 void setup_tiles(bool bf16) {
@@ -35,7 +30,7 @@ void setup_tiles(bool bf16) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
-  __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+  ne::amx::load_tile_config(cfg);
   alignas(64) uint8_t buf[16 * 64];
   if (bf16) {
     for (int i = 0; i < 16 * 32; ++i) {

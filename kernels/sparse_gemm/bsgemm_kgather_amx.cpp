@@ -34,20 +34,14 @@
 // B-buffer stores from the tile loads and the C tile stores from the reads of them.
 #include <immintrin.h>
 
+#include "kernels/amx_tile.hpp"
 #include "kernels/sparse_gemm/bsgemm_avx512_common.hpp"
 
 namespace ne::sparse {
 namespace {
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-inline void compiler_barrier() { __asm__ volatile("" ::: "memory"); }
+using ne::amx::compiler_barrier;
+using ne::amx::TileConfig;
 
 constexpr int kMt = 64;  // tokens per panel: 4 token sets of 16
 
@@ -305,7 +299,7 @@ void run_kgather(const GemmArgs& a, const PackedHeader& h, int nthreads) {
       cfg.colsb[i] = 64;
       cfg.rows[i] = 16;
     }
-    __asm__ volatile("ldtilecfg %0" : : "m"(cfg) : "memory");
+    ne::amx::load_tile_config(cfg);
     int cur = -1, m0 = 0, mt = 0;
     const uint8_t* panel = nullptr;
     int64_t ldp = 0;
