@@ -21,6 +21,7 @@
 #include "common/proc_mem.hpp"
 #include "bin/cpu_report.hpp"
 #include "bin/launcher.hpp"
+#include "bin/run_report.hpp"
 #include "common/cli_flags.hpp"
 #include "executor/executor.hpp"
 #include "executor/input_gen.hpp"
@@ -62,13 +63,7 @@ std::map<std::string, ne::HostTensor> make_inputs(const ne::Model& m, int batch,
   return ne::generate_inputs(m, batch, seq, rng);
 }
 
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = size_t(std::ceil(p / 100.0 * double(v.size()))) ;
-  i = i == 0 ? 0 : i - 1;
-  return v[std::min(i, v.size() - 1)];
-}
+double pct(const std::vector<double>& v, double p) { return ne::percentile(v, p); }
 
 std::string safe_file(const std::string& n) {
   std::string r = n;
@@ -174,39 +169,8 @@ int run() {
     }
   }
   if (!FLAGS_report_json.empty()) {
-    ne::MemoryStats ms = ex.memory();
-    ne::ProcMem pm = ne::read_proc_mem(mapped_path);
-    ne::ProcMem pk = ne::read_proc_mem(ne::mapped_cache_paths());
+    nlohmann::ordered_json j = ne::run_report(ex, batch, seq, FLAGS_iterations, lat, mapped_path);
     ne::instance_barrier_end();
-    nlohmann::ordered_json j;
-    j["batch"] = batch;
-    j["seq"] = seq;
-    j["threads"] = omp_get_max_threads();
-    j["iterations"] = FLAGS_iterations;
-    j["cpu"] = ne::cpu_report();
-    j["latency_ms"] = {{"mean", mean}, {"p50", pct(lat, 50)}, {"p90", pct(lat, 90)}, {"p99", pct(lat, 99)}};
-    j["latency_per_sample_ms"] = batch ? mean / batch : 0;
-    j["throughput"] = throughput;
-    j["memory"] = {{"weight_bytes", ms.weight_bytes},
-                   {"weight_mapped_bytes", pm.file_size},
-                   {"weight_resident_bytes", pm.file_rss},
-                   {"weight_pss_bytes", pm.file_pss},
-                   {"packed_mapped_bytes", pk.file_size},
-                   {"packed_resident_bytes", pk.file_rss},
-                   {"packed_pss_bytes", pk.file_pss},
-                   {"packed_private_bytes", ne::private_packed_bytes()},
-                   {"weight_sharing", ne::weight_sharing_enabled() ? 1 : 0},
-                   {"private_bytes", pm.private_bytes},
-                   {"rss_bytes", pm.rss},
-                   {"arena_bytes", ms.arena_bytes},
-                   {"peak_live_activation_bytes", ms.peak_live_bytes}};
-    j["profile"] = nlohmann::ordered_json::array();
-    for (auto& p : prof)
-      j["profile"].push_back({{"name", p.name},
-                              {"type", p.type},
-                              {"kernel", p.kernel},
-                              {"reason", p.reason},
-                              {"ms_per_iter", p.total_ms / iters}});
     std::ofstream f(FLAGS_report_json);
     NE_CHECK(f.good(), FLAGS_report_json, ": cannot open for writing");
     // Names and reasons come from the model: invalid UTF-8 is replaced, never thrown on.

@@ -11,6 +11,14 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// A caller's input does not fit the model (a missing or unknown input name, a dtype, rank or
+// shape other than the declared one, a byte count that does not match the shape). The Python
+// module raises ValueError for it, RuntimeError for other errors.
+class InputError : public Error {
+ public:
+  explicit InputError(const std::string& msg) : Error(msg) {}
+};
+
 namespace detail {
 inline void cat(std::ostringstream&) {}
 template <class T, class... R>

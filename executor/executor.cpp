@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 
@@ -185,14 +186,26 @@ struct Executor::Impl {
     return l;
   }
 
-  std::unique_ptr<Plan> make_plan(const std::map<std::string, HostTensor>& in) {
+  // Planning fails only for input shapes the model cannot take (its ops' shape checks): an
+  // input error, with the operator's message unchanged.
+  std::unique_ptr<Plan> make_plan_checked(const std::map<std::string, TensorView>& in) {
+    try {
+      return make_plan(in);
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      throw InputError(e.what());
+    }
+  }
+
+  std::unique_ptr<Plan> make_plan(const std::map<std::string, TensorView>& in) {
     auto p = std::make_unique<Plan>();
     p->t = base;
     const uint64_t limit = opt.max_activation_bytes ? std::min<uint64_t>(opt.max_activation_bytes, kMaxTensorBytes)
                                                     : kMaxTensorBytes;
     uint64_t const_bytes = 0;
     for (int i : inputs) {
-      const HostTensor& h = in.at(names[i]);
+      const TensorView& h = in.at(names[i]);
       p->t[i].dtype = h.dtype;
       p->t[i].shape = h.shape;
       p->t[i].is_const = false;
@@ -251,12 +264,13 @@ struct Executor::Impl {
     }
     for (int o : outputs) last[o] = END;
     std::vector<int> buf(T, -1);
-    struct Buffer { size_t size = 0; int first = 0, last = 0; };
+    // ext: a model input's buffer, the caller's memory (no arena space, never written).
+    struct Buffer { size_t size = 0; int first = 0, last = 0; bool ext = false; };
     std::vector<Buffer> bufs;
     auto in_arena = [&](int i) { return i >= 0 && !p.t[i].is_const && buf[i] >= 0; };
     for (int i : inputs) {
       buf[i] = int(bufs.size());
-      bufs.push_back({align64(p.t[i].nbytes()), -1, std::max(last[i], -1)});
+      bufs.push_back({align64(p.t[i].nbytes()), -1, std::max(last[i], -1), true});
     }
     for (int j = 0; j < N; ++j) {
       Node& nd = nodes[j];
@@ -274,7 +288,7 @@ struct Executor::Impl {
           share = buf[nd.in[0]];
         } else if (k == 0 && nd.op->inplace_input() >= 0) {
           int ii = nd.in[size_t(nd.op->inplace_input())];
-          if (in_arena(ii) && bufs[buf[ii]].last == j && bufs[buf[ii]].size >= sz &&
+          if (in_arena(ii) && !bufs[buf[ii]].ext && bufs[buf[ii]].last == j && bufs[buf[ii]].size >= sz &&
               std::find(outputs.begin(), outputs.end(), ii) == outputs.end() &&
               std::find(inputs.begin(), inputs.end(), ii) == inputs.end()) {
             int cnt = 0;
@@ -285,7 +299,7 @@ struct Executor::Impl {
         }
         if (share >= 0) {
           buf[o] = share;
-          bufs[share].size = std::max(bufs[share].size, sz);
+          if (!bufs[share].ext) bufs[share].size = std::max(bufs[share].size, sz);
           bufs[share].last = std::max(bufs[share].last, lo);
         } else {
           buf[o] = int(bufs.size());
@@ -301,6 +315,7 @@ struct Executor::Impl {
     std::vector<int> placed;
     size_t arena = 0;
     for (int b : order) {
+      if (bufs[b].ext) continue;
       std::vector<std::pair<size_t, size_t>> busy;
       for (int q : placed)
         if (!(bufs[q].last < bufs[b].first || bufs[b].last < bufs[q].first))
@@ -323,36 +338,48 @@ struct Executor::Impl {
     for (int j = -1; j <= N; ++j) {
       size_t live = 0;
       for (auto& b : bufs)
-        if (b.first <= j && j <= b.last) live += b.size;
+        if (!b.ext && b.first <= j && j <= b.last) live += b.size;
       peak = std::max(peak, live);
     }
     p.peak_live = peak;
   }
 
-  void check_inputs(const std::map<std::string, HostTensor>& in) {
+  template <class... A>
+  static void input_check(bool cond, const A&... a) {
+    if (!cond) throw InputError(str_cat(a...));
+  }
+
+  void check_inputs(const std::map<std::string, TensorView>& in) {
     for (auto& kv : in)
-      NE_CHECK(std::find(inputs.begin(), inputs.end(), id.count(kv.first) ? id[kv.first] : -1) != inputs.end(),
+      input_check(std::find(inputs.begin(), inputs.end(), id.count(kv.first) ? id[kv.first] : -1) != inputs.end(),
                "input '", kv.first, "' is not an input of the model (inputs: ", join_inputs(), ")");
     for (int i : inputs) {
       auto it = in.find(names[i]);
-      NE_CHECK(it != in.end(), "model input '", names[i], "' was not given (inputs: ", join_inputs(), ")");
-      const HostTensor& h = it->second;
-      NE_CHECK(uint64_t(h.numel()) <= h.bytes.size() / dtype_size(h.dtype) &&
-                   h.bytes.size() == size_t(h.numel()) * dtype_size(h.dtype),
-               "input '", names[i], "': ", h.bytes.size(), " bytes do not match shape ",
+      input_check(it != in.end(), "model input '", names[i], "' was not given (inputs: ", join_inputs(), ")");
+      const TensorView& h = it->second;
+      bool neg = false;
+      for (int64_t d : h.shape) neg |= d < 0;
+      input_check(!neg, "input '", names[i], "': negative dimension in shape ", shape_str(h.shape));
+      const int64_t numel = shape_numel(h.shape);
+      input_check(numel >= 0 && uint64_t(numel) <= h.nbytes / dtype_size(h.dtype) &&
+                   h.nbytes == size_t(numel) * dtype_size(h.dtype),
+               "input '", names[i], "': ", h.nbytes, " bytes do not match shape ",
                shape_str(h.shape), " x ", dtype_name(h.dtype));
+      input_check(h.nbytes == 0 || h.data, "input '", names[i], "': no data");
+      input_check(h.nbytes == 0 || reinterpret_cast<uintptr_t>(h.data) % dtype_size(h.dtype) == 0, "input '",
+                  names[i], "': data not aligned to its ", dtype_size(h.dtype), "-byte elements");
       const TensorInfo* ti = model.find(names[i]);
       if (!ti) continue;
-      NE_CHECK(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
+      input_check(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
                                         (ti->dtype == DType::int32 || ti->dtype == DType::s32)),
                "input '", names[i], "': dtype ", dtype_name(h.dtype), " given, the model expects ",
                dtype_name(ti->dtype));
       if (ti->has_shape) {
-        NE_CHECK(h.shape.size() == ti->shape.size(), "input '", names[i], "': rank ", h.shape.size(),
+        input_check(h.shape.size() == ti->shape.size(), "input '", names[i], "': rank ", h.shape.size(),
                  " (shape ", shape_str(h.shape), ") given, the model expects rank ", ti->shape.size(),
                  " ", shape_str(ti->shape));
         for (size_t d = 0; d < h.shape.size(); ++d)
-          NE_CHECK(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", names[i], "': shape ",
+          input_check(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", names[i], "': shape ",
                    shape_str(h.shape), " given, the model expects ", shape_str(ti->shape));
       }
     }
@@ -363,30 +390,32 @@ struct Executor::Impl {
     return s;
   }
 
-  std::string shape_key(const std::map<std::string, HostTensor>& in) {
+  std::string shape_key(const std::map<std::string, TensorView>& in) {
     std::string key;
     for (int i : inputs) {
-      const HostTensor& h = in.at(names[i]);
+      const TensorView& h = in.at(names[i]);
       key += std::string(dtype_name(h.dtype)) + shape_str(h.shape) + ";";
     }
     return key;
   }
 
-  std::vector<HostTensor> run(const std::map<std::string, HostTensor>& in) {
+  std::mutex call_mu;  // one call at a time: the arena, the plans and the profile are shared
+
+  std::vector<HostTensor> run(const std::map<std::string, TensorView>& in) {
+    std::lock_guard<std::mutex> lock(call_mu);
     check_inputs(in);
     std::string key = shape_key(in);
     auto it = plans.find(key);
-    if (it == plans.end()) it = plans.emplace(key, make_plan(in)).first;
+    if (it == plans.end()) it = plans.emplace(key, make_plan_checked(in)).first;
     Plan& p = *it->second;
     last_plan = &p;
     arena.reserve(p.arena);
     uint8_t* a = static_cast<uint8_t*>(arena.p);
     for (size_t i = 0; i < p.t.size(); ++i)
       if (p.offset[i] >= 0) p.t[i].data = a + p.offset[i];
-    for (int i : inputs) {
-      const HostTensor& h = in.at(names[i]);
-      if (!h.bytes.empty()) std::memcpy(p.t[i].data, h.bytes.data(), h.bytes.size());
-    }
+    // Inputs are used in place: plan_memory gives them no arena space and never lets an
+    // operator write into their buffers (nor into views of them).
+    for (int i : inputs) p.t[i].data = const_cast<void*>(in.at(names[i]).data);
     using clk = std::chrono::steady_clock;
     for (auto& nd : nodes) {
       if (nd.at_plan) continue;
@@ -424,8 +453,27 @@ Executor::Executor(Model model, ExecOptions opt) : impl_(new Impl) {
 }
 Executor::~Executor() = default;
 const Model& Executor::model() const { return impl_->model; }
-std::vector<HostTensor> Executor::run(const std::map<std::string, HostTensor>& inputs) {
+std::vector<HostTensor> Executor::run_views(const std::map<std::string, TensorView>& inputs) {
   return impl_->run(inputs);
+}
+std::vector<std::pair<DType, Shape>> Executor::output_types(const std::map<std::string, HostTensor>& inputs) {
+  std::map<std::string, TensorView> v;
+  for (auto& kv : inputs)
+    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
+  std::lock_guard<std::mutex> lock(impl_->call_mu);
+  impl_->check_inputs(v);
+  std::string key = impl_->shape_key(v);
+  auto it = impl_->plans.find(key);
+  if (it == impl_->plans.end()) it = impl_->plans.emplace(key, impl_->make_plan_checked(v)).first;
+  std::vector<std::pair<DType, Shape>> r;
+  for (int o : impl_->outputs) r.emplace_back(it->second->t[o].dtype, it->second->t[o].shape);
+  return r;
+}
+std::vector<HostTensor> Executor::run(const std::map<std::string, HostTensor>& inputs) {
+  std::map<std::string, TensorView> v;
+  for (auto& kv : inputs)
+    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
+  return impl_->run(v);
 }
 std::vector<OpProfile> Executor::profile() const {
   std::vector<OpProfile> r;
@@ -437,7 +485,12 @@ std::vector<OpProfile> Executor::profile() const {
   }
   return r;
 }
+void Executor::set_profile(bool on) {
+  std::lock_guard<std::mutex> lock(impl_->call_mu);
+  impl_->opt.profile = on;
+}
 void Executor::reset_profile() {
+  std::lock_guard<std::mutex> lock(impl_->call_mu);
   for (auto& nd : impl_->nodes) {
     nd.prof.total_ms = 0;
     nd.prof.calls = 0;

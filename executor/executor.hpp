@@ -29,6 +29,15 @@ struct HostTensor {
   }
 };
 
+// A caller-owned input, used in place for the call (no copy): `data` must stay valid and
+// unchanged until run() returns and be aligned to the dtype's size. The executor never writes it.
+struct TensorView {
+  DType dtype = DType::fp32;
+  Shape shape;
+  const void* data = nullptr;
+  size_t nbytes = 0;
+};
+
 struct ExecOptions {
   OpConfig op;           // sparse threshold etc.
   bool profile = false;  // time every operator
@@ -60,10 +69,18 @@ class Executor {
   const Model& model() const;
   // Runs with inputs by name (all model inputs required; dtypes and ranks checked against the
   // declared ones). Returns the model outputs in the order of model().output_names().
+  // Input errors (names, dtypes, ranks, shapes, byte counts) throw ne::InputError. The inputs are
+  // read in place, never copied into the arena. Calls from several threads are safe: they are
+  // serialised (one activation arena per Executor); run several Executors for parallel calls.
   std::vector<HostTensor> run(const std::map<std::string, HostTensor>& inputs);
+  std::vector<HostTensor> run_views(const std::map<std::string, TensorView>& inputs);
+  // The dtypes and shapes the outputs get for these inputs: plans (and caches the plan) without
+  // running it. Input data is not read.
+  std::vector<std::pair<DType, Shape>> output_types(const std::map<std::string, HostTensor>& inputs);
 
   std::vector<OpProfile> profile() const;  // in execution order (Input/Output left out)
   void reset_profile();
+  void set_profile(bool on);  // time every operator from the next call on
   MemoryStats memory() const;
 
  private:

@@ -272,3 +272,60 @@ TEST(Int8WithoutVnni, ExactKernelAndExactResult) {
     EXPECT_NEAR(out[0].ptr<float>()[n], acc * 0.01 * 0.01, 1e-3) << n;
   }
 }
+
+// Inputs are read in place (TensorView): no arena space for them, never written, even where an
+// in-place op follows the input directly or through a view; InputError for bad inputs.
+TEST(Executor, InputsReadInPlaceAndNeverWritten) {
+  ne::Model m;
+  m.source = "test";
+  m.tensors["x"].name = "x";
+  m.tensors["y"].name = "y";
+  m.ops = {
+      {"in", "Input", {}, {"x", "y"}, {}},
+      {"ip", "T_AddInplace", {"x", "y"}, {"t1"}, {}},   // may not overwrite x (an input)
+      {"v", "T_View", {"y"}, {"yv"}, {}},
+      {"v2", "T_View", {"x"}, {"xv"}, {}},
+      {"ip2", "T_AddInplace", {"yv", "xv"}, {"t2"}, {}},  // nor y through its view
+      {"out", "Output", {"t1", "t2"}, {}, {}},
+  };
+  ne::Executor ex(std::move(m));
+  ne::HostTensor x = filled({16, 16}, 1), y = filled({16, 16}, 100);
+  const ne::HostTensor x0 = x, y0 = y;
+  std::map<std::string, ne::TensorView> v{{"x", {x.dtype, x.shape, x.bytes.data(), x.bytes.size()}},
+                                          {"y", {y.dtype, y.shape, y.bytes.data(), y.bytes.size()}}};
+  auto out = ex.run_views(v);
+  ASSERT_EQ(out.size(), 2u);
+  for (int64_t i = 0; i < 256; ++i) {
+    EXPECT_FLOAT_EQ(out[0].ptr<float>()[i], x0.ptr<float>()[i] + y0.ptr<float>()[i]);
+    EXPECT_FLOAT_EQ(out[1].ptr<float>()[i], x0.ptr<float>()[i] + y0.ptr<float>()[i]);
+  }
+  EXPECT_EQ(x.bytes, x0.bytes);
+  EXPECT_EQ(y.bytes, y0.bytes);
+  // The arena holds t1 and t2 only (two 1 KiB buffers), not the inputs.
+  EXPECT_LE(ex.memory().arena_bytes, size_t(2 * 1024));
+  // Bad inputs are InputErrors (the Python module's ValueError).
+  EXPECT_THROW(ex.run({{"x", filled({2, 2}, 0)}}), ne::InputError);
+  v["x"].nbytes -= 4;
+  EXPECT_THROW(ex.run_views(v), ne::InputError);
+  v["x"].nbytes += 4;
+  v["x"].data = x.bytes.data() + 1;  // misaligned floats
+  EXPECT_THROW(ex.run_views(v), ne::InputError);
+  // Planning errors (an op's reshape refusing its inputs) are InputErrors with the op's message.
+  ne::Model m2;
+  m2.source = "test";
+  m2.tensors["x"].name = "x";
+  m2.tensors["s"].name = "s";
+  m2.tensors["s"].dtype = ne::DType::int64;
+  m2.ops = {
+      {"in", "Input", {}, {"x", "s"}, {}},
+      {"sc", "T_ScaleByShape", {"x", "s"}, {"t"}, {}},  // s must be constant: a run-time input is refused
+      {"out", "Output", {"t"}, {}, {}},
+  };
+  ne::Executor ex2(std::move(m2));
+  try {
+    ex2.run({{"x", filled({2, 2}, 0)}, {"s", ne::HostTensor::make<int64_t>(ne::DType::int64, {1}, {2})}});
+    FAIL() << "no error";
+  } catch (const ne::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("must be constant"), std::string::npos) << e.what();
+  }
+}
