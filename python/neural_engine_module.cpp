@@ -269,14 +269,22 @@ class Graph {
     return ne::generate_inputs(model(), batch, seq, rng);
   }
 
+  // The inputs `neural_engine --batch_size --seq_len --seed` generates, as numpy arrays.
+  py::dict generate_inputs(int batch, int seq, int seed) {
+    auto in = generated(batch, seq, seed);
+    py::dict d;
+    for (auto& kv : in) d[py::str(kv.first)] = to_numpy(std::move(kv.second));
+    return d;
+  }
+
   // Timed iterations on generated inputs: the same dict as `neural_engine --report_json`.
-  py::object benchmark(int batch, int seq, int iterations, int warmup, int seed) {
+  py::object benchmark(int batch, int seq, int iterations, int warmup, int seed, bool profile) {
     if (iterations < 0 || warmup < 0) throw ne::InputError("iterations and warmup must be >= 0");
     auto in = generated(batch, seq, seed);
     nlohmann::ordered_json j;
     {
       py::gil_scoped_release release;
-      ex_->set_profile(true);
+      ex_->set_profile(profile);
       for (int i = 0; i < warmup; ++i) ex_->run(in);
       ex_->reset_profile();
       std::vector<double> lat;
@@ -294,7 +302,7 @@ class Graph {
 
   // The per-operator table (kernel that ran, why, ms per iteration, share) of a timed run.
   py::object profile(int batch, int seq, int iterations, int warmup, int seed) {
-    py::object rep = benchmark(batch, seq, iterations, warmup, seed);
+    py::object rep = benchmark(batch, seq, iterations, warmup, seed, true);
     return rep["profile"];
   }
 
@@ -495,11 +503,16 @@ PYBIND11_MODULE(neural_engine, m) {
                              "Names of the inputs of the last call that were converted or copied (not C-contiguous,\n"
                              "or of another integer dtype, or not arrays); the others were read in place.")
       .def("benchmark", &Graph::benchmark, py::arg("batch_size") = 1, py::arg("seq_len") = 128,
-           py::arg("iterations") = 10, py::arg("warmup") = 2, py::arg("seed") = 1,
-           "Timed runs on generated inputs; the dict `neural_engine --report_json` writes.")
+           py::arg("iterations") = 10, py::arg("warmup") = 2, py::arg("seed") = 1, py::arg("profile") = true,
+           "Timed runs on generated inputs; the dict `neural_engine --report_json` writes.\n"
+           "profile=False: no per-operator timing (its clock reads; ms_per_iter 0).")
       .def("profile", &Graph::profile, py::arg("batch_size") = 1, py::arg("seq_len") = 128,
            py::arg("iterations") = 10, py::arg("warmup") = 2, py::arg("seed") = 1,
            "Per-operator table of a timed run: [{name, type, kernel, reason, ms_per_iter, share}].")
+      .def("generate_inputs", &Graph::generate_inputs, py::arg("batch_size") = 1, py::arg("seq_len") = 128,
+           py::arg("seed") = 1,
+           "The inputs `neural_engine --batch_size --seq_len --seed` generates (ids within the embedding table,\n"
+           "masks all ones, token types zero), as a dict of numpy arrays.")
       .def("save", &Graph::save, py::arg("dir"), "Writes DIR/conf.yaml and DIR/model.bin.");
 
   m.def("compile", &compile_model, py::arg("model"), py::arg("precision") = "fp32", py::arg("calib_dir") = py::none(),

@@ -85,7 +85,7 @@ def main(argv=None):
         return 1
     if args.mode == "performance":
         r = g.benchmark(batch_size=args.batch_size, seq_len=args.seq_len, iterations=args.iterations,
-                        warmup=args.warmup)
+                        warmup=args.warmup, profile=False)
         lat = r["latency_ms"]
         print(f" Batch Size is {r['batch']}")
         print(f" Latency is {r['latency_per_sample_ms']:.3f} ms")
