@@ -499,6 +499,12 @@ PYBIND11_MODULE(neural_engine, m) {
       .def_property_readonly("inputs", &Graph::inputs, "[{name, dtype, shape}] (-1 = dynamic)")
       .def_property_readonly("outputs", &Graph::outputs, "[{name, dtype, shape}] (-1 = dynamic)")
       .def_property_readonly("source", &Graph::source)
+      .def("__repr__",
+           [](const Graph& g) {
+             std::string s = "<neural_engine.Graph '" + g.source() + "' inputs:";
+             for (auto& n : g.model().input_names()) s += " " + n;
+             return s + ">";
+           })
       .def_property_readonly("copied_inputs", &Graph::copied_inputs,
                              "Names of the inputs of the last call that were converted or copied (not C-contiguous,\n"
                              "or of another integer dtype, or not arrays); the others were read in place.")
