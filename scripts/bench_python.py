@@ -86,6 +86,18 @@ def main():
     med_tp = statistics.median(x["run_executor_tp"] / x["cli_tp"] for x in rows)
     best_tp = max(x["run_executor_tp"] for x in rows) / max(x["cli_tp"] for x in rows)
     print(f"inference latency / CLI latency: median of rounds x{med_lat:.4f}, best vs best x{best_lat:.4f}")
+    # In one process, alternating: the C++ timing loop of the CLI (Graph.benchmark, profile off:
+    # Executor::run on the generated inputs) against graph.inference from Python.
+    inproc = []
+    for r in range(args.rounds * 2):
+        c = g.benchmark(batch_size=args.batch, seq_len=args.seq, iterations=args.iterations, warmup=1,
+                        profile=False)["latency_ms"]["mean"]
+        p = py_latency(g, feeds, args.iterations, 1)
+        inproc.append((c, p))
+    med_in = statistics.median(p / c for c, p in inproc)
+    best_in = min(p for _, p in inproc) / min(c for c, _ in inproc)
+    print(f"in one process: C++ loop best {min(c for c, _ in inproc):.3f} ms, Python loop best "
+          f"{min(p for _, p in inproc):.3f} ms; Python / C++: median of rounds x{med_in:.4f}, best vs best x{best_in:.4f}")
     print(f"run_executor throughput / CLI throughput: median of rounds x{med_tp:.4f}, best vs best x{best_tp:.4f}")
 
     t = ne.compile(args.tiny)
@@ -102,7 +114,7 @@ def main():
           f"min {min(over):.1f} us")
     if args.json:
         json.dump({"cpu": cpu, "rounds": rows, "median_latency_ratio": med_lat, "best_latency_ratio": best_lat,
-                   "median_throughput_ratio": med_tp, "best_throughput_ratio": best_tp, "tiny_overhead_us": over},
+                   "median_throughput_ratio": med_tp, "inprocess_rounds": inproc, "best_throughput_ratio": best_tp, "tiny_overhead_us": over},
                   open(args.json, "w"), indent=1)
 
 
