@@ -329,39 +329,7 @@ struct Executor::Impl {
     p.peak_live = peak;
   }
 
-  void check_inputs(const std::map<std::string, HostTensor>& in) {
-    for (auto& kv : in)
-      NE_CHECK(std::find(inputs.begin(), inputs.end(), id.count(kv.first) ? id[kv.first] : -1) != inputs.end(),
-               "input '", kv.first, "' is not an input of the model (inputs: ", join_inputs(), ")");
-    for (int i : inputs) {
-      auto it = in.find(names[i]);
-      NE_CHECK(it != in.end(), "model input '", names[i], "' was not given (inputs: ", join_inputs(), ")");
-      const HostTensor& h = it->second;
-      NE_CHECK(uint64_t(h.numel()) <= h.bytes.size() / dtype_size(h.dtype) &&
-                   h.bytes.size() == size_t(h.numel()) * dtype_size(h.dtype),
-               "input '", names[i], "': ", h.bytes.size(), " bytes do not match shape ",
-               shape_str(h.shape), " x ", dtype_name(h.dtype));
-      const TensorInfo* ti = model.find(names[i]);
-      if (!ti) continue;
-      NE_CHECK(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
-                                        (ti->dtype == DType::int32 || ti->dtype == DType::s32)),
-               "input '", names[i], "': dtype ", dtype_name(h.dtype), " given, the model expects ",
-               dtype_name(ti->dtype));
-      if (ti->has_shape) {
-        NE_CHECK(h.shape.size() == ti->shape.size(), "input '", names[i], "': rank ", h.shape.size(),
-                 " (shape ", shape_str(h.shape), ") given, the model expects rank ", ti->shape.size(),
-                 " ", shape_str(ti->shape));
-        for (size_t d = 0; d < h.shape.size(); ++d)
-          NE_CHECK(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", names[i], "': shape ",
-                   shape_str(h.shape), " given, the model expects ", shape_str(ti->shape));
-      }
-    }
-  }
-  std::string join_inputs() {
-    std::string s;
-    for (int i : inputs) s += (s.empty() ? "" : ", ") + names[i];
-    return s;
-  }
+  void check_inputs(const std::map<std::string, HostTensor>& in) { check_model_inputs(model, in); }
 
   std::string shape_key(const std::map<std::string, HostTensor>& in) {
     std::string key;
@@ -416,6 +384,39 @@ struct Executor::Impl {
     return res;
   }
 };
+
+void check_model_inputs(const Model& model, const std::map<std::string, HostTensor>& in) {
+  const std::vector<std::string> names = model.input_names();
+  auto join_inputs = [&] {
+    std::string s;
+    for (auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
+  for (auto& kv : in)
+    NE_CHECK(std::find(names.begin(), names.end(), kv.first) != names.end(), "input '", kv.first,
+             "' is not an input of the model (inputs: ", join_inputs(), ")");
+  for (auto& name : names) {
+    auto it = in.find(name);
+    NE_CHECK(it != in.end(), "model input '", name, "' was not given (inputs: ", join_inputs(), ")");
+    const HostTensor& h = it->second;
+    NE_CHECK(uint64_t(h.numel()) <= h.bytes.size() / dtype_size(h.dtype) &&
+                 h.bytes.size() == size_t(h.numel()) * dtype_size(h.dtype),
+             "input '", name, "': ", h.bytes.size(), " bytes do not match shape ", shape_str(h.shape), " x ",
+             dtype_name(h.dtype));
+    const TensorInfo* ti = model.find(name);
+    if (!ti) continue;
+    NE_CHECK(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
+                                      (ti->dtype == DType::int32 || ti->dtype == DType::s32)),
+             "input '", name, "': dtype ", dtype_name(h.dtype), " given, the model expects ", dtype_name(ti->dtype));
+    if (ti->has_shape) {
+      NE_CHECK(h.shape.size() == ti->shape.size(), "input '", name, "': rank ", h.shape.size(), " (shape ",
+               shape_str(h.shape), ") given, the model expects rank ", ti->shape.size(), " ", shape_str(ti->shape));
+      for (size_t d = 0; d < h.shape.size(); ++d)
+        NE_CHECK(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", name, "': shape ", shape_str(h.shape),
+                 " given, the model expects ", shape_str(ti->shape));
+    }
+  }
+}
 
 Executor::Executor(Model model, ExecOptions opt) : impl_(new Impl) {
   impl_->model = std::move(model);
