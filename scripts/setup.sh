@@ -22,7 +22,8 @@ PKGS="build-essential cmake pkg-config git ca-certificates
   libgtest-dev libgmock-dev libbenchmark-dev libxbyak-dev
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
   numactl python3 python3-numpy python3-torch python3-onnx nodejs npm
-  chromium clang libclang-rt-14-dev zlib1g-dev libpng-dev nlohmann-json3-dev"
+  chromium clang libclang-rt-14-dev zlib1g-dev libpng-dev nlohmann-json3-dev
+  libcpp-httplib-dev wrk"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
