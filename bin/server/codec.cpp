@@ -1,5 +1,6 @@
 #include "bin/server/codec.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -128,7 +129,12 @@ void append_float(std::string& out, float f) {
     out += "null";
     return;
   }
-  append_num(out, f);  // shortest representation that reads back to the same float
+  // The shortest representation that reads back to the same float; written as a JSON float
+  // ("7.0", "-0.0"): "-0" would read back as the integer 0 and lose the sign.
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, f);
+  out.append(buf, r.ptr);
+  if (std::find_if(buf, r.ptr, [](char c) { return c == '.' || c == 'e'; }) == r.ptr) out += ".0";
 }
 
 void append_data(std::string& out, const HostTensor& t) {

@@ -6,7 +6,9 @@
 // checks against the model (ne::check_model_inputs, the messages the CLI prints), the batch
 // queue (batcher.cpp), one thread per instance that hands batches to its worker process over a
 // socketpair (frame.hpp) and restarts the worker when it dies, /metrics.
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -546,6 +548,23 @@ void Server::instance_loop(Instance& in) {
   }
 }
 
+// cpp-httplib 0.11 listens with a backlog of 5: a burst of connections overflows it and the
+// kernel drops SYNs (the client retries after 1 s). listen() again on the bound socket (found by
+// its port) sets the backlog to SOMAXCONN; Linux allows changing it so.
+void widen_backlog(int port) {
+  for (int fd = 0; fd < 1024; ++fd) {
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc) continue;
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) continue;
+    int p = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
+            : ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port) : -1;
+    if (p == port && ::listen(fd, SOMAXCONN) != 0) LOG(WARNING) << "listen backlog: " << std::strerror(errno);
+  }
+}
+
 void json_reply(httplib::Response& res, int status, const std::string& body) {
   res.status = status;
   res.set_content(body, "application/json");
@@ -858,6 +877,7 @@ int Server::run() {
     NE_CHECK(http.bind_to_port(FLAGS_host, port), "cannot listen on ", FLAGS_host, ":", port,
              " (in use? --port 0 picks a free one)");
   }
+  widen_backlog(port);
   for (auto& in : instances_) in->th = std::thread([this, p = in.get()] { instance_loop(*p); });
   std::thread http_th([&] { http.listen_after_bind(); });
   ready_ = true;
