@@ -79,13 +79,20 @@ mem() {  # RSS and PSS (MiB) of the server and its workers
   /usr/bin/python3 - "$SRV_PID" <<'PY'
 import os, sys
 root = int(sys.argv[1])
-pids = [root] + [int(d) for d in os.listdir("/proc") if d.isdigit() and
-                 open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()[1] == str(root)]
+def ppid(d):
+    try:
+        return int(open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+pids = [root] + [int(d) for d in os.listdir("/proc") if d.isdigit() and ppid(d) == root]
 rss = pss = 0
 for p in pids:
-    for l in open("/proc/%d/smaps_rollup" % p):
-        if l.startswith("Rss:"): rss += int(l.split()[1])
-        if l.startswith("Pss:"): pss += int(l.split()[1])
+    try:
+        for l in open("/proc/%d/smaps_rollup" % p):
+            if l.startswith("Rss:"): rss += int(l.split()[1])
+            if l.startswith("Pss:"): pss += int(l.split()[1])
+    except OSError:
+        pass
 print("%d processes, RSS %.1f MiB, PSS %.1f MiB" % (len(pids), rss / 1024, pss / 1024))
 PY
 }

@@ -218,6 +218,9 @@ void Server::load_models() {
     for (auto& o : models_)
       NE_CHECK(&o == &m || o.name != m.name, "two models are named '", m.name, "': name them with name=path");
     m.model = load_ir(m.conf, m.weight);
+    // The front end reads only the model's metadata: drop the pages the load's checksum touched
+    // (the workers map the same file; the page cache keeps one copy).
+    if (m.model.blob) m.model.blob->release_resident();
     m.inputs = m.model.input_names();
     m.outputs = m.model.output_names();
     m.batchable = !m.inputs.empty();
@@ -531,7 +534,11 @@ void Server::instance_loop(Instance& in) {
     }
     inflight_ += int64_t(batch.size());
     bool lost = false;
-    run_batch(in, batch, &lost);
+    try {
+      run_batch(in, batch, &lost);
+    } catch (const std::exception& e) {  // never leave a request waiting
+      for (auto& j : batch) j->complete(500, std::string("internal error: ") + e.what());
+    }
     inflight_ -= int64_t(batch.size());
     if (lost) {
       std::string how;
@@ -797,7 +804,13 @@ void Server::routes(httplib::Server& s) {
     if (res.status == 413) msg = str_cat("request body is larger than --max_request_bytes ", FLAGS_max_request_bytes);
     else if (res.status == 404) msg = "no such endpoint: " + q.method + " " + q.path;
     else if (res.status == 405) msg = "method not allowed: " + q.method + " " + q.path;
-    else msg = str_cat("could not read the request (HTTP ", res.status, ")");
+    else if (res.status == 400 && q.has_header("Content-Length") &&
+             std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > q.body.size()) {
+      // The body stopped short of its Content-Length: the client stalled past the read timeout.
+      res.status = 408;
+      msg = str_cat("request body not received: ", q.body.size(), " of ", q.get_header_value("Content-Length"),
+                    " bytes within --request_timeout_ms ", FLAGS_request_timeout_ms);
+    } else msg = str_cat("could not read the request (HTTP ", res.status, ")");
     res.set_content(error_json(msg), "application/json");
   });
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {

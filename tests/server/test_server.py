@@ -480,8 +480,8 @@ def group_connections():
             got = b""
         dt = time.time() - t0
         status = got.split(b"\r\n", 1)[0].decode(errors="replace")
-        check((got == b"" or b" 400 " in got or b" 408 " in got) and dt < 15,
-              "stalled request: after %.1f s: %s" % (dt, status or "connection closed"))
+        check((got == b"" or b" 408 " in got) and dt < 15,
+              "stalled request: after %.1f s: %s %s" % (dt, status or "connection closed", got[-120:]))
         s.close()
         # A stall before the headers end.
         s = socket.create_connection(("127.0.0.1", srv.port))
