@@ -6,12 +6,14 @@
 # Usage: scripts/bench_server.sh --config conf.yaml --weight model.bin [--instances N (2)]
 #          [--cores_per_instance C (1)] [--duration S (60)] [--connections K (16)] [--seq S (128)]
 #          [--max_batch_size B (8)] [--max_queue_delay_us U (0)] [--build DIR (build)] [--no_cli]
+#          [--kill_worker_after T]   (kill -9 one worker T seconds into the run: its in-flight
+#                                     requests fail (non-2xx), the rest go on, it is restarted)
 # Prints: wrk throughput, non-2xx count, latency percentiles; the batch sizes the server ran
 # (from /metrics); RSS and PSS of the server and its workers at the start and end of the run;
 # the CLI's throughput at the effective batch and the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=build N=2 C=1 DUR=60 CONN=16 SEQ=128 MB=8 DELAY=0 CONF="" WEIGHT="" CLI=1
+BUILD=build N=2 C=1 DUR=60 CONN=16 SEQ=128 MB=8 DELAY=0 CONF="" WEIGHT="" CLI=1 KILL=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) CONF="$2"; shift ;;
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --max_queue_delay_us) DELAY="$2"; shift ;;
     --build) BUILD="$2"; shift ;;
     --no_cli) CLI=0 ;;
+    --kill_worker_after) KILL="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -102,16 +105,25 @@ metric() { curl -s "$URL/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
 BENCH_BODY="$W/body.bin" BENCH_HDR=$(cat "$W/hdr") BENCH_PATH=/v2/models/bench/infer \
   wrk -t2 -c"$CONN" -d3s -s scripts/bench_server/post.lua "$URL" > /dev/null
 B0=$(metric 'ne_batch_size_sum{model="bench"}'); C0=$(metric 'ne_batch_size_count{model="bench"}')
+busy() { curl -s "$URL/metrics" | awk '$1 ~ /^ne_instance_busy_seconds_total/ { printf "%s ", $2 }'; }
+U0=$(busy)
 echo "== neural_engine_server: $N x $C cores, $CONN connections, b1 s$SEQ, ${DUR} s, --max_batch_size $MB --max_queue_delay_us $DELAY"
 echo "memory at start: $(mem)"
+if [ -n "$KILL" ]; then
+  VICTIM=$(ps --ppid "$SRV_PID" -o pid= | head -1 | tr -d ' ')
+  (sleep "$KILL"; kill -9 "$VICTIM" && echo "killed worker pid $VICTIM (kill -9) at ${KILL} s") &
+fi
 BENCH_BODY="$W/body.bin" BENCH_HDR=$(cat "$W/hdr") BENCH_PATH=/v2/models/bench/infer \
   wrk -t2 -c"$CONN" -d"${DUR}s" --timeout 30s -s scripts/bench_server/post.lua "$URL" | tee "$W/wrk.txt"
 echo "memory at end:   $(mem)"
 B1=$(metric 'ne_batch_size_sum{model="bench"}'); C1=$(metric 'ne_batch_size_count{model="bench"}')
+U1=$(busy)
+echo "utilisation over the run (busy seconds / $DUR s, per instance): $(awk -v a="$U0" -v b="$U1" -v d="$DUR" \
+  'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; ++i) printf "%.2f ", (y[i] - x[i]) / d }')"
 EFF=$(awk -v a="$B0" -v b="$B1" -v c="$C0" -v d="$C1" 'BEGIN { printf "%.2f", (d > c) ? (b - a) / (d - c) : 0 }')
 echo "batches: $((${C1%.*} - ${C0%.*})), mean batch size $EFF (ne_batch_size histogram, whole run:)"
 curl -s "$URL/metrics" | grep '^ne_batch_size_bucket{model="bench"' | sed 's/^/  /'
-curl -s "$URL/metrics" | grep -E '^ne_instance_utilization|^ne_request_failures_total' | sed 's/^/  /'
+curl -s "$URL/metrics" | grep -E '^ne_request_failures_total|^ne_worker_(restarts_total|up)' | sed 's/^/  /'
 THR=$(sed -n 's/^wrk: requests [0-9]* in [0-9.]* s: \([0-9.]*\) req.*/\1/p' "$W/wrk.txt")
 NON2XX=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' "$W/wrk.txt"); NON2XX=${NON2XX:-0}
 echo "server: $THR inferences/s, non-2xx $NON2XX"

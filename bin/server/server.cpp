@@ -125,12 +125,19 @@ struct Instance {
   pid_t pid = -1;
   int fd = -1;
   bool started_once = false;
+  Clock::time_point first_ready;  // its first worker answered ready
   InstanceMetrics m;
   std::thread th;
 };
 
 class Server {
  public:
+  ~Server() {
+    if (!ir_tmp_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(ir_tmp_, ec);  // also when start-up failed
+    }
+  }
   int run();
 
  private:
@@ -158,7 +165,6 @@ class Server {
   std::atomic<uint64_t> next_batch_id_{1};
   std::atomic<int64_t> inflight_{0};
   std::string self_, ir_tmp_;
-  Clock::time_point start_ = Clock::now();
   std::mutex meta_mu_;
 };
 
@@ -344,6 +350,7 @@ bool Server::spawn(Instance& in, std::string* err) {
     LOG(WARNING) << "instance " << in.index << ": bad ready frame: " << e.what();
   }
   if (in.started_once) in.m.restarts++;
+  else in.first_ready = Clock::now();
   in.started_once = true;
   in.m.up = 1;
   return true;
@@ -716,15 +723,17 @@ std::string Server::metrics_text() {
        std::to_string(batcher_->size()) + "\n";
   o += "# HELP ne_inflight_requests Requests in a worker now.\n# TYPE ne_inflight_requests gauge\nne_inflight_requests " +
        std::to_string(inflight_.load()) + "\n";
-  const double up_s = std::chrono::duration<double>(Clock::now() - start_).count();
+  const auto now = Clock::now();
   o += "# HELP ne_instance_busy_seconds_total Time each instance had a batch in its worker.\n# TYPE ne_instance_busy_seconds_total counter\n";
   for (auto& i : instances_)
     o += "ne_instance_busy_seconds_total{instance=\"" + std::to_string(i->index) + "\"} " +
          std::to_string(double(i->m.busy_ns.load()) * 1e-9) + "\n";
-  o += "# HELP ne_instance_utilization Busy share of each instance since the server started.\n# TYPE ne_instance_utilization gauge\n";
-  for (auto& i : instances_)
+  o += "# HELP ne_instance_utilization Busy share of each instance since its first worker was ready (rate(ne_instance_busy_seconds_total) for a window).\n# TYPE ne_instance_utilization gauge\n";
+  for (auto& i : instances_) {
+    const double up_s = i->started_once ? std::chrono::duration<double>(now - i->first_ready).count() : 0;
     o += "ne_instance_utilization{instance=\"" + std::to_string(i->index) + "\"} " +
          std::to_string(up_s > 0 ? double(i->m.busy_ns.load()) * 1e-9 / up_s : 0.0) + "\n";
+  }
   o += "# HELP ne_instance_batches_total Batches run per instance.\n# TYPE ne_instance_batches_total counter\n";
   for (auto& i : instances_)
     o += "ne_instance_batches_total{instance=\"" + std::to_string(i->index) + "\"} " + std::to_string(i->m.batches) + "\n";
@@ -929,11 +938,9 @@ int Server::run() {
     for (auto& in : instances_)
       if (in->pid > 0) kill(in->pid, SIGKILL);
     std::cerr << "error: drain timed out after " << FLAGS_drain_timeout_s << " s" << std::endl;
-    std::_Exit(1);
-  }
-  if (!ir_tmp_.empty()) {
     std::error_code ec;
-    std::filesystem::remove_all(ir_tmp_, ec);
+    if (!ir_tmp_.empty()) std::filesystem::remove_all(ir_tmp_, ec);
+    std::_Exit(1);  // handler threads may still wait on the workers: do not join them
   }
   std::cout << "neural_engine_server: drained, exiting" << std::endl;
   return 0;
