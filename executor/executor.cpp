@@ -344,51 +344,7 @@ struct Executor::Impl {
     p.peak_live = peak;
   }
 
-  template <class... A>
-  static void input_check(bool cond, const A&... a) {
-    if (!cond) throw InputError(str_cat(a...));
-  }
-
-  void check_inputs(const std::map<std::string, TensorView>& in) {
-    for (auto& kv : in)
-      input_check(std::find(inputs.begin(), inputs.end(), id.count(kv.first) ? id[kv.first] : -1) != inputs.end(),
-               "input '", kv.first, "' is not an input of the model (inputs: ", join_inputs(), ")");
-    for (int i : inputs) {
-      auto it = in.find(names[i]);
-      input_check(it != in.end(), "model input '", names[i], "' was not given (inputs: ", join_inputs(), ")");
-      const TensorView& h = it->second;
-      bool neg = false;
-      for (int64_t d : h.shape) neg |= d < 0;
-      input_check(!neg, "input '", names[i], "': negative dimension in shape ", shape_str(h.shape));
-      const int64_t numel = shape_numel(h.shape);
-      input_check(numel >= 0 && uint64_t(numel) <= h.nbytes / dtype_size(h.dtype) &&
-                   h.nbytes == size_t(numel) * dtype_size(h.dtype),
-               "input '", names[i], "': ", h.nbytes, " bytes do not match shape ",
-               shape_str(h.shape), " x ", dtype_name(h.dtype));
-      input_check(h.nbytes == 0 || h.data, "input '", names[i], "': no data");
-      input_check(h.nbytes == 0 || reinterpret_cast<uintptr_t>(h.data) % dtype_size(h.dtype) == 0, "input '",
-                  names[i], "': data not aligned to its ", dtype_size(h.dtype), "-byte elements");
-      const TensorInfo* ti = model.find(names[i]);
-      if (!ti) continue;
-      input_check(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
-                                        (ti->dtype == DType::int32 || ti->dtype == DType::s32)),
-               "input '", names[i], "': dtype ", dtype_name(h.dtype), " given, the model expects ",
-               dtype_name(ti->dtype));
-      if (ti->has_shape) {
-        input_check(h.shape.size() == ti->shape.size(), "input '", names[i], "': rank ", h.shape.size(),
-                 " (shape ", shape_str(h.shape), ") given, the model expects rank ", ti->shape.size(),
-                 " ", shape_str(ti->shape));
-        for (size_t d = 0; d < h.shape.size(); ++d)
-          input_check(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", names[i], "': shape ",
-                   shape_str(h.shape), " given, the model expects ", shape_str(ti->shape));
-      }
-    }
-  }
-  std::string join_inputs() {
-    std::string s;
-    for (int i : inputs) s += (s.empty() ? "" : ", ") + names[i];
-    return s;
-  }
+  void check_inputs(const std::map<std::string, TensorView>& in) { check_model_inputs(model, in); }
 
   std::string shape_key(const std::map<std::string, TensorView>& in) {
     std::string key;
@@ -445,6 +401,59 @@ struct Executor::Impl {
     return res;
   }
 };
+
+namespace {
+template <class... A>
+void input_check(bool cond, const A&... a) {
+  if (!cond) throw InputError(str_cat(a...));
+}
+}  // namespace
+
+void check_model_inputs(const Model& model, const std::map<std::string, TensorView>& in) {
+  const std::vector<std::string> names = model.input_names();
+  auto join_inputs = [&] {
+    std::string s;
+    for (auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
+  for (auto& kv : in)
+    input_check(std::find(names.begin(), names.end(), kv.first) != names.end(), "input '", kv.first,
+                "' is not an input of the model (inputs: ", join_inputs(), ")");
+  for (auto& name : names) {
+    auto it = in.find(name);
+    input_check(it != in.end(), "model input '", name, "' was not given (inputs: ", join_inputs(), ")");
+    const TensorView& h = it->second;
+    bool neg = false;
+    for (int64_t d : h.shape) neg |= d < 0;
+    input_check(!neg, "input '", name, "': negative dimension in shape ", shape_str(h.shape));
+    const int64_t numel = shape_numel(h.shape);
+    input_check(uint64_t(numel) <= h.nbytes / dtype_size(h.dtype) && h.nbytes == size_t(numel) * dtype_size(h.dtype),
+                "input '", name, "': ", h.nbytes, " bytes do not match shape ", shape_str(h.shape), " x ",
+                dtype_name(h.dtype));
+    input_check(h.nbytes == 0 || h.data, "input '", name, "': no data");
+    input_check(h.nbytes == 0 || reinterpret_cast<uintptr_t>(h.data) % dtype_size(h.dtype) == 0, "input '", name,
+                "': data not aligned to its ", dtype_size(h.dtype), "-byte elements");
+    const TensorInfo* ti = model.find(name);
+    if (!ti) continue;
+    input_check(h.dtype == ti->dtype || (dtype_size(h.dtype) == 4 && (h.dtype == DType::int32 || h.dtype == DType::s32) &&
+                                         (ti->dtype == DType::int32 || ti->dtype == DType::s32)),
+                "input '", name, "': dtype ", dtype_name(h.dtype), " given, the model expects ", dtype_name(ti->dtype));
+    if (ti->has_shape) {
+      input_check(h.shape.size() == ti->shape.size(), "input '", name, "': rank ", h.shape.size(), " (shape ",
+                  shape_str(h.shape), ") given, the model expects rank ", ti->shape.size(), " ", shape_str(ti->shape));
+      for (size_t d = 0; d < h.shape.size(); ++d)
+        input_check(ti->shape[d] < 0 || ti->shape[d] == h.shape[d], "input '", name, "': shape ", shape_str(h.shape),
+                    " given, the model expects ", shape_str(ti->shape));
+    }
+  }
+}
+
+void check_model_inputs(const Model& model, const std::map<std::string, HostTensor>& in) {
+  std::map<std::string, TensorView> v;
+  for (auto& kv : in)
+    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
+  check_model_inputs(model, v);
+}
 
 Executor::Executor(Model model, ExecOptions opt) : impl_(new Impl) {
   impl_->model = std::move(model);

@@ -59,6 +59,13 @@ struct MemoryStats {
   size_t weight_bytes = 0;      // weights referenced by the model
 };
 
+// The checks Executor::run makes on its inputs before planning (every model input given and no
+// other, bytes matching shape x dtype, dtype and rank as declared, fixed dims equal), as ne::Error
+// with the messages the CLI prints. Callers that queue inputs for an executor elsewhere (the
+// server's front end) check them up front with this.
+void check_model_inputs(const Model& model, const std::map<std::string, HostTensor>& inputs);
+void check_model_inputs(const Model& model, const std::map<std::string, TensorView>& inputs);
+
 class Executor {
  public:
   explicit Executor(Model model, ExecOptions opt = {});

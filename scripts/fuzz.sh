@@ -3,7 +3,8 @@
 # for a bounded time, seeded from the project's own fixtures and the bad-input corpus.
 #
 # Usage: scripts/fuzz.sh [seconds-per-target (60)] [target...]
-#   targets: npy ir onnx (or fuzz_npy fuzz_ir fuzz_onnx); default all three.
+#   targets: npy ir onnx server_request (or fuzz_npy ...); default all four. server_request is
+#   neural_engine_server's KServe request decoder (JSON + binary tensors, bin/server/codec.cpp).
 # Environment: NE_FUZZ_BUILD (build-fuzz), NE_FUZZ_JOBS (2, build jobs), NE_FUZZ_RSS_MB (2048),
 #   NE_FUZZ_TIMEOUT (25 s per input = hang), NE_FUZZ_ALLOW_STD=1 (tolerate non-ne::Error
 #   exceptions, to fuzz past a known one), NE_FUZZ_ARGS (extra libFuzzer flags).
@@ -16,7 +17,7 @@ ROOT=$PWD
 SECS=${1:-60}
 [ $# -gt 0 ] && shift
 TARGETS=()
-for t in "${@:-npy ir onnx}"; do
+for t in "${@:-npy ir onnx server_request}"; do
   for x in $t; do TARGETS+=("fuzz_${x#fuzz_}"); done
 done
 BUILD=${NE_FUZZ_BUILD:-build-fuzz}
@@ -53,13 +54,17 @@ i=0; while IFS= read -r f; do
   cp "$f" "$BUILD/seeds/fuzz_onnx/$i.onnx"; i=$((i + 1))
 done < <(find tests/data tests/bad_inputs -name '*.onnx' 2>/dev/null | sort)
 
+seed_dir fuzz_server_request
+cp tests/fuzz/server_request_seeds/* "$BUILD/seeds/fuzz_server_request/"
+
 export OMP_NUM_THREADS=1 GLOG_minloglevel=3
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_stack_use_after_return=1:abort_on_error=1"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-}:suppressions=$ROOT/tests/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:print_stacktrace=1:halt_on_error=1"
 
-declare -A DICT=([fuzz_ir]=tests/fuzz/ir.dict [fuzz_npy]=tests/fuzz/npy.dict)
-declare -A MAXLEN=([fuzz_ir]=262144 [fuzz_npy]=65536 [fuzz_onnx]=1100000)
+declare -A DICT=([fuzz_ir]=tests/fuzz/ir.dict [fuzz_npy]=tests/fuzz/npy.dict
+                 [fuzz_server_request]=tests/fuzz/server_request.dict)
+declare -A MAXLEN=([fuzz_ir]=262144 [fuzz_npy]=65536 [fuzz_onnx]=1100000 [fuzz_server_request]=65536)
 status=0
 summary=""
 for t in "${TARGETS[@]}"; do

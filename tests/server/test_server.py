@@ -1,0 +1,695 @@
+#!/usr/bin/python3
+"""neural_engine_server against a real HTTP client (http.client, raw sockets), on loopback.
+
+Run by ctest (tests/server/CMakeLists.txt), one group per test so each stays well under a minute:
+  test_server.py --group protocol|bad_requests|connections|workers|drain \
+      --server build/bin/neural_engine_server --cli build/bin/neural_engine \
+      --compile build/bin/neural_engine_compile --data tests/data --workdir DIR
+
+Every server is started with --port 0 (it prints the port it chose) and NE_DISPATCH=threshold,
+as is the CLI the outputs are compared with (same kernels, no timing-based choice), both with one
+OpenMP thread. Timeouts are generous: the machine may be loaded.
+"""
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+ARGS = None
+FAILS = []
+
+
+def check(cond, what):
+    if cond:
+        print("  ok   " + what)
+    else:
+        print("  FAIL " + what)
+        FAILS.append(what)
+
+
+class Server:
+    def __init__(self, args, env_extra=None, name="srv"):
+        self.log = os.path.join(ARGS.workdir, name + ".log")
+        env = dict(os.environ, NE_DISPATCH="threshold", GLOG_minloglevel="1")
+        env.update(env_extra or {})
+        self.p = subprocess.Popen([ARGS.server, "--port", "0"] + args, stdout=subprocess.PIPE,
+                                  stderr=open(self.log, "w"), env=env, text=True)
+        line = [None]
+
+        def rd():
+            line[0] = self.p.stdout.readline()
+
+        t = threading.Thread(target=rd, daemon=True)
+        t.start()
+        t.join(90)
+        if not line[0] or "listening on" not in line[0]:
+            self.p.kill()
+            raise RuntimeError("server did not start: %r; log:\n%s" % (line[0], open(self.log).read()))
+        self.port = int(line[0].split("127.0.0.1:")[1].split()[0])
+        self.rest = []
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            st, _, _ = self.get("/v2/health/ready")
+            if st == 200:
+                break
+            time.sleep(0.1)
+
+    def _drain_stdout(self):
+        for l in self.p.stdout:
+            self.rest.append(l)
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path):
+        c = self.conn()
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read(), r
+        finally:
+            c.close()
+
+    def post(self, path, body, headers=None, timeout=60):
+        c = self.conn(timeout)
+        try:
+            c.request("POST", path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read(), r
+        finally:
+            c.close()
+
+    def metrics(self):
+        st, body, _ = self.get("/metrics")
+        assert st == 200
+        m = {}
+        for l in body.decode().splitlines():
+            if l.startswith("#") or not l.strip():
+                continue
+            k, v = l.rsplit(" ", 1)
+            m[k] = float(v)
+        return m
+
+    def children(self):
+        kids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    parts = f.read().rsplit(")", 1)[1].split()
+                if int(parts[1]) == self.p.pid:
+                    kids.append(int(d))
+            except OSError:
+                pass
+        return sorted(kids)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                return self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                return None
+        return self.p.returncode
+
+
+# ---------------------------------------------------------------- request building
+def tensor_json(name, arr, dt=None):
+    dt = dt or {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32"}[arr.dtype.type]
+    return {"name": name, "datatype": dt, "shape": list(arr.shape), "data": arr.flatten().tolist()}
+
+
+def json_request(inputs, outputs=None, binary_output=False, rid=None):
+    req = {"inputs": [tensor_json(k, v) for k, v in inputs.items()]}
+    if rid:
+        req["id"] = rid
+    if binary_output:
+        req["parameters"] = {"binary_data_output": True}
+    if outputs is not None:
+        req["outputs"] = outputs
+    return json.dumps(req).encode(), {"Content-Type": "application/json"}
+
+
+def binary_request(inputs, binary_output=True):
+    hdr = {"inputs": [], "parameters": {"binary_data_output": binary_output}}
+    blobs = []
+    for k, v in inputs.items():
+        dt = {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32"}[v.dtype.type]
+        b = np.ascontiguousarray(v).tobytes()
+        hdr["inputs"].append({"name": k, "datatype": dt, "shape": list(v.shape), "parameters": {"binary_data_size": len(b)}})
+        blobs.append(b)
+    h = json.dumps(hdr).encode()
+    return h + b"".join(blobs), {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(h))}
+
+
+def parse_response(body, resp):
+    """{name: np.ndarray} from a JSON or binary infer response."""
+    hl = resp.getheader("Inference-Header-Content-Length")
+    if hl is None:
+        j = json.loads(body)
+        blob = b""
+    else:
+        j = json.loads(body[: int(hl)])
+        blob = body[int(hl):]
+    out, off = {}, 0
+    dts = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
+    for o in j["outputs"]:
+        dt = dts[o["datatype"]]
+        p = o.get("parameters", {})
+        if "binary_data_size" in p:
+            n = p["binary_data_size"]
+            a = np.frombuffer(blob[off: off + n], dtype=dt).reshape(o["shape"])
+            off += n
+        else:
+            a = np.array(o["data"], dtype=dt).reshape(o["shape"])
+        out[o["name"]] = a
+    return j, out
+
+
+def cli_outputs(conf, weight, inputs, tag):
+    d = os.path.join(ARGS.workdir, "cli_" + tag)
+    os.makedirs(d, exist_ok=True)
+    spec = []
+    for k, v in inputs.items():
+        f = os.path.join(d, k + ".npy")
+        np.save(f, v)
+        spec.append("%s=%s" % (k, f))
+    env = dict(os.environ, NE_DISPATCH="threshold", OMP_NUM_THREADS="1", GLOG_minloglevel="2")
+    r = subprocess.run([ARGS.cli, "--config", conf, "--weight", weight, "--input", ",".join(spec), "--output_dir", d,
+                        "--iterations", "1", "--w", "0"], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("CLI failed: " + r.stderr)
+    return {"last_hidden_state": np.load(os.path.join(d, "last_hidden_state.npy"))}
+
+
+def cli_error(conf, weight, inputs, tag):
+    d = os.path.join(ARGS.workdir, "clierr_" + tag)
+    os.makedirs(d, exist_ok=True)
+    spec = []
+    for k, v in inputs.items():
+        f = os.path.join(d, k + ".npy")
+        np.save(f, v)
+        spec.append("%s=%s" % (k, f))
+    env = dict(os.environ, NE_DISPATCH="threshold", OMP_NUM_THREADS="1", GLOG_minloglevel="2")
+    r = subprocess.run([ARGS.cli, "--config", conf, "--weight", weight, "--input", ",".join(spec),
+                        "--iterations", "1", "--w", "0"], env=env, capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stderr.strip()
+
+
+_IR = {}
+
+
+def ir(model):
+    """Compiles tests/data/models/<model> to an IR once per run: (conf, weight)."""
+    if model not in _IR:
+        d = os.path.join(ARGS.workdir, "ir_" + model)
+        subprocess.run([ARGS.compile, "--model", os.path.join(ARGS.data, "models", model, "model.onnx"), "--output_dir", d],
+                       check=True, capture_output=True, timeout=120, env=dict(os.environ, GLOG_minloglevel="2"))
+        _IR[model] = (os.path.join(d, "conf.yaml"), os.path.join(d, "model.bin"))
+    return _IR[model]
+
+
+def fixture_inputs(model):
+    d = os.path.join(ARGS.data, "models", model, "inputs")
+    return {n: np.load(os.path.join(d, n + ".npy")) for n in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def rows(inputs, a, b):
+    return {k: np.ascontiguousarray(v[a:b]) for k, v in inputs.items()}
+
+
+def ir_args(*models):
+    confs, weights = [], []
+    for m in models:
+        c, w = ir(m)
+        confs.append("%s=%s" % (m, c))
+        weights.append(w)
+    return ["--config", ",".join(confs), "--weight", ",".join(weights)]
+
+
+# ---------------------------------------------------------------- groups
+def group_protocol():
+    sp = ir("tiny_1x4_90")
+    srv = Server(ir_args("tiny_1x4_90") + ["--model", "onnx_tiny=" + os.path.join(ARGS.data, "models/tiny/model.onnx"),
+                                             "--instances", "1", "--max_queue_delay_us", "100000", "--max_batch_size", "8"],
+                 name="protocol")
+    try:
+        st, body, _ = srv.get("/v2/health/live")
+        check(st == 200, "GET /v2/health/live -> 200")
+        st, body, _ = srv.get("/v2/health/ready")
+        check(st == 200, "GET /v2/health/ready -> 200")
+        st, body, _ = srv.get("/v2")
+        j = json.loads(body)
+        check(st == 200 and j["name"] == "neural_engine_server" and "binary_tensor_data" in j["extensions"],
+              "GET /v2: server metadata with binary_tensor_data")
+        st, body, _ = srv.get("/v2/models/tiny_1x4_90")
+        j = json.loads(body)
+        check(st == 200 and [i["name"] for i in j["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
+              and j["inputs"][0]["datatype"] == "INT64" and j["inputs"][0]["shape"] == [-1, -1]
+              and j["outputs"][0] == {"name": "last_hidden_state", "datatype": "FP32", "shape": [-1, -1, 64]},
+              "GET /v2/models/{name}: inputs, outputs, datatypes, shapes: " + body.decode()[:200])
+        st, _, _ = srv.get("/v2/models/onnx_tiny/ready")
+        check(st == 200, "GET /v2/models/onnx_tiny/ready -> 200 (second model, from ONNX)")
+        st, _, _ = srv.get("/v2/models/tiny_1x4_90/versions/1/ready")
+        check(st == 200, "GET /v2/models/{name}/versions/1/ready -> 200")
+        st, body, _ = srv.get("/v2/models/nope/ready")
+        check(st == 404 and "error" in json.loads(body), "unknown model ready -> 404 + error")
+
+        x = fixture_inputs("tiny_1x4_90")
+        # JSON and binary forms, b1 and b3, sequential (no batching with others): bit-exact with the CLI.
+        for tag, inp in (("b1", rows(x, 0, 1)), ("b1r2", rows(x, 2, 3)), ("b3", x)):
+            ref = cli_outputs(sp[0], sp[1], inp, tag)["last_hidden_state"]
+            body, hdr = json_request(inp, rid="req-" + tag)
+            st, rb, resp = srv.post("/v2/models/tiny_1x4_90/infer", body, hdr)
+            j, out = parse_response(rb, resp)
+            check(st == 200 and j.get("id") == "req-" + tag and j["model_name"] == "tiny_1x4_90",
+                  "JSON infer %s -> 200, id and model echoed" % tag)
+            check(out["last_hidden_state"].shape == ref.shape and np.array_equal(out["last_hidden_state"], ref),
+                  "JSON infer %s: bit-exact with neural_engine --output_dir" % tag)
+            body, hdr = binary_request(inp)
+            st, rb, resp = srv.post("/v2/models/tiny_1x4_90/infer", body, hdr)
+            j, out = parse_response(rb, resp)
+            check(st == 200 and resp.getheader("Inference-Header-Content-Length") is not None
+                  and j["outputs"][0]["parameters"]["binary_data_size"] == ref.nbytes,
+                  "binary infer %s -> 200, binary output with binary_data_size" % tag)
+            check(np.array_equal(out["last_hidden_state"], ref), "binary infer %s: bit-exact with the CLI" % tag)
+        # Binary input, JSON output; output selected by name with binary_data.
+        inp = rows(x, 1, 2)
+        ref = cli_outputs(sp[0], sp[1], inp, "b1r1")["last_hidden_state"]
+        body, hdr = binary_request(inp, binary_output=False)
+        st, rb, resp = srv.post("/v2/models/tiny_1x4_90/infer", body, hdr)
+        j, out = parse_response(rb, resp)
+        check(st == 200 and resp.getheader("Inference-Header-Content-Length") is None
+              and np.array_equal(out["last_hidden_state"], ref), "binary input, JSON output: bit-exact")
+        body, hdr = json_request(inp, outputs=[{"name": "last_hidden_state", "parameters": {"binary_data": True}}])
+        st, rb, resp = srv.post("/v2/models/tiny_1x4_90/infer", body, hdr)
+        j, out = parse_response(rb, resp)
+        check(st == 200 and np.array_equal(out["last_hidden_state"], ref), "outputs[].parameters.binary_data: bit-exact")
+        # Versioned path; the ONNX-compiled model against the CLI on its own IR.
+        tp = ir("tiny")
+        xt = fixture_inputs("tiny")
+        ref_t = cli_outputs(tp[0], tp[1], xt, "tiny_b3")["last_hidden_state"]
+        body, hdr = binary_request(xt)
+        st, rb, resp = srv.post("/v2/models/onnx_tiny/versions/1/infer", body, hdr)
+        j, out = parse_response(rb, resp)
+        check(st == 200 and np.array_equal(out["last_hidden_state"], ref_t),
+              "/v2/models/onnx_tiny/versions/1/infer (--model, compiled at start): bit-exact with the CLI on the IR")
+
+        # Dynamic batching: 6 concurrent b1 requests of the same shape -> batched; each answer
+        # matches the CLI on that request alone (compared to 1e-5; exact matches counted).
+        refs = [cli_outputs(sp[0], sp[1], rows(x, i % 3, i % 3 + 1), "r%d" % (i % 3))["last_hidden_state"] for i in range(3)]
+        before = srv.metrics()
+        res = [None] * 6
+
+        def one(i):
+            body, hdr = binary_request(rows(x, i % 3, i % 3 + 1))
+            st, rb, resp = srv.post("/v2/models/tiny_1x4_90/infer", body, hdr)
+            res[i] = (st, parse_response(rb, resp)[1]["last_hidden_state"] if st == 200 else rb)
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        [t.start() for t in ts]
+        [t.join(60) for t in ts]
+        after = srv.metrics()
+        ok = all(r and r[0] == 200 for r in res)
+        close = ok and all(np.allclose(res[i][1], refs[i % 3], rtol=1e-5, atol=1e-5) for i in range(6))
+        exact = sum(1 for i in range(6) if ok and np.array_equal(res[i][1], refs[i % 3]))
+        k1 = 'ne_batch_size_bucket{model="tiny_1x4_90",le="1"}'
+        kc = 'ne_batch_size_count{model="tiny_1x4_90"}'
+        nb = after[kc] - before[kc]
+        multi = nb - (after[k1] - before[k1])
+        check(close, "6 concurrent b1 requests: all 200, each within 1e-5 of the CLI on it alone (%d/6 bit-exact)" % exact)
+        check(multi >= 1 and nb < 6, "they ran batched: %d batches, %d of them with more than one row" % (nb, multi))
+        # A bad request batched with good ones gets its own 400; the others are answered.
+        res2 = [None] * 4
+
+        def two(i):
+            inp = rows(x, 0, 1)
+            if i == 2:
+                inp = dict(inp)
+                inp["input_ids"] = inp["input_ids"].copy()
+                inp["input_ids"][0, 3] = 100000
+            body, hdr = binary_request(inp)
+            st, rb, resp = srv.post("/v2/models/tiny_1x4_90/infer", body, hdr)
+            res2[i] = (st, rb)
+
+        ts = [threading.Thread(target=two, args=(i,)) for i in range(4)]
+        [t.start() for t in ts]
+        [t.join(60) for t in ts]
+        check(res2[2][0] == 400 and b"out of range" in res2[2][1] and all(res2[i][0] == 200 for i in (0, 1, 3)),
+              "an id out of range in a batch: that request 400, the others 200")
+        m = srv.metrics()
+        for k in ('ne_requests_total{model="tiny_1x4_90"}', 'ne_request_latency_seconds_count{model="tiny_1x4_90"}',
+                  'ne_queue_time_seconds_count{model="tiny_1x4_90"}', 'ne_instance_utilization{instance="0"}',
+                  'ne_request_failures_total{model="tiny_1x4_90",reason="client"}'):
+            check(k in m and m[k] > 0, "/metrics has %s = %g" % (k, m.get(k, -1)))
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "SIGTERM -> exit 0")
+
+
+def post_raw(srv, body, headers, path="/v2/models/tiny/infer"):
+    st, rb, _ = srv.post(path, body, headers)
+    try:
+        msg = json.loads(rb).get("error", "")
+    except Exception:
+        msg = None
+    return st, msg
+
+
+def group_bad_requests():
+    conf, weight = ir("tiny")
+    srv = Server(ir_args("tiny") + ["--instances", "1", "--max_request_bytes", "200000", "--max_batch_size", "4"],
+                 name="bad")
+    x = rows(fixture_inputs("tiny"), 0, 1)
+    good_body, good_hdr = json_request(x)
+    J = {"Content-Type": "application/json"}
+
+    def still_serving(what):
+        st, rb, resp = srv.post("/v2/models/tiny/infer", good_body, good_hdr)
+        return st == 200
+
+    def bad(what, body, hdr, want=400, path="/v2/models/tiny/infer", contains=None):
+        st, msg = post_raw(srv, body, hdr, path)
+        ok = st == want and msg is not None and msg != "" and (contains is None or contains in msg)
+        check(ok and still_serving(what), "%s -> %d %r; the next good request 200" % (what, st, (msg or "")[:150]))
+        return msg
+
+    try:
+        check(still_serving("start"), "a good request -> 200")
+        bad("malformed JSON", b'{"inputs": [', J, contains="does not parse")
+        bad("JSON not an object", b'[1,2]', J)
+        bad("no inputs", b'{"id":"x"}', J)
+        req = json.loads(good_body)
+        r = json.loads(good_body); r["inputs"][0]["name"] = "input_idz"
+        m = bad("wrong tensor name", json.dumps(r).encode(), J, contains="input_idz")
+        r = json.loads(good_body); r["inputs"] = r["inputs"][:2]
+        bad("missing input", json.dumps(r).encode(), J, contains="was not given")
+        r = json.loads(good_body); r["inputs"][0]["datatype"] = "FP32"
+        msg = bad("wrong dtype (FP32 ids)", json.dumps(r).encode(), J, contains="dtype")
+        # The same message as the CLI prints for the same input.
+        xf = dict(x); xf["input_ids"] = x["input_ids"].astype(np.float32)
+        rc, err = cli_error(conf, weight, xf, "dtype")
+        check(rc == 1 and msg and err == "error: " + msg, "wrong dtype: the CLI prints the same message (%r)" % err[:120])
+        r = json.loads(good_body); r["inputs"][0]["datatype"] = "BYTES"
+        bad("unsupported datatype BYTES", json.dumps(r).encode(), J, contains="not supported")
+        r = json.loads(good_body); r["inputs"][0]["shape"] = [1, 1, 16]
+        msg = bad("wrong rank", json.dumps(r).encode(), J, contains="rank")
+        x3 = dict(x); x3["input_ids"] = x["input_ids"].reshape(1, 1, 16)
+        rc, err = cli_error(conf, weight, x3, "rank")
+        check(rc == 1 and msg and err == "error: " + msg, "wrong rank: the CLI prints the same message")
+        r = json.loads(good_body); r["inputs"][0]["shape"] = [2, 16]
+        bad("shape does not match data", json.dumps(r).encode(), J, contains="elements")
+        r = json.loads(good_body); r["inputs"][0]["shape"] = [1, 8]; r["inputs"][0]["data"] = r["inputs"][0]["data"][:8]
+        bad("shapes of inputs disagree (seq 8 vs 16)", json.dumps(r).encode(), J)
+        r = json.loads(good_body); r["inputs"][0]["data"][3] = 100000
+        msg = bad("token id out of the embedding table", json.dumps(r).encode(), J, contains="out of range")
+        xo = dict(x); xo["input_ids"] = x["input_ids"].copy(); xo["input_ids"][0, 3] = 100000
+        rc, err = cli_error(conf, weight, xo, "oor")
+        check(rc == 1 and msg and err == "error: " + msg, "id out of range: the CLI prints the same message (%r)" % err[:160])
+        r = json.loads(good_body); r["inputs"][0]["data"][3] = 1.5
+        bad("non-integer INT64 data", json.dumps(r).encode(), J, contains="integer")
+        r = json.loads(good_body); r["inputs"][0]["data"][3] = "7"
+        bad("string in data", json.dumps(r).encode(), J)
+        r = json.loads(good_body); r["outputs"] = [{"name": "pooler"}]
+        bad("unknown output", json.dumps(r).encode(), J, contains="pooler")
+        xb = {k: np.repeat(v, 5, axis=0) for k, v in x.items()}
+        b, h = json_request(xb)
+        bad("batch 5 > --max_batch_size 4", b, h, contains="max_batch_size")
+        bad("unknown model", good_body, J, want=404, path="/v2/models/nope/infer")
+        b, h = binary_request(x)
+        bad("truncated binary tensor", b[:-10], h, contains="truncated")
+        bad("binary data left over", b + b"xx", h, contains="left over")
+        h2 = dict(h); h2["Inference-Header-Content-Length"] = str(len(b) + 5)
+        bad("Inference-Header-Content-Length past the body", b, h2)
+        h3 = dict(h); h3["Inference-Header-Content-Length"] = "abc"
+        bad("Inference-Header-Content-Length not a number", b, h3)
+        big = json.dumps({"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 100000],
+                                      "data": [1] * 100000}]}).encode()
+        st, msg = post_raw(srv, big, J)
+        check(st == 413 and msg and "max_request_bytes" in msg and still_serving("413"),
+              "body of %d bytes > --max_request_bytes 200000 -> %d %r" % (len(big), st, msg))
+        st, rb, _ = srv.get("/v2/nothing")
+        check(st == 404 and "error" in json.loads(rb), "unknown path -> 404 + error")
+        m = srv.metrics()
+        check(m['ne_request_failures_total{model="tiny",reason="client"}'] >= 15,
+              "/metrics counts the client failures (%g)" % m['ne_request_failures_total{model="tiny",reason="client"}'])
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "SIGTERM -> exit 0")
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def group_connections():
+    srv = Server(ir_args("tiny") + ["--instances", "1", "--request_timeout_ms", "1500"], name="conn")
+    x = rows(fixture_inputs("tiny"), 0, 1)
+    good_body, good_hdr = binary_request(x)
+    try:
+        st, _, _ = srv.post("/v2/models/tiny/infer", good_body, good_hdr)
+        check(st == 200, "a good request -> 200")
+        fds0 = fd_count(srv.p.pid)
+        # A request that never finishes sending: the server drops it after --request_timeout_ms
+        # (or answers 400/408); meanwhile and afterwards it serves others.
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"inputs\": [")
+        t0 = time.time()
+        st, _, _ = srv.post("/v2/models/tiny/infer", good_body, good_hdr)
+        check(st == 200, "while a client stalls mid-body, another request -> 200")
+        s.settimeout(20)
+        try:
+            got = s.recv(4096)
+        except socket.timeout:
+            got = b"<no answer in 20 s>"
+        except ConnectionResetError:
+            got = b""
+        dt = time.time() - t0
+        status = got.split(b"\r\n", 1)[0].decode(errors="replace")
+        check((got == b"" or b" 408 " in got) and dt < 15,
+              "stalled request: after %.1f s: %s %s" % (dt, status or "connection closed", got[-120:]))
+        s.close()
+        # A stall before the headers end.
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\n")
+        s.settimeout(20)
+        t0 = time.time()
+        try:
+            got = s.recv(4096)
+        except (socket.timeout, ConnectionResetError):
+            got = b"<timeout>"
+        check(got == b"" or b" 400 " in got or b" 408 " in got,
+              "stall inside the headers: closed or 4xx after %.1f s" % (time.time() - t0))
+        s.close()
+        # Many connections opened and dropped: some at once, some after part of a request.
+        n = ARGS.connections
+        t0 = time.time()
+        for i in range(n):
+            c = socket.create_connection(("127.0.0.1", srv.port))
+            if i % 3 == 1:
+                c.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"in")
+            elif i % 3 == 2:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+            c.close()
+        dt = time.time() - t0
+        ok = 0
+        for _ in range(5):
+            st, _, _ = srv.post("/v2/models/tiny/infer", good_body, good_hdr)
+            ok += st == 200
+        check(ok == 5, "%d connections opened and dropped in %.1f s; then 5/5 requests 200 (%d)" % (n, dt, ok))
+        deadline = time.time() + 20
+        while time.time() < deadline and fd_count(srv.p.pid) > fds0 + 2:
+            time.sleep(0.2)
+        check(fd_count(srv.p.pid) <= fds0 + 2, "descriptors back to %d (now %d): none leaked" % (fds0, fd_count(srv.p.pid)))
+        # Keep-alive: 50 requests on one connection.
+        c = srv.conn()
+        ok = 0
+        for _ in range(50):
+            c.request("POST", "/v2/models/tiny/infer", body=good_body, headers=good_hdr)
+            r = c.getresponse()
+            r.read()
+            ok += r.status == 200
+        c.close()
+        check(ok == 50, "50 requests on one keep-alive connection -> 200")
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "SIGTERM -> exit 0")
+
+
+def group_workers():
+    conf, weight = ir("tiny")
+    x = rows(fixture_inputs("tiny"), 0, 1)
+    ref = cli_outputs(conf, weight, x, "w_b1")["last_hidden_state"]
+    body, hdr = binary_request(x)
+    # 1) kill -9 of the worker while it runs a request (the test hook makes each batch take 1 s).
+    srv = Server(ir_args("tiny") + ["--instances", "1", "--max_queue_size", "2"], env_extra={"NE_SERVER_TEST_DELAY_MS": "1000"},
+                 name="workers1")
+    try:
+        kids = srv.children()
+        check(len(kids) == 1, "one worker process (pid %s)" % kids)
+        res = {}
+
+        def req():
+            res["r"] = srv.post("/v2/models/tiny/infer", body, hdr)
+
+        t = threading.Thread(target=req)
+        t.start()
+        time.sleep(0.4)
+        os.kill(kids[0], signal.SIGKILL)
+        t.join(60)
+        st, rb, _ = res["r"]
+        check(st == 500 and b"died" in rb and b"signal 9" in rb, "in-flight request of the killed worker -> 500: %s" % rb[:160])
+        st, rb, resp = srv.post("/v2/models/tiny/infer", body, hdr)
+        check(st == 200 and np.array_equal(parse_response(rb, resp)[1]["last_hidden_state"], ref),
+              "next request -> 200, bit-exact (worker restarted)")
+        kids2 = srv.children()
+        check(len(kids2) == 1 and kids2 != kids, "a new worker process (pid %s)" % kids2)
+        m = srv.metrics()
+        check(m['ne_worker_restarts_total{instance="0"}'] == 1 and m['ne_request_failures_total{model="tiny",reason="worker"}'] == 1,
+              "/metrics: 1 restart, 1 request failed by the worker's death")
+        # 2) Queue full: 1 running + 2 queued; the rest get 503 at once.
+        out = [None] * 6
+        tstart = [0.0] * 6
+
+        def q(i):
+            tstart[i] = time.time()
+            st, rb, _ = srv.post("/v2/models/tiny/infer", body, hdr)
+            out[i] = (st, time.time() - tstart[i], rb)
+
+        ts = []
+        for i in range(6):
+            ts.append(threading.Thread(target=q, args=(i,)))
+            ts[-1].start()
+            time.sleep(0.05)
+        [t.join(60) for t in ts]
+        n503 = [o for o in out if o[0] == 503]
+        n200 = [o for o in out if o[0] == 200]
+        check(len(n503) >= 2 and len(n200) >= 3 and len(n503) + len(n200) == 6 and all(o[1] < 0.5 for o in n503)
+              and all(b"queue is full" in o[2] for o in n503),
+              "max_queue_size 2, 6 requests: %d x 200, %d x 503 at once (%s s)" % (
+                  len(n200), len(n503), ",".join("%.2f" % o[1] for o in n503)))
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "SIGTERM -> exit 0")
+    # 3) kill -9 of one of two workers under load from 4 clients: every answer 200 and right, or
+    # 500 naming the dead worker (at most the 4 requests of the batch it ran); afterwards both up.
+    srv = Server(ir_args("tiny") + ["--instances", "2"], env_extra={"NE_SERVER_TEST_DELAY_MS": "50"}, name="workers2")
+    try:
+        stop = [False]
+        tally = {"ok": 0, "wrong": 0, "500": 0, "other": 0}
+        lock = threading.Lock()
+
+        def client():
+            while not stop[0]:
+                st, rb, resp = srv.post("/v2/models/tiny/infer", body, hdr)
+                with lock:
+                    if st == 200:
+                        good = np.array_equal(parse_response(rb, resp)[1]["last_hidden_state"], ref)
+                        tally["ok" if good else "wrong"] += 1
+                    elif st == 500 and b"died" in rb:
+                        tally["500"] += 1
+                    else:
+                        tally["other"] += 1
+
+        ts = [threading.Thread(target=client) for _ in range(4)]
+        [t.start() for t in ts]
+        time.sleep(1.0)
+        kids = srv.children()
+        os.kill(kids[0], signal.SIGKILL)
+        time.sleep(2.0)
+        stop[0] = True
+        [t.join(60) for t in ts]
+        m = srv.metrics()
+        deadline = time.time() + 30
+        while time.time() < deadline and sum(v for k, v in m.items() if k.startswith("ne_worker_up")) < 2:
+            time.sleep(0.2)
+            m = srv.metrics()
+        up = sum(v for k, v in m.items() if k.startswith("ne_worker_up"))
+        check(tally["wrong"] == 0 and tally["other"] == 0 and tally["ok"] > 10 and tally["500"] <= 4,
+              "kill -9 of 1 of 2 workers under load: %s" % tally)
+        check(up == 2 and sum(v for k, v in m.items() if k.startswith("ne_worker_restarts_total")) == 1
+              and m['ne_request_failures_total{model="tiny",reason="worker"}'] == tally["500"],
+              "both workers up again, 1 restart, %d failure(s) counted in /metrics" % tally["500"])
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "SIGTERM -> exit 0")
+
+
+def group_drain():
+    conf, weight = ir("tiny")
+    x = rows(fixture_inputs("tiny"), 0, 1)
+    ref = cli_outputs(conf, weight, x, "d_b1")["last_hidden_state"]
+    body, hdr = binary_request(x)
+    srv = Server(ir_args("tiny") + ["--instances", "1"], env_extra={"NE_SERVER_TEST_DELAY_MS": "400"}, name="drain")
+    out = [None] * 3
+
+    def q(i):
+        st, rb, resp = srv.post("/v2/models/tiny/infer", body, hdr)
+        out[i] = (st, parse_response(rb, resp)[1]["last_hidden_state"] if st == 200 else rb)
+
+    ts = [threading.Thread(target=q, args=(i,)) for i in range(3)]
+    [t.start() for t in ts]
+    time.sleep(0.2)
+    t0 = time.time()
+    srv.p.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    try:
+        st, rb, _ = srv.post("/v2/models/tiny/infer", body, hdr, timeout=10)
+        late = st
+    except (ConnectionError, OSError):
+        late = "refused"
+    [t.join(60) for t in ts]
+    try:
+        rc = srv.p.wait(30)
+    except subprocess.TimeoutExpired:
+        srv.p.kill()
+        rc = None
+    check(all(o and o[0] == 200 and np.array_equal(o[1], ref) for o in out),
+          "SIGTERM with 3 requests queued/in flight: all 3 answered 200, right (%s)" % [o[0] if o else None for o in out])
+    check(late in (503, "refused"), "a request after SIGTERM -> %s" % late)
+    check(rc == 0, "exit status %s after %.1f s" % (rc, time.time() - t0))
+    check(not srv.children(), "no worker left")
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--group", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--compile", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--workdir", default="")
+    ap.add_argument("--connections", type=int, default=1000)
+    ARGS = ap.parse_args()
+    tmp = None
+    if not ARGS.workdir:
+        tmp = tempfile.TemporaryDirectory(prefix="ne_server_test_")
+        ARGS.workdir = tmp.name
+    os.makedirs(ARGS.workdir, exist_ok=True)
+    t0 = time.time()
+    print("== server test group %s (workdir %s)" % (ARGS.group, ARGS.workdir))
+    {"protocol": group_protocol, "bad_requests": group_bad_requests, "connections": group_connections,
+     "workers": group_workers, "drain": group_drain}[ARGS.group]()
+    print("== %s: %d failure(s) in %.1f s" % (ARGS.group, len(FAILS), time.time() - t0))
+    for f in FAILS:
+        print("   FAILED: " + f)
+    sys.exit(1 if FAILS else 0)
+
+
+if __name__ == "__main__":
+    main()
