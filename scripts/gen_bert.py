@@ -9,6 +9,8 @@ Plain torch (no `transformers`), HF-BERT math:
 Weights are random (seeded). Encoder Linear weights can be magnitude-pruned to a
 structured pattern, named in the ONNX MatMul layout W[K,N] (K = in, N = out):
   1x4     blocks of 1 input channel x 4 consecutive output channels
+  1x16    blocks of 1 input channel x 16 consecutive output channels (the AMX tile's 16
+          channels: a zero block is a (16-channel group, k) row an AMX K-gather kernel skips)
   4x1     blocks of 4 consecutive input channels x 1 output channel
   2:4     keep the 2 largest of every 4 consecutive input channels, per output channel
   channel whole input channels (rows of W[K,N])
@@ -36,7 +38,9 @@ PRESETS = {
 }
 DEFAULTS = dict(layers=2, hidden=64, heads=4, ffn=256, vocab=100, max_pos=512, token_types=True,
                 gelu="erf", opset=14, prune="none", sparsity=0.9, batch=2, seq=16, pad=0, seed=0)
-PATTERNS = ("1x4", "4x1", "2:4", "channel")
+PATTERNS = ("1x4", "1x16", "4x1", "2:4", "channel")
+# (rows, columns) of a block in W[K,N], for the block-magnitude patterns
+BLOCKS = {"1x4": (1, 4), "1x16": (1, 16), "4x1": (4, 1)}
 
 
 # ----------------------------------------------------------------------------- model
@@ -160,8 +164,8 @@ def prune_kn(w, pattern, sparsity):
         keep = _keep_largest_blocks(np.linalg.norm(w, axis=1), sparsity)
         w[~keep, :] = 0.0
         return w
-    if pattern in ("1x4", "4x1"):
-        br, bc = (1, 4) if pattern == "1x4" else (4, 1)
+    if pattern in BLOCKS:
+        br, bc = BLOCKS[pattern]
         Kp, Np = -(-K // br) * br, -(-N // bc) * bc
         p = np.zeros((Kp, Np), np.float32)
         p[:K, :N] = w
@@ -181,23 +185,45 @@ def prune_kn(w, pattern, sparsity):
     raise ValueError(pattern)
 
 
+def z16(w):
+    """AMX z of W[K,N]: the fraction of (16-output-channel group, k) rows that are all zero
+    (group g = columns 16g..16g+15, the last one possibly partial). By value: -0.0 is zero."""
+    K, N = w.shape
+    G = -(-N // 16)
+    if K == 0 or G == 0:
+        return 0.0
+    zero_rows = 0
+    for g in range(G):
+        zero_rows += int((~(w[:, 16 * g:16 * g + 16] != 0).any(axis=1)).sum())
+    return float(zero_rows / (G * K))
+
+
 def block_sparsity(w):
-    """Sparsity of W[K,N] under every pattern (partial tail blocks count as blocks)."""
+    """Sparsity of W[K,N] under every pattern (partial tail blocks count as blocks), and z16.
+    Zero = value zero (numpy w != 0: -0.0 is zero). z16 equals 1x16 by definition (a 1x16
+    block is a (16-channel group, k) row); it is computed on its own as a check."""
     K, N = w.shape
     nz = w != 0
     out = {}
-    for name, (br, bc) in (("1x4", (1, 4)), ("4x1", (4, 1))):
+
+    def blocks_zero(br, bc):
         Kp, Np = -(-K // br) * br, -(-N // bc) * bc
         p = np.zeros((Kp, Np), bool)
         p[:K, :N] = nz
         any_nz = p.reshape(Kp // br, br, Np // bc, bc).any(axis=(1, 3))
-        out[name] = float(1.0 - any_nz.mean())
+        return float(1.0 - any_nz.mean())
+
+    out["1x4"] = blocks_zero(*BLOCKS["1x4"])
+    out["4x1"] = blocks_zero(*BLOCKS["4x1"])
     Kp = -(-K // 4) * 4
     p = np.zeros((Kp, N), bool)
     p[:K] = nz
     cnt = p.reshape(Kp // 4, 4, N).sum(axis=1)
     out["2:4"] = float((cnt <= 2).mean())
     out["channel"] = float((~nz.any(axis=1)).mean())
+    out["1x16"] = blocks_zero(*BLOCKS["1x16"])
+    out["z16"] = z16(w)
+    assert abs(out["z16"] - out["1x16"]) < 1e-12, (out["z16"], out["1x16"])
     return out
 
 
@@ -215,7 +241,7 @@ def parse_args(argv):
     ap.add_argument("--no_token_types", dest="token_types", action="store_false")
     ap.add_argument("--gelu", choices=["erf", "tanh"])
     ap.add_argument("--opset", type=int, help="ONNX opset, 11..17 (default 14)")
-    ap.add_argument("--prune", choices=["none", "1x4", "4x1", "2:4", "channel"])
+    ap.add_argument("--prune", choices=("none",) + PATTERNS)
     ap.add_argument("--sparsity", type=float, help="fraction of blocks zeroed (default 0.9; ignored by 2:4)")
     ap.add_argument("--batch", type=int, help="reference input batch (default 2)")
     ap.add_argument("--seq", type=int, help="reference input sequence length (default 16)")

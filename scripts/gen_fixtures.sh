@@ -17,6 +17,7 @@ $GEN --preset heads16 --layers 1 --hidden 128 --heads 16 --ffn 256 --vocab 100 -
      --batch 2 --seq 16 --pad 3 --seed 4 --out "$D/heads16"
 $GEN $TINY --prune 1x4 --sparsity 0.9 --out "$D/tiny_1x4_90"
 $GEN $TINY --prune 4x1 --sparsity 0.9 --out "$D/tiny_4x1_90"
+$GEN $TINY --prune 1x16 --sparsity 0.9 --out "$D/tiny_1x16_90"
 $GEN $TINY --prune channel --sparsity 0.5 --out "$D/tiny_channel_50"
 $GEN $TINY --opset 17 --out "$D/tiny_opset17"
 $GEN $TINY --gelu tanh --out "$D/tiny_gelu_tanh"

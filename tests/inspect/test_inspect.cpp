@@ -1,12 +1,15 @@
 // neural_engine_inspect: figures against gen_bert.py's own (meta.json), the decision against
-// ne::decide_sparse, the PNGs (decode, CRC, not blank), the HTML (self-contained, every image),
-// and a render in headless Chromium.
+// ne::decide_sparse, the AMX z against hand-built weights and against the K-gather packing's
+// own figure, the PNGs (decode, CRC, not blank), the HTML (self-contained, every image), and a
+// render in headless Chromium.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -126,6 +129,14 @@ TEST_P(InspectFixture, FiguresMatchGeneratorAndDecisionMatchesExecutor) {
         // +0, and decide_sparse counts -0.0 as zero anyway.
         EXPECT_NEAR(e->decision.sparsity[p], want, 1e-12) << c.fixture << " " << w["name"].str << " " << pn;
       }
+      // z: the generator's z16 (by value; = its 1x16 figure) equals both of ours (no -0.0 left).
+      const double want_z = w["sparsity"]["z16"].num;
+      EXPECT_NEAR(e->value_z16, want_z, 1e-12) << c.fixture << " " << w["name"].str << " z16";
+      EXPECT_NEAR(e->z16, want_z, 1e-12) << c.fixture << " " << w["name"].str << " z16";
+      EXPECT_NEAR(want_z, w["sparsity"]["1x16"].num, 1e-12) << c.fixture << " " << w["name"].str;
+      if (std::string(c.fixture) == "tiny_1x16_90") {  // 1x16 pruning at s: z = s (to round(s * blocks))
+        EXPECT_NEAR(e->z16, 0.9, 0.002) << w["name"].str;
+      }
       EXPECT_EQ(e->negative_zeros, 0) << init;
       // Same decision as the executor's, with the same OpConfig.
       const ne::TensorInfo* t = m.find(init);
@@ -140,7 +151,7 @@ TEST_P(InspectFixture, FiguresMatchGeneratorAndDecisionMatchesExecutor) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, InspectFixture,
                          ::testing::Values(Case{"tiny_1x4_90", true}, Case{"tiny_4x1_90", true},
-                                           Case{"tiny_channel_50", false}),
+                                           Case{"tiny_1x16_90", true}, Case{"tiny_channel_50", false}),
                          [](const auto& i) { return std::string(i.param.fixture); });
 
 // After canonicalize_zeros the executor's own figures equal the generator's, and the 90%
@@ -239,7 +250,12 @@ TEST(Inspect, ReportFilesHeatmapsAndHtml) {
     EXPECT_EQ(j["weights"][i]["tensor"].str, r.weights[i].tensor);
     EXPECT_NEAR(j["weights"][i]["sparsity"]["channel"].num, r.weights[i].decision.sparsity[3], 1e-8);
     EXPECT_EQ(j["weights"][i]["heatmap"]["file"].str, r.weights[i].heatmap_file);
+    EXPECT_NEAR(j["weights"][i]["z16"].num, r.weights[i].z16, 1e-8);
+    EXPECT_NEAR(j["weights"][i]["value_z16"].num, r.weights[i].value_z16, 1e-8);
   }
+  // The z column, with its tooltip, in the table.
+  EXPECT_NE(html.find("z (AMX)</th>"), std::string::npos);
+  EXPECT_NE(html.find("<th title='z = share of (16-output-channel group, k) rows"), std::string::npos);
 }
 
 TEST(Inspect, CliWritesReportAndSummary) {
@@ -252,6 +268,8 @@ TEST(Inspect, CliWritesReportAndSummary) {
   // compile_onnx turned the generator's -0.0 into +0: every 90% 4x1 weight runs sparse.
   EXPECT_EQ(s.find("WARNING"), std::string::npos) << s;
   EXPECT_NE(s.find("12 sparse"), std::string::npos) << s;
+  EXPECT_NE(s.find(" z16 "), std::string::npos) << s;  // the column header
+  EXPECT_NE(s.find("; AMX z16 "), std::string::npos) << s;
   struct stat st;
   EXPECT_EQ(::stat((out + "/report.html").c_str(), &st), 0);
   EXPECT_EQ(::stat((out + "/report.json").c_str(), &st), 0);
@@ -305,6 +323,203 @@ TEST(Inspect, HtmlRendersInHeadlessChromium) {
   EXPECT_GT(blue, 100) << "no heatmap colour in the screenshot";
 }
 #endif  // NE_HAVE_COMPILE
+
+// ------------------------------------------------------------------------------ AMX z
+// z = all-zero (16-output-channel group, k) rows / (ceil(N / 16) * K), checked on hand-built
+// weights whose answer is known by construction, and against the K-gather packing's own count.
+// Values are stored as `float` and written in the weight's dtype; zeros are exact, so every
+// figure is a ratio of small integers and compared to 1e-12 (the division's rounding).
+std::vector<uint8_t> weight_bytes(ne::DType dt, const std::vector<float>& v) {
+  std::vector<uint8_t> b(v.size() * ne::dtype_size(dt));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dt == ne::DType::fp32) std::memcpy(&b[i * 4], &v[i], 4);
+    else if (dt == ne::DType::bf16) {
+      const uint16_t h = ne::sparse::f32_to_bf16(v[i]);
+      std::memcpy(&b[i * 2], &h, 2);
+    } else {  // s8: a non-zero stays non-zero (|q| in 1..127); -0.0 becomes 0 (s8 has no signed zero)
+      const long q = v[i] == 0.f ? 0 : std::max(1L, std::min(127L, std::lround(std::fabs(v[i]) * 64)));
+      b[i] = uint8_t(int8_t(v[i] < 0 ? -q : q));
+    }
+  }
+  return b;
+}
+
+// One InnerProduct reading weight "w" [K, N]; the report's entry for it.
+ne::inspect::WeightEntry inspect_weight(ne::DType dt, int K, int N, const std::vector<float>& v) {
+  ne::Model m;
+  m.add_weight("w", dt, {K, N}, weight_bytes(dt, v));
+  ne::OpInfo op;
+  op.name = "ip";
+  op.type = "InnerProduct";
+  op.inputs = {"x", "w"};
+  op.outputs = {"y"};
+  m.ops.push_back(op);
+  ne::inspect::Options o;
+  o.images = false;
+  ne::inspect::Report r = ne::inspect::inspect_model(m, o);
+  for (const auto& e : r.weights)
+    if (e.tensor == "w") return e;
+  ADD_FAILURE() << "no report entry for w";
+  return {};
+}
+
+struct ZCase {
+  const char* name;
+  int K, N;
+  std::vector<float> w;
+  double z, value_z;  // expected, by construction
+};
+
+std::vector<ZCase> z_cases() {
+  std::vector<ZCase> cs;
+  {  // all zero, N not a multiple of 16: every row of both groups is zero
+    cs.push_back({"all_zero_5x40", 5, 40, std::vector<float>(200, 0.f), 1.0, 1.0});
+  }
+  {  // dense: no zero row
+    cs.push_back({"dense_7x33", 7, 33, std::vector<float>(7 * 33, 1.f), 0.0, 0.0});
+  }
+  {  // known 1x16 mask: (g, k) row non-zero iff (k + g) % 3 == 0, through ONE element of the
+     // group (channel 16g + 7k % 16): a row is non-zero when any of its 16 elements is.
+    const int K = 10, N = 48;
+    std::vector<float> w(size_t(K) * N, 0.f);
+    int nz_rows = 0;
+    for (int g = 0; g < 3; ++g)
+      for (int k = 0; k < K; ++k)
+        if ((k + g) % 3 == 0) w[size_t(k) * N + 16 * g + (7 * k) % 16] = 0.5f, ++nz_rows;
+    const double z = double(3 * K - nz_rows) / (3 * K);
+    cs.push_back({"mask_1x16_10x48", K, N, w, z, z});
+  }
+  {  // partial last group (N = 20: channels 16..19): group 0 non-zero in rows 0, 1; group 1 only
+     // in row 2, at its last channel 19. Zero rows: group 0 {2, 3}, group 1 {0, 1, 3} = 5 of 8.
+    const int K = 4, N = 20;
+    std::vector<float> w(size_t(K) * N, 0.f);
+    w[0 * N + 0] = 1.f, w[1 * N + 15] = -2.f, w[2 * N + 19] = 3.f;
+    cs.push_back({"partial_group_4x20", K, N, w, 5.0 / 8, 5.0 / 8});
+  }
+  {  // a last group of one channel (N = 17): non-zero only at (1, 16); group 0 dense
+    const int K = 3, N = 17;
+    std::vector<float> w(size_t(K) * N, 0.f);
+    for (int k = 0; k < K; ++k)
+      for (int n = 0; n < 16; ++n) w[size_t(k) * N + n] = 1.f;
+    w[1 * N + 16] = 1.f;
+    cs.push_back({"one_channel_group_3x17", K, N, w, 2.0 / 6, 2.0 / 6});
+  }
+  {  // -0.0: row 0 all +0, row 1 holds one -0.0, row 2 a 1. Bitwise (the executor's rule)
+     // only row 0 is zero; by value rows 0 and 1.
+    const int K = 3, N = 16;
+    std::vector<float> w(size_t(K) * N, 0.f);
+    w[1 * N + 5] = -0.0f;
+    w[2 * N + 9] = 1.f;
+    cs.push_back({"negative_zero_3x16", K, N, w, 1.0 / 3, 2.0 / 3});
+  }
+  {  // K below a group's rows and a single element
+    cs.push_back({"one_element_zero", 1, 1, {0.f}, 1.0, 1.0});
+    cs.push_back({"one_element", 1, 1, {2.f}, 0.0, 0.0});
+  }
+  return cs;
+}
+
+TEST(InspectZ, HandBuiltWeights) {
+  for (ne::DType dt : {ne::DType::fp32, ne::DType::bf16, ne::DType::s8})
+    for (const ZCase& c : z_cases()) {
+      SCOPED_TRACE(std::string(c.name) + " dtype " + ne::dtype_name(dt));
+      const ne::inspect::WeightEntry e = inspect_weight(dt, c.K, c.N, c.w);
+      ASSERT_EQ(e.K, c.K);
+      ASSERT_EQ(e.N, c.N);
+      // s8 has no -0.0: there the bitwise and the value figure are the same.
+      const bool signed_zero = dt != ne::DType::s8;
+      EXPECT_NEAR(e.z16, signed_zero ? c.z : c.value_z, 1e-12);
+      EXPECT_NEAR(e.value_z16, c.value_z, 1e-12);
+      // The JSON and the terminal carry them.
+      ne::inspect::Report r;
+      r.weights.push_back(e);
+      mini_json::Value j = mini_json::parse(ne::inspect::json_report(r));
+      EXPECT_NEAR(j["weights"][0]["z16"].num, e.z16, 1e-8);
+      EXPECT_NEAR(j["weights"][0]["value_z16"].num, e.value_z16, 1e-8);
+      char want[32];
+      std::snprintf(want, sizeof want, "%5.1f%%", 100 * e.z16);
+      EXPECT_NE(ne::inspect::summary_text(r).find(want), std::string::npos) << ne::inspect::summary_text(r);
+    }
+  // Empty weight: defined as 0 (no rows).
+  ne::TensorInfo t;
+  t.dtype = ne::DType::fp32;
+  EXPECT_EQ(ne::inspect::group_zero_rows(t, 0, 16, false), 0.0);
+}
+
+// Seeded random block masks (1x4, 4x1, 1x16) of W[K, N] at sparsity s: values 0.05..1 with a
+// random sign, a block zero with probability s. Blocks are clipped at the edges (tails).
+std::vector<float> random_blocks(int K, int N, int bh, int bw, double s, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0.0, 1.0), mag(0.05, 1.0);
+  std::vector<float> w(size_t(K) * N);
+  for (auto& v : w) v = float(u(rng) < 0.5 ? -mag(rng) : mag(rng));
+  for (int k0 = 0; k0 < K; k0 += bh)
+    for (int n0 = 0; n0 < N; n0 += bw)
+      if (u(rng) < s)
+        for (int k = k0; k < std::min(K, k0 + bh); ++k)
+          for (int n = n0; n < std::min(N, n0 + bw); ++n) w[size_t(k) * N + n] = 0.f;
+  return w;
+}
+
+uint64_t z_seed() {
+  const char* e = std::getenv("NE_TEST_SEED");
+  return e ? std::strtoull(e, nullptr, 10) : 20261202ull;
+}
+
+// The statistic's meaning (ARCHITECTURE.md): random 1x4 blocks give z ~ s^4, 4x1 ~ s^16,
+// 1x16 = s. 256 x 256 at s = 0.9: 4096 (group, k) rows, so the binomial standard deviation of
+// z is <= sqrt(0.25 / 4096) = 0.008 (4x1's rows within one quad are correlated: 0.016 bound);
+// the tolerance 0.05 is > 3 of those.
+TEST(InspectZ, RandomBlocksFollowTheRule) {
+  std::mt19937_64 rng(z_seed());
+  SCOPED_TRACE("seed=" + std::to_string(z_seed()) + " (NE_TEST_SEED)");
+  const double s = 0.9;
+  struct P { const char* name; int bh, bw; double z; };
+  for (const P& p : {P{"1x4", 1, 4, std::pow(s, 4)}, P{"4x1", 4, 1, std::pow(s, 16)}, P{"1x16", 1, 16, s}}) {
+    SCOPED_TRACE(p.name);
+    const ne::inspect::WeightEntry e = inspect_weight(ne::DType::fp32, 256, 256, random_blocks(256, 256, p.bh, p.bw, s, rng));
+    EXPECT_NEAR(e.z16, p.z, 0.05);
+    // 1x16 blocks: z is exactly the 1x16 block sparsity; a 1x16 block holds four 1x4 blocks.
+    if (p.bw == 16) {
+      EXPECT_NEAR(e.z16, e.decision.sparsity[int(ne::sparse::Pattern::p1x4)], 1e-12);
+    }
+  }
+}
+
+// Inspect's z equals PackedWeight::kgather_z() of a Blocking::amx_kgather packing of the same
+// bytes (bf16 and s8: the dtypes that blocking takes; an fp32 weight against its bf16 copy, whose
+// zeros are the same bits for these values), so the report and the kernels cannot drift apart.
+// Packing is plain C++: it runs on any CPU (only the *_kgather_*__amx kernels need AMX).
+TEST(InspectZ, EqualsPackedKgatherZ) {
+  std::mt19937_64 rng(z_seed() + 1);
+  SCOPED_TRACE("seed=" + std::to_string(z_seed() + 1) + " (NE_TEST_SEED)");
+  const int shapes[][2] = {{1, 1}, {3, 5}, {7, 13}, {64, 48}, {97, 100}, {130, 33}, {200, 16}};
+  const int blocks[][2] = {{1, 4}, {4, 1}, {1, 16}};
+  int checked = 0;
+  for (auto& sh : shapes)
+    for (auto& bl : blocks)
+      for (double s : {0.0, 0.5, 0.9, 0.99, 1.0}) {
+        const int K = sh[0], N = sh[1];
+        std::vector<float> w = random_blocks(K, N, bl[0], bl[1], s, rng);
+        // A few -0.0 in place of +0: bitwise non-zero for the executor and the packing alike.
+        for (size_t i = 0; i < w.size(); i += 37)
+          if (w[i] == 0.f) w[i] = -0.0f;
+        SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N) + " block " + std::to_string(bl[0]) + "x" +
+                     std::to_string(bl[1]) + " s=" + std::to_string(s));
+        for (ne::DType dt : {ne::DType::bf16, ne::DType::s8, ne::DType::fp32}) {
+          SCOPED_TRACE(ne::dtype_name(dt));
+          const ne::inspect::WeightEntry e = inspect_weight(dt, K, N, w);
+          const ne::sparse::DType pdt = dt == ne::DType::s8 ? ne::sparse::DType::s8 : ne::sparse::DType::bf16;
+          const std::vector<uint8_t> bytes = weight_bytes(dt == ne::DType::s8 ? ne::DType::s8 : ne::DType::bf16, w);
+          const ne::sparse::PackedWeight pw = ne::sparse::PackedWeight::pack(
+              bytes.data(), pdt, K, N, ne::sparse::Pattern::p1x4, 0, ne::sparse::Blocking::amx_kgather);
+          ASSERT_EQ(pw.blocking(), ne::sparse::Blocking::amx_kgather);
+          EXPECT_NEAR(e.z16, pw.kgather_z(), 1e-12);
+          EXPECT_GE(e.value_z16, e.z16);
+          ++checked;
+        }
+      }
+  EXPECT_EQ(checked, 7 * 3 * 5 * 3);
+}
 
 // IR path (conf.yaml + model.bin), no compiler needed.
 TEST(Inspect, IrFixture) {

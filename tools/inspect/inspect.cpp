@@ -53,6 +53,15 @@ bool is_zero(const TensorInfo& t, int64_t i) {
   return true;
 }
 
+// Bitwise zero: the executor's and the packing's rule (-0.0 is a non-zero).
+bool is_bit_zero(const TensorInfo& t, int64_t i) {
+  size_t es = dtype_size(t.dtype);
+  const uint8_t* p = t.data + size_t(i) * es;
+  for (size_t k = 0; k < es; ++k)
+    if (p[k]) return false;
+  return true;
+}
+
 void mkdirs(const std::string& d) {
   std::string cur;
   for (size_t i = 0; i <= d.size(); ++i) {
@@ -135,6 +144,26 @@ void value_figures(const TensorInfo& t, sparse::DType sdt, WeightEntry& e) {
     e.value_sparsity[p] = sparse::block_sparsity(copy.data(), sdt, e.K, e.N, sparse::Pattern(p));
   e.value_element_sparsity = e.decision.element_sparsity + double(e.negative_zeros) / double(n);
 }
+
+}  // namespace
+
+double group_zero_rows(const TensorInfo& t, int K, int N, bool by_value) {
+  const int G = (N + kZGroup - 1) / kZGroup;
+  if (K <= 0 || G <= 0) return 0.0;
+  int64_t zero_rows = 0;
+  for (int g = 0; g < G; ++g)
+    for (int k = 0; k < K; ++k) {
+      bool all = true;
+      for (int n = g * kZGroup; n < std::min(N, (g + 1) * kZGroup) && all; ++n) {
+        const int64_t i = int64_t(k) * N + n;
+        all = by_value ? is_zero(t, i) : is_bit_zero(t, i);
+      }
+      zero_rows += all;
+    }
+  return double(zero_rows) / (double(G) * double(K));
+}
+
+namespace {
 
 void grid_scale(int blocks, const Options& o, int* cell, int* px) {
   *cell = std::max(1, (blocks + o.max_image - 1) / o.max_image);
@@ -285,6 +314,8 @@ Report inspect_model(const Model& m, const Options& opt) {
     e.decision = decide_sparse(t->data, sdt, e.K, e.N, cfg);
     if (!ip) e.decision.kernel = "";
     value_figures(*t, sdt, e);
+    e.z16 = group_zero_rows(*t, e.K, e.N, false);
+    e.value_z16 = e.negative_zeros ? group_zero_rows(*t, e.K, e.N, true) : e.z16;
     if (ip) e.ranges = channel_ranges(*t, e.K, e.N, opt.spread_threshold);
     e.heatmap_pattern = e.value_sparsity[1] > e.value_sparsity[0] ? sparse::Pattern::p4x1 : sparse::Pattern::p1x4;
     std::vector<uint8_t> map = block_map(*t, e.K, e.N, e.heatmap_pattern, &e.grid_rows, &e.grid_cols);
@@ -336,11 +367,12 @@ std::string json_report(const Report& r) {
       << ", \"sparsity\": {";
     for (int p = 0; p < sparse::kNumPatterns; ++p)
       o << (p ? ", " : "") << '"' << sparse::pattern_name(sparse::Pattern(p)) << "\": " << json_num(d.sparsity[p]);
-    o << "}, \"negative_zeros\": " << e.negative_zeros << ", \"value_element_sparsity\": "
+    o << "}, \"z16\": " << json_num(e.z16) << ", \"negative_zeros\": " << e.negative_zeros << ", \"value_element_sparsity\": "
       << json_num(e.value_element_sparsity) << ", \"value_sparsity\": {";
     for (int p = 0; p < sparse::kNumPatterns; ++p)
       o << (p ? ", " : "") << '"' << sparse::pattern_name(sparse::Pattern(p)) << "\": " << json_num(e.value_sparsity[p]);
-    o << "}, \"best_pattern\": \"" << sparse::pattern_name(d.best) << "\", \"best_sparsity\": " << json_num(d.best_sparsity);
+    o << "}, \"value_z16\": " << json_num(e.value_z16) << ", \"best_pattern\": \"" << sparse::pattern_name(d.best)
+      << "\", \"best_sparsity\": " << json_num(d.best_sparsity);
     if (e.inner_product) {
       o << ", \"append_op\": ";
       json_str(o, e.append_op);
@@ -411,6 +443,14 @@ std::string spread_svg(const Report& r) {
 }
 }  // namespace
 
+// Tooltip of the HTML table's z column (plain text: a title attribute).
+const char* const kZTitle =
+    "z = share of (16-output-channel group, k) rows of W[K, N] that are all zero (group g = output channels "
+    "16g..16g+15, the last one partial when N is not a multiple of 16). An AMX K-gather kernel skips these rows: "
+    "it gathers only the k rows that are non-zero in some channel of the group, so its work is about (1 - z) of "
+    "dense. Bitwise zeros, as the executor and the packing count them (-0.0 is non-zero; the note column gives "
+    "z by value). Random 1x4 blocks at sparsity s: z ~ s^4; 4x1: z ~ s^16; 1x16 pruning: z = s.";
+
 std::string html_report(const Report& r) {
   int nip = 0, nsp = 0, nrisky = 0;
   for (const auto& e : r.weights)
@@ -431,9 +471,12 @@ std::string html_report(const Report& r) {
     << "&#215; (risky for per-tensor int8).</p>\n";
   o << "<h2>Weights</h2>\n<p>Sparsity = all-zero blocks / blocks (1x4: 1 input &#215; 4 output channels; 4x1: 4 "
        "input &#215; 1 output; 2:4: share of 4-row groups per column with &le; 2 non-zeros; channel: all-zero input "
-       "channels), as the executor measures it (bitwise zeros, so -0.0 is non-zero; see the note column). W is [K, N] = [input, output channels]. Spread = widest / narrowest per-output-channel range "
+       "channels), as the executor measures it (bitwise zeros, so -0.0 is non-zero; see the note column). W is [K, N] = [input, output channels]. "
+       "z (AMX) = share of (16-output-channel group, k) rows that are all zero: the k rows an AMX K-gather kernel "
+       "skips (random 1x4 blocks at sparsity s give z &asymp; s<sup>4</sup>, 4x1 &asymp; s<sup>16</sup>, 1x16 = s). Spread = widest / narrowest per-output-channel range "
        "(max &minus; min), all-zero channels left out.</p>\n<table><tr><th class='l'>tensor</th><th class='l'>op</th>"
-       "<th>shape K&#215;N</th><th>elements 0</th><th>1x4</th><th>4x1</th><th>2:4</th><th>channel</th><th>best</th>"
+       "<th>shape K&#215;N</th><th>elements 0</th><th>1x4</th><th>4x1</th><th>2:4</th><th>channel</th><th title='"
+    << kZTitle << "'>z (AMX)</th><th>best</th>"
        "<th>runs</th><th class='l'>kernel</th><th class='l'>reason</th><th>spread</th><th class='l'>note</th></tr>\n";
   for (const auto& e : r.weights) {
     const SparseDecision& d = e.decision;
@@ -442,6 +485,7 @@ std::string html_report(const Report& r) {
       << (e.inner_product ? "" : " (" + html_esc(e.op_type) + ")") << "</td><td>" << shape_str(e) << "</td><td>"
       << pct(d.element_sparsity) << "</td>";
     for (int p = 0; p < sparse::kNumPatterns; ++p) o << "<td>" << pct(d.sparsity[p]) << "</td>";
+    o << "<td class='z' title='" << kZTitle << "'>" << pct(e.z16) << "</td>";
     o << "<td>" << sparse::pattern_name(d.best) << "</td><td class='run'>" << run_str(e) << "</td><td class='l'>"
       << html_esc(e.inner_product ? d.kernel : "") << "</td><td class='l'>"
       << html_esc(e.inner_product ? d.reason : "not an InnerProduct weight") << "</td><td class='spread'>"
@@ -450,7 +494,7 @@ std::string html_report(const Report& r) {
       o << "<b style='color:#c82828'>" << pct(double(e.negative_zeros) / (double(e.K) * e.N))
         << " of elements are -0.0</b> (counted non-zero by the executor); by value: 1x4 " << pct(e.value_sparsity[0])
         << ", 4x1 " << pct(e.value_sparsity[1]) << ", 2:4 " << pct(e.value_sparsity[2]) << ", channel "
-        << pct(e.value_sparsity[3]);
+        << pct(e.value_sparsity[3]) << ", z " << pct(e.value_z16);
     o << "</td></tr>\n";
   }
   o << "</table>\n";
@@ -492,27 +536,29 @@ std::string summary_text(const Report& r, const std::string& dir) {
   for (const auto& e : r.weights) wt = std::max(wt, e.tensor.size()), wo = std::max(wo, e.op.size());
   wt = std::min<size_t>(wt, 40), wo = std::min<size_t>(wo, 40);
   char b[512];
-  std::snprintf(b, sizeof b, "%-*s %-*s %11s %6s %6s %6s %6s %6s %4s %-10s %-36s %7s\n", int(wt), "tensor", int(wo), "op",
-                "shape", "elem0", "1x4", "4x1", "2:4", "chan", "best", "runs", "kernel", "spread");
+  std::snprintf(b, sizeof b, "%-*s %-*s %11s %6s %6s %6s %6s %6s %6s %4s %-10s %-36s %7s\n", int(wt), "tensor", int(wo),
+                "op", "shape", "elem0", "1x4", "4x1", "2:4", "chan", "z16", "best", "runs", "kernel", "spread");
   o << b;
   int nip = 0, nsp = 0, n14 = 0, n41 = 0, nrisky = 0, nneg = 0;
-  double bytes = 0, nzbytes = 0;
+  double bytes = 0, nzbytes = 0, zrows_all = 0, zrows_zero = 0;
   std::vector<std::string> risky;
   for (const auto& e : r.weights) {
     const SparseDecision& d = e.decision;
     auto cut = [](const std::string& s, size_t w) { return s.size() <= w ? s : "~" + s.substr(s.size() - w + 1); };
-    std::snprintf(b, sizeof b, "%-*s %-*s %11s %5.1f%% %5.1f%% %5.1f%% %5.1f%% %5.1f%% %4s %-10s %-36s %6s\n", int(wt),
-                  cut(e.tensor, wt).c_str(), int(wo), cut(e.op, wo).c_str(), shape_str(e).c_str(), 100 * d.element_sparsity,
-                  100 * d.sparsity[0], 100 * d.sparsity[1], 100 * d.sparsity[2], 100 * d.sparsity[3],
+    std::snprintf(b, sizeof b, "%-*s %-*s %11s %5.1f%% %5.1f%% %5.1f%% %5.1f%% %5.1f%% %5.1f%% %4s %-10s %-36s %6s\n",
+                  int(wt), cut(e.tensor, wt).c_str(), int(wo), cut(e.op, wo).c_str(), shape_str(e).c_str(),
+                  100 * d.element_sparsity, 100 * d.sparsity[0], 100 * d.sparsity[1], 100 * d.sparsity[2],
+                  100 * d.sparsity[3], 100 * e.z16,
                   sparse::pattern_name(d.best), run_str(e).c_str(), e.inner_product ? d.kernel.c_str() : "",
                   e.inner_product && e.ranges.spread > 0 ? fmt("%.1fx", e.ranges.spread).c_str() : "");
     o << b;
     if (e.negative_zeros) {
       ++nneg;
       std::snprintf(b, sizeof b, "%*s   ^ %.1f%% of elements are -0.0, which the executor counts as non-zero; by value: "
-                    "elem0 %.1f%%, 1x4 %.1f%%, 4x1 %.1f%%, 2:4 %.1f%%, channel %.1f%%\n", int(wt), "",
+                    "elem0 %.1f%%, 1x4 %.1f%%, 4x1 %.1f%%, 2:4 %.1f%%, channel %.1f%%, z16 %.1f%%\n", int(wt), "",
                     100.0 * double(e.negative_zeros) / (double(e.K) * e.N), 100 * e.value_element_sparsity,
-                    100 * e.value_sparsity[0], 100 * e.value_sparsity[1], 100 * e.value_sparsity[2], 100 * e.value_sparsity[3]);
+                    100 * e.value_sparsity[0], 100 * e.value_sparsity[1], 100 * e.value_sparsity[2], 100 * e.value_sparsity[3],
+                    100 * e.value_z16);
       o << b;
     }
     if (e.inner_product) {
@@ -520,14 +566,16 @@ std::string summary_text(const Report& r, const std::string& dir) {
       if (d.sparse) ++nsp, (d.best == sparse::Pattern::p4x1 ? n41 : n14)++;
       double eb = double(e.K) * e.N * dtype_size(e.dtype);
       bytes += eb, nzbytes += eb * (1 - d.element_sparsity);
+      const double rows = double((e.N + kZGroup - 1) / kZGroup) * e.K;
+      zrows_all += rows, zrows_zero += rows * e.z16;
       if (e.ranges.risky) ++nrisky, risky.push_back(e.op.empty() ? e.tensor : e.op);
     }
   }
   std::snprintf(b, sizeof b,
                 "InnerProduct weights: %d (threshold %.0f%%, ISA %s): %d sparse (1x4 %d, 4x1 %d), %d dense; %.1f MB, "
-                "%.1f%% non-zero elements\n",
+                "%.1f%% non-zero elements; AMX z16 %.1f%% of (16-channel group, k) rows all zero\n",
                 nip, 100 * r.threshold, r.isa.c_str(), nsp, n14, n41, nip - nsp, bytes / 1e6,
-                bytes > 0 ? 100 * nzbytes / bytes : 0.0);
+                bytes > 0 ? 100 * nzbytes / bytes : 0.0, zrows_all > 0 ? 100 * zrows_zero / zrows_all : 0.0);
   o << b;
   std::snprintf(b, sizeof b, "Per-output-channel ranges: %d of %d layers spread > %gx (risky for per-tensor int8)", nrisky,
                 nip, r.spread_threshold);

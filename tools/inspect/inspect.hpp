@@ -45,6 +45,13 @@ struct WeightEntry {
   int64_t negative_zeros = 0;
   double value_sparsity[sparse::kNumPatterns] = {0, 0, 0, 0};
   double value_element_sparsity = 0;
+  // AMX z (ARCHITECTURE.md "Sparse patterns"): the fraction of (16-output-channel group, k) rows
+  // of W that are all zero; group g = output channels 16g..16g+15, the last one partial when
+  // N % 16 != 0. These are the k rows an AMX K-gather kernel skips (PackedWeight::kgather_z of
+  // the Blocking::amx_kgather packing). z16 counts bitwise zeros, as the executor and the packing
+  // do; value_z16 counts -0.0 as zero too. Random 1x4 blocks at sparsity s: z ~ s^4; 4x1:
+  // z ~ s^16; 1x16: z = s.
+  double z16 = 0, value_z16 = 0;
   ChannelRanges ranges;      // InnerProduct only
   sparse::Pattern heatmap_pattern = sparse::Pattern::p1x4;  // block resolution of the heatmap
   int grid_rows = 0, grid_cols = 0;   // blocks along K and N at that resolution
@@ -61,6 +68,12 @@ struct Report {
   std::vector<WeightEntry> weights;
   std::string isa;  // CPU the kernel choice was made for
 };
+
+// Output channels per group of the z figure (one AMX tile's 16 rows).
+constexpr int kZGroup = 16;
+// z of W[K, N] (row-major, dtype fp32 / bf16 / s8 as in TensorInfo): all-zero (group, k) rows /
+// (ceil(N / kZGroup) * K); 0 for an empty weight. by_value: -0.0 counts as zero.
+double group_zero_rows(const TensorInfo& t, int K, int N, bool by_value);
 
 // The heatmap's layout, shared with the tests: the map starts at (kMapX, kMapY); colour of a
 // pixel whose blocks are `density` (0..1) non-zero.
