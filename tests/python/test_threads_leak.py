@@ -63,25 +63,31 @@ def test_gil_released_while_running(ne):
         if time.perf_counter() - t0 >= 0.2 or reps >= 4096:
             break
         reps *= 2
-    span = {}
-    done = threading.Event()
+    for attempt in range(6):  # load on the machine can make a call shorter than calibrated: grow it
+        span = {}
+        done = threading.Event()
 
-    def worker():
-        span["t0"] = time.perf_counter()
+        def worker():
+            span["t0"] = time.perf_counter()
+            g.inference(f)
+            span["t1"] = time.perf_counter()
+            done.set()
+
+        w = threading.Thread(target=worker)
+        gaps = []
+        w.start()
+        last = time.perf_counter()
+        while not done.is_set():
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+        w.join()
+        call = span["t1"] - span["t0"]
+        if call >= 0.1:
+            break
+        reps *= 2
+        f = {k: np.repeat(v, reps, axis=0) for k, v in base.items()}
         g.inference(f)
-        span["t1"] = time.perf_counter()
-        done.set()
-
-    w = threading.Thread(target=worker)
-    gaps = []
-    w.start()
-    last = time.perf_counter()
-    while not done.is_set():
-        now = time.perf_counter()
-        gaps.append(now - last)
-        last = now
-    w.join()
-    call = span["t1"] - span["t0"]
     assert call >= 0.1, f"the call took only {call:.3f}s"
     assert len(gaps) > 100 and max(gaps) < 0.5 * call, f"longest gap {max(gaps):.3f}s in a {call:.3f}s call"
 
