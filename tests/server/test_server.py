@@ -387,8 +387,26 @@ def group_bad_requests():
         check(ok and still_serving(what), "%s -> %d %r; the next good request 200" % (what, st, (msg or "")[:150]))
         return msg
 
+    # Load during the bad requests: 3 clients post good binary requests until the corpus is
+    # done; every answer must be 200 and within 1e-5 of the first (batching may change M).
+    lb, lh = binary_request(x)
+    st0, rb0, resp0 = srv.post("/v2/models/tiny/infer", lb, lh)
+    ref = parse_response(rb0, resp0)[1]["last_hidden_state"] if st0 == 200 else None
+    stop_load = threading.Event()
+    load = {"ok": 0, "bad": []}
+
+    def loader():
+        while not stop_load.is_set():
+            st, rb, resp = srv.post("/v2/models/tiny/infer", lb, lh)
+            if st == 200 and np.allclose(parse_response(rb, resp)[1]["last_hidden_state"], ref, rtol=1e-5, atol=1e-5):
+                load["ok"] += 1
+            else:
+                load["bad"].append((st, rb[:120]))
+
+    loaders = [threading.Thread(target=loader, daemon=True) for _ in range(3)]
+    [t.start() for t in loaders]
     try:
-        check(still_serving("start"), "a good request -> 200")
+        check(st0 == 200 and still_serving("start"), "a good request -> 200")
         bad("malformed JSON", b'{"inputs": [', J, contains="does not parse")
         bad("JSON not an object", b'[1,2]', J)
         bad("no inputs", b'{"id":"x"}', J)
@@ -446,7 +464,13 @@ def group_bad_requests():
         m = srv.metrics()
         check(m['ne_request_failures_total{model="tiny",reason="client"}'] >= 15,
               "/metrics counts the client failures (%g)" % m['ne_request_failures_total{model="tiny",reason="client"}'])
+        stop_load.set()
+        [t.join(60) for t in loaders]
+        check(load["ok"] > 0 and not load["bad"],
+              "under load from 3 clients meanwhile: %d good requests answered right, %d not (%r)"
+              % (load["ok"], len(load["bad"]), load["bad"][:2]))
     finally:
+        stop_load.set()
         rc = srv.stop()
     check(rc == 0, "SIGTERM -> exit 0")
 
