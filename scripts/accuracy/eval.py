@@ -21,6 +21,8 @@ A step that fails (compiler or engine error, missing output, wrong shape, timeou
 Prints a markdown table: model, 1x4 sparsity (mean over the encoder weights), precision,
 runtime, accuracy, drop vs. the same model's ORT fp32 accuracy (absolute percentage points,
 positive = worse), agreement with ORT fp32 (% same argmax), max |logit - ORT fp32 logit|.
+Then a second table, per runtime x precision: dense accuracy, each sparse model's accuracy
+and its relative drop 100 * (dense - sparse) / dense (the pruning literature's form).
 Also writes WORK/results.md and WORK/results.json.
 """
 import argparse
@@ -77,6 +79,34 @@ def load_logits(out_dir, n_rows, n_classes):
     if x.shape != (n_rows, n_classes):
         raise StepError(f"logits shape {x.shape}, expected {(n_rows, n_classes)}")
     return x.astype(np.float32)
+
+
+def summary_table(results, names):
+    """Pruning cost per runtime x precision, in the form of the pruning literature: the dense
+    model's accuracy, each sparse model's accuracy and its relative drop
+    100 * (dense - sparse) / dense (percent of the dense accuracy; positive = worse)."""
+    acc = {(r["model"], r["runtime"], r["precision"]): r.get("accuracy") for r in results}
+    dense = "dense" if "dense" in names else None
+    sparse = [n for n in names if n != dense]
+    if dense is None or not sparse:
+        return []
+    head = "| runtime | precision | dense % | " + " | ".join(f"{n} % | {n} rel. drop %" for n in sparse) + " |"
+    out = ["Dense vs. sparse (rel. drop = 100 * (dense - sparse) / dense, same runtime and precision):", "",
+           head, "|" + "---|" * (3 + 2 * len(sparse))]
+    seen = []
+    for r in results:
+        k = (r["runtime"], r["precision"])
+        if k not in seen:
+            seen.append(k)
+    for rt, prec in seen:
+        d = acc.get((dense, rt, prec))
+        cells = [rt, prec, "n/a" if d is None else f"{100 * d:.2f}"]
+        for n in sparse:
+            s_ = acc.get((n, rt, prec))
+            cells.append("n/a" if s_ is None else f"{100 * s_:.2f}")
+            cells.append("" if s_ is None or not d else f"{100 * (d - s_) / d:+.2f}")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def main(argv=None):
@@ -223,6 +253,7 @@ def main(argv=None):
             lines.append(f"| {r['model']} | {100 * r['sparsity_1x4']:.1f}% | {r['precision']} | {r['runtime']} | "
                          f"{pct(r['accuracy'])} | {'' if d is None else f'{d:+.2f}'} | {pct(r.get('agree_ort'))} | "
                          + ("" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.3g}") + " |")
+    lines += ["", *summary_table(results, names)]
     table = "\n".join(lines)
     print(table)
     with open(os.path.join(work, "results.md"), "w") as f:

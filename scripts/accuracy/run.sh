@@ -3,7 +3,8 @@
 # (skipped when its meta.json exists), then scripts/accuracy/eval.py over our engine and ORT.
 #   scripts/accuracy/run.sh [extra eval.py flags, e.g. --precisions fp32,int8 --threads 1]
 # Env: OUT (build/accuracy), ENGINE (build/bin/neural_engine), COMPILE (build/bin/neural_engine_compile),
-#      RETRAIN=1 (train again), TRAIN_FLAGS (extra train_prune.py flags).
+#      RETRAIN=1 (train again), TRAIN_FLAGS (extra train_prune.py flags, e.g. "--task first_marker"
+#      for the old, saturating task; the default task is triple_products).
 # Torch on Debian 12 links the reference BLAS (~5 GFLOP/s); training uses OpenBLAS instead when it
 # can: the system's (libopenblas0-pthread installed) or a private copy unpacked from
 # `apt-get download libopenblas0-pthread` into $OUT/openblas (nothing system-wide changes).
