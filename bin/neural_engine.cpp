@@ -49,14 +49,6 @@ DEFINE_int32(cores_per_instance, 1, "with --instances: cores (and OpenMP threads
 
 namespace {
 
-std::vector<std::string> split(const std::string& s, char c) {
-  std::vector<std::string> r;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, c))
-    if (!item.empty()) r.push_back(item);
-  return r;
-}
 
 std::map<std::string, ne::HostTensor> make_inputs(const ne::Model& m, int batch, int seq, int seed) {
   std::mt19937 rng(seed);
@@ -100,7 +92,7 @@ int run() {
   int batch = FLAGS_batch_size, seq = FLAGS_seq_len;
   NE_CHECK(batch > 0 && seq > 0, "--batch_size and --seq_len must be positive");
   if (!FLAGS_input.empty()) {
-    for (auto& kv : split(FLAGS_input, ',')) {
+    for (auto& kv : ne::split_flag(FLAGS_input, ',')) {
       auto eq = kv.find('=');
       NE_CHECK(eq != std::string::npos, "--input: expected name=file.npy, got '", kv, "'");
       ne::NpyArray a = ne::read_npy(kv.substr(eq + 1));

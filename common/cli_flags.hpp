@@ -11,10 +11,21 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace ne {
+
+// A flag's list value split at `c`, empty items dropped ("a,,b" -> {"a", "b"}).
+inline std::vector<std::string> split_flag(const std::string& s, char c) {
+  std::vector<std::string> r;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, c))
+    if (!item.empty()) r.push_back(item);
+  return r;
+}
 
 // The flags defined in `file` (a __FILE__ as DEFINE_* recorded it), one line each.
 inline std::string own_flags_help(const char* usage, const char* file) {

@@ -357,13 +357,18 @@ struct Executor::Impl {
 
   std::mutex call_mu;  // one call at a time: the arena, the plans and the profile are shared
 
-  std::vector<HostTensor> run(const std::map<std::string, TensorView>& in) {
-    std::lock_guard<std::mutex> lock(call_mu);
+  // The checked inputs' plan, made (and cached) on first sight of their shapes. Under call_mu.
+  Plan& plan_for(const std::map<std::string, TensorView>& in) {
     check_inputs(in);
     std::string key = shape_key(in);
     auto it = plans.find(key);
     if (it == plans.end()) it = plans.emplace(key, make_plan_checked(in)).first;
-    Plan& p = *it->second;
+    return *it->second;
+  }
+
+  std::vector<HostTensor> run(const std::map<std::string, TensorView>& in) {
+    std::lock_guard<std::mutex> lock(call_mu);
+    Plan& p = plan_for(in);
     last_plan = &p;
     arena.reserve(p.arena);
     uint8_t* a = static_cast<uint8_t*>(arena.p);
@@ -403,6 +408,14 @@ struct Executor::Impl {
 };
 
 namespace {
+// Views of owned host tensors (the HostTensor entry points run on views).
+std::map<std::string, TensorView> views_of(const std::map<std::string, HostTensor>& in) {
+  std::map<std::string, TensorView> v;
+  for (auto& kv : in)
+    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
+  return v;
+}
+
 template <class... A>
 void input_check(bool cond, const A&... a) {
   if (!cond) throw InputError(str_cat(a...));
@@ -449,10 +462,7 @@ void check_model_inputs(const Model& model, const std::map<std::string, TensorVi
 }
 
 void check_model_inputs(const Model& model, const std::map<std::string, HostTensor>& in) {
-  std::map<std::string, TensorView> v;
-  for (auto& kv : in)
-    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
-  check_model_inputs(model, v);
+  check_model_inputs(model, views_of(in));
 }
 
 Executor::Executor(Model model, ExecOptions opt) : impl_(new Impl) {
@@ -466,23 +476,15 @@ std::vector<HostTensor> Executor::run_views(const std::map<std::string, TensorVi
   return impl_->run(inputs);
 }
 std::vector<std::pair<DType, Shape>> Executor::output_types(const std::map<std::string, HostTensor>& inputs) {
-  std::map<std::string, TensorView> v;
-  for (auto& kv : inputs)
-    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
+  const std::map<std::string, TensorView> v = views_of(inputs);
   std::lock_guard<std::mutex> lock(impl_->call_mu);
-  impl_->check_inputs(v);
-  std::string key = impl_->shape_key(v);
-  auto it = impl_->plans.find(key);
-  if (it == impl_->plans.end()) it = impl_->plans.emplace(key, impl_->make_plan_checked(v)).first;
+  const auto& p = impl_->plan_for(v);
   std::vector<std::pair<DType, Shape>> r;
-  for (int o : impl_->outputs) r.emplace_back(it->second->t[o].dtype, it->second->t[o].shape);
+  for (int o : impl_->outputs) r.emplace_back(p.t[o].dtype, p.t[o].shape);
   return r;
 }
 std::vector<HostTensor> Executor::run(const std::map<std::string, HostTensor>& inputs) {
-  std::map<std::string, TensorView> v;
-  for (auto& kv : inputs)
-    v[kv.first] = TensorView{kv.second.dtype, kv.second.shape, kv.second.bytes.data(), kv.second.bytes.size()};
-  return impl_->run(v);
+  return impl_->run(views_of(inputs));
 }
 std::vector<OpProfile> Executor::profile() const {
   std::vector<OpProfile> r;

@@ -68,6 +68,7 @@ py::dtype numpy_dtype(ne::DType d) {
     case ne::DType::s32:
     case ne::DType::int32: return py::dtype("int32");
     case ne::DType::int64: return py::dtype("int64");
+    case ne::DType::boolean: return py::dtype("bool");
   }
   return py::dtype("float32");
 }
@@ -87,6 +88,7 @@ bool engine_dtype(const py::dtype& dt, ne::DType* out) {
   else if (k == 'u' && n == 1) *out = ne::DType::u8;
   else if (k == 'i' && n == 4) *out = ne::DType::int32;
   else if (k == 'i' && n == 8) *out = ne::DType::int64;
+  else if (k == 'b' && n == 1) *out = ne::DType::boolean;
   else return false;
   return true;
 }
@@ -255,7 +257,6 @@ class Graph {
       py::gil_scoped_release release;
       outs = ex_->run_views(views);
     }
-    ++calls_;
     copied_ = std::move(copied);
     py::dict r;
     const std::vector<std::string> on = model().output_names();
@@ -311,7 +312,6 @@ class Graph {
     ne::save_ir(model(), dir);
   }
 
-  int64_t calls() const { return calls_; }
   std::vector<std::string> copied_inputs() const { return copied_; }
   std::string source() const { return model().source; }
 
@@ -319,7 +319,6 @@ class Graph {
   std::unique_ptr<ne::Executor> ex_;
   std::string mapped_path_;
   ne::ExecOptions eo_;
-  int64_t calls_ = 0;
   std::vector<std::string> copied_;
   bool out_known_ = false;
   std::vector<std::pair<ne::DType, ne::Shape>> out_types_;

@@ -73,14 +73,7 @@ namespace ne {
 namespace server {
 namespace {
 
-std::vector<std::string> split(const std::string& s, char c) {
-  std::vector<std::string> r;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, c))
-    if (!item.empty()) r.push_back(item);
-  return r;
-}
+
 
 std::string stem(const std::string& path) {
   std::string b = path.substr(path.find_last_of('/') + 1);
@@ -176,8 +169,8 @@ int Server::find(const std::string& name) const {
 
 void Server::load_models() {
   std::vector<std::pair<std::string, std::string>> onnx;
-  for (auto& s : split(FLAGS_model, ',')) onnx.push_back(named(s, stem(s)));
-  auto confs = split(FLAGS_config, ','), weights = split(FLAGS_weight, ',');
+  for (auto& s : split_flag(FLAGS_model, ',')) onnx.push_back(named(s, stem(s)));
+  auto confs = split_flag(FLAGS_config, ','), weights = split_flag(FLAGS_weight, ',');
   NE_CHECK(confs.size() == weights.size(), "--config lists ", confs.size(), " files, --weight ", weights.size(),
            ": give one model.bin per conf.yaml");
   NE_CHECK(!onnx.empty() || !confs.empty(), "give --model [name=]m.onnx or --config [name=]conf.yaml --weight model.bin");
