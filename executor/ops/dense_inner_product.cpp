@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -41,33 +42,6 @@ void append_onednn_post_ops(dnnl::post_ops& po, const std::vector<IpPostKind>& p
       case IpPostKind::sum: po.append_sum(1.f); break;
     }
   }
-}
-
-// ---- strategy list ----
-
-namespace {
-struct StrategyEntry {
-  std::string name;
-  int priority;
-  IpStrategyFactory make;
-};
-std::vector<StrategyEntry>& strategies() {
-  static std::vector<StrategyEntry> s;
-  return s;
-}
-std::mutex& strategies_mu() {
-  static std::mutex m;
-  return m;
-}
-}  // namespace
-
-bool register_ip_strategy(const std::string& name, int priority, IpStrategyFactory f) {
-  std::lock_guard<std::mutex> g(strategies_mu());
-  auto& s = strategies();
-  s.push_back({name, priority, std::move(f)});
-  std::stable_sort(s.begin(), s.end(),
-                   [](const StrategyEntry& a, const StrategyEntry& b) { return a.priority > b.priority; });
-  return true;
 }
 
 // ---- dense strategy: oneDNN matmul, weight reordered once to the blocked layout it prefers ----
@@ -106,8 +80,7 @@ class OnednnIp : public IpStrategy {
       const std::string key =
           "onednn_ip:f32:" + std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
           std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + ":" +
-          hex64(hash_bytes(&wmd.data, sizeof(wmd.data))) + ":" +
-          hex64(hash_bytes(p.weight, size_t(p.K) * size_t(p.N) * sizeof(float)));
+          hex64(hash_bytes(&wmd.data, sizeof(wmd.data))) + ":" + hex64(p.weight_hash);
       buf_ = get_packed(key, wmd.get_size(), [&](uint8_t* dstp) {
         memory user(plain_w_, dense::engine(), const_cast<float*>(p.weight));
         memory packed(wmd, dense::engine(), dstp);
@@ -124,6 +97,11 @@ class OnednnIp : public IpStrategy {
   }
 
   std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
+  std::string kernel_for(int64_t M) override {
+    if (M <= 0) return kernel();
+    Entry& e = entry(M);
+    return "onednn:" + e.impl + (split_ ? split_kernel_ : "") + (fm_ ? " (feature-major: src ba, dst transposed)" : "");
+  }
   bool native_feature_major() const override { return fm_; }
 
   void forward(const float* src, int64_t M, const float* weight, const float* bias,
@@ -164,6 +142,7 @@ class OnednnIp : public IpStrategy {
     dnnl::matmul prim;
     memory* weights = nullptr;  // packed weight in the layout prim expects; null: plain, per call
     dnnl::binary add;           // split_: y = y + product, with the post-ops after the sum
+    std::string impl;           // the primitive's implementation (impl_info_str)
   };
 
   static dnnl::primitive_attr attr_of(std::vector<IpPostKind>::const_iterator b,
@@ -219,10 +198,13 @@ class OnednnIp : public IpStrategy {
     if (it != cache_.end()) return it->second;
     Entry e;
     if (!p_.weight_const) {
-      e.prim = dnnl::matmul(make_pd(M, plain_w_));
+      auto pd = make_pd(M, plain_w_);
+      e.impl = pd.impl_info_str();
+      e.prim = dnnl::matmul(pd);
     } else {
       auto pd = make_pd(M, memory::desc({p_.K, p_.N}, dt::f32, tag::any));
       e.weights = dense::packed_weights_for(packed_, pd.weights_desc());
+      e.impl = pd.impl_info_str();
       e.prim = dnnl::matmul(pd);
     }
     if (split_) e.add = dnnl::binary(binary_pd(M));
@@ -244,10 +226,11 @@ class OnednnIp : public IpStrategy {
   std::string kernel_;
 };
 
-const bool g_dense_registered = register_ip_strategy(
-    "dense", 0, [](const IpProblem& p, const OpConfig&, std::string*) -> std::unique_ptr<IpStrategy> {
-      return std::make_unique<OnednnIp>(p);
-    });
+const bool g_dense_registered = FpIpList::add("dense", 0, [](const IpProblem& p, const OpConfig&) {
+  IpOffer<IpStrategy> o;
+  o.impl = std::make_unique<OnednnIp>(p);
+  return o;
+});
 
 }  // namespace
 
@@ -298,6 +281,7 @@ void InnerProductOp::init(const TensorList& in) {
   if (!prob_.weight_const) return;  // an activation: its shape is known at reshape()
   setup(in);
   prob_.weight = w.ptr<float>();
+  prob_.weight_hash = hash_bytes(prob_.weight, size_t(prob_.K) * size_t(prob_.N) * sizeof(float));
   choose_strategy();
   prob_.weight = nullptr;  // not owned; valid during init only
 }
@@ -317,30 +301,64 @@ void InnerProductOp::setup(const TensorList& in) {
 }
 
 void InnerProductOp::choose_strategy() {
-  std::vector<StrategyEntry> list;
-  {
-    std::lock_guard<std::mutex> g(strategies_mu());
-    list = strategies();
+  // Measured dispatch (the default) builds every entry that accepts and times them per M class;
+  // a given threshold (or NE_DISPATCH=threshold) runs the first that accepts.
+  IpBuilt<IpStrategy> b = FpIpList::build(prob_, cfg_, ip_measured(cfg_) && prob_.weight_const);
+  if (b.impls.empty()) {
+    std::string d;
+    for (auto& x : b.declined) d += (d.empty() ? "" : "; ") + x;
+    op_error("no InnerProduct implementation accepted the problem: ", d);
   }
-  std::string declined;
-  for (auto& s : list) {
-    std::string why;
-    auto impl = s.make(prob_, cfg_, &why);
-    if (impl) {
-      impl_ = std::move(impl);
-      impl_name_ = s.name;
-      reason_ = declined.empty() ? s.name : s.name + " (" + declined + ")";
-      if (cfg_.verbose)
-        fprintf(stderr, "[ne] %s InnerProduct %lldx%lld: %s, %s\n", name().c_str(),
-                (long long)prob_.K, (long long)prob_.N, impl_->kernel().c_str(), reason_.c_str());
-      return;
-    }
-    declined += (declined.empty() ? "" : "; ") + s.name + ": " + (why.empty() ? "declined" : why);
-  }
-  op_error("no InnerProduct implementation accepted the problem: ", declined);
+  cands_ = std::move(b.impls);
+  const std::string key = "fp32:" + std::to_string(prob_.K) + "x" + std::to_string(prob_.N) + ":" +
+                          hex64(prob_.weight_hash) + ":" + info_.attr("append_op", "") +
+                          (prob_.feature_major ? ":fm" : "") + (prob_.has_bias ? ":b" : "");
+  chooser_.reset(b.names, b.notes, b.declined, key, b.exclusive);
+  if (cfg_.verbose)
+    fprintf(stderr, "[ne] %s InnerProduct %lldx%lld: %s\n", name().c_str(), (long long)prob_.K, (long long)prob_.N,
+            chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); }).c_str());
 }
 
-std::string InnerProductOp::kernel() const { return impl_ ? impl_->kernel() : "uninitialised"; }
+IpStrategy* InnerProductOp::strategy_for(int64_t M) {
+  if (cands_.size() == 1) {
+    chooser_.note_run(M, 0);
+    return cands_[0].get();
+  }
+  int i = chooser_.chosen(M);
+  if (i < 0) {
+    // fp32 timing runs at most 256 rows (a BERT-base FFN weight at M=256 is ~1.2 GFLOP a call).
+    const int64_t Mt = std::max<int64_t>(1, std::min<int64_t>(M, 256));
+    i = chooser_.pick(M, Mt, [&](int c) { return time_candidate(c, Mt); });
+  }
+  chooser_.note_run(M, i);
+  return cands_[size_t(i)].get();
+}
+
+double InnerProductOp::time_candidate(int i, int64_t M) {
+  // Synthetic src in [-1, 1), zero bias; dst starts at zero (a `sum` adds into it).
+  const size_t nk = size_t(M * prob_.K), nn = size_t(M * prob_.N);
+  if (tsrc_.size() != nk) {
+    tsrc_.resize(nk);
+    for (size_t j = 0; j < nk; ++j) tsrc_[j] = float(int((j * 37u + 11u) % 255u) - 127) / 128.f;
+  }
+  tbias_.assign(size_t(prob_.N), 0.f);
+  tdst_.assign(nn, 0.f);
+  auto t0 = std::chrono::steady_clock::now();
+  run_strategy(cands_[size_t(i)].get(), tsrc_.data(), M, nullptr, tbias_.data(), tdst_.data());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string InnerProductOp::reason() const {
+  if (cands_.empty()) return "uninitialised";
+  return chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); });
+}
+
+std::string InnerProductOp::kernel() const {
+  if (cands_.empty()) return "uninitialised";
+  const int i = std::max(0, std::min<int>(chooser_.last(), int(cands_.size()) - 1));
+  const int64_t M = chooser_.last_m();
+  return M > 0 ? cands_[size_t(i)]->kernel_for(M) : cands_[size_t(i)]->kernel();
+}
 
 void InnerProductOp::check_shapes(const TensorList& in) const {
   const Tensor& src = *in[0];
@@ -367,12 +385,12 @@ void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
   if (!prob_.weight_const) {
     // Weight is an activation: (re)build the strategy when its shape first shows or changes.
     const Tensor& w = *in[1];
-    if (!impl_ || w.rank() != 2 || w.shape[0] != prob_.K || w.shape[1] != prob_.N) {
+    if (cands_.empty() || w.rank() != 2 || w.shape[0] != prob_.K || w.shape[1] != prob_.N) {
       setup(in);
       choose_strategy();
     }
   }
-  if (!impl_) op_error("reshape() before init()");
+  if (cands_.empty()) op_error("reshape() before init()");
   check_shapes(in);
   Shape s = in[0]->shape;
   (prob_.feature_major ? s.front() : s.back()) = prob_.N;
@@ -384,6 +402,8 @@ void InnerProductOp::reshape(const TensorList& in, const TensorList& out) {
   }
   out[0]->dtype = DType::fp32;
   out[0]->shape = s;
+  // Plan time: the choice for this shape's M class.
+  (void)strategy_for(shape_numel(in[0]->shape) / std::max<int64_t>(1, prob_.K));
 }
 
 void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
@@ -405,17 +425,22 @@ void InnerProductOp::forward(const TensorList& in, const TensorList& out) {
   }
   const float* w = prob_.weight_const ? nullptr : in[1]->ptr<float>();
   const float* bias = prob_.has_bias ? in[2]->ptr<float>() : nullptr;
-  if (!prob_.feature_major || impl_->native_feature_major()) {
-    impl_->forward(src.ptr<float>(), M, w, bias, dst);
+  run_strategy(strategy_for(M), src.ptr<float>(), M, w, bias, dst);
+}
+
+void InnerProductOp::run_strategy(IpStrategy* st, const float* src, int64_t M, const float* w, const float* bias,
+                                  float* dst) {
+  if (!prob_.feature_major || st->native_feature_major()) {
+    st->forward(src, M, w, bias, dst);
     return;
   }
   // Feature-major through a token-major strategy (oneDNN): Xt [K, M] -> X [M, K]; the residual
   // (already in dst, [N, M]) -> [M, N]; GEMM; [M, N] -> dst [N, M].
   fm_src_.resize(size_t(M * prob_.K));
   fm_dst_.resize(size_t(M * prob_.N));
-  fm::transpose2d(src.data, fm_src_.data(), prob_.K, M, sizeof(float));
+  fm::transpose2d(src, fm_src_.data(), prob_.K, M, sizeof(float));
   if (has_sum_) fm::transpose2d(dst, fm_dst_.data(), prob_.N, M, sizeof(float));
-  impl_->forward(fm_src_.data(), M, w, bias, fm_dst_.data());
+  st->forward(fm_src_.data(), M, w, bias, fm_dst_.data());
   fm::transpose2d(fm_dst_.data(), dst, M, prob_.N, sizeof(float));
 }
 

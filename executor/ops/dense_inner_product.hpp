@@ -1,20 +1,20 @@
 // InnerProduct (docs/OPS.md): dst[..., N] = post(src[..., K] · W[K, N] + bias).
 //
 // Structure: InnerProductOp owns the IR-level work (attributes, shapes, residual handling) and
-// delegates the GEMM to an IpStrategy chosen once in init() from an ordered list of strategy
-// factories. Each factory either builds a strategy or says why it declines; the dense oneDNN
-// strategy (dense_inner_product.cpp) is registered last (priority 0) and never declines.
+// delegates the GEMM to IpStrategy candidates built once in init() from the fp32 entries of the
+// InnerProduct candidate list (ip_candidates.hpp: the same list machinery, selection and
+// timing as the s8 / bf16 ops). Each entry builds a candidate or says why it declines; the
+// dense oneDNN entry ("dense", priority 0) never declines. With several candidates the faster
+// one per M class is chosen at plan time (reshape), timed on this CPU.
 //
-// Adding a sparse path: in its own file, define `class SparseIp : public ne::IpStrategy` and
-//   static const bool reg = ne::register_ip_strategy("sparse_1x4", 100,
-//       [](const ne::IpProblem& p, const ne::OpConfig& cfg, std::string* why)
-//           -> std::unique_ptr<ne::IpStrategy> {
-//         if (!p.weight_const) { *why = "weight is not a constant"; return nullptr; }
-//         double s = block_sparsity(...);
-//         if (s <= cfg.sparse_threshold) { *why = "weight 61% sparse < 70%"; return nullptr; }
-//         return std::make_unique<SparseIp>(p);
+// Adding a path: in its own file, define `class MyIp : public ne::IpStrategy` and
+//   static const bool reg = ne::FpIpList::add("my_path", 100,
+//       [](const ne::IpProblem& p, const ne::OpConfig& cfg) {
+//         ne::IpOffer<ne::IpStrategy> o;
+//         if (!p.weight_const) { o.note = "weight is not a constant"; return o; }
+//         o.impl = std::make_unique<MyIp>(p);
+//         return o;
 //       });
-// InnerProductOp::reason() then reports "sparse_1x4" or "dense (sparse_1x4: weight 61% ...)".
 #pragma once
 #include <functional>
 #include <memory>
@@ -24,6 +24,7 @@
 #include <dnnl.hpp>
 
 #include "executor/operator.hpp"
+#include "executor/ops/ip_candidates.hpp"
 
 namespace ne {
 
@@ -44,6 +45,7 @@ struct IpProblem {
   // forward() receives the weight pointer on every call.
   bool weight_const = true;
   const float* weight = nullptr;
+  uint64_t weight_hash = 0;  // hash_bytes of the weight (weight_const), for cache keys
   int num_threads_hint = 0;  // omp_get_max_threads() at init
   // `layout: feature_major`: the op's src is Xt [K, M] and dst Yt [N, M] (docs/OPS.md). A
   // strategy that returns true from native_feature_major() is called with them as they are;
@@ -61,14 +63,14 @@ class IpStrategy {
                        float* dst) = 0;
   // For --profile: e.g. "onednn:brg:avx512_core".
   virtual std::string kernel() const = 0;
+  // The kernel that runs M rows (default: kernel()).
+  virtual std::string kernel_for(int64_t M) { (void)M; return kernel(); }
   // True: forward() takes src [K, M] and dst [N, M] when IpProblem::feature_major is set.
   virtual bool native_feature_major() const { return false; }
 };
 
-using IpStrategyFactory =
-    std::function<std::unique_ptr<IpStrategy>(const IpProblem&, const OpConfig&, std::string* why_not)>;
-// Higher priority is tried first. Returns true (for static registration).
-bool register_ip_strategy(const std::string& name, int priority, IpStrategyFactory f);
+// The fp32 InnerProduct candidate list.
+using FpIpList = IpList<IpProblem, IpStrategy>;
 
 class InnerProductOp : public Operator {
  public:
@@ -79,7 +81,7 @@ class InnerProductOp : public Operator {
   void forward(const TensorList& in, const TensorList& out) override;
   int inplace_input() const override { return residual_index(); }
   std::string kernel() const override;
-  std::string reason() const override { return reason_; }
+  std::string reason() const override;
 
   const IpProblem& problem() const { return prob_; }
 
@@ -88,13 +90,21 @@ class InnerProductOp : public Operator {
   void check_shapes(const TensorList& in) const;
   void setup(const TensorList& in);  // K, N, bias checks from the weight's shape
   void choose_strategy();
+  // The candidate for M (plan-time choice per M class; timed when there are several).
+  IpStrategy* strategy_for(int64_t M);
+  // Candidate i once on synthetic data of M rows (seconds).
+  double time_candidate(int i, int64_t M);
+  // The GEMM through `st` (feature-major transposes around a token-major strategy); the
+  // residual is already in dst.
+  void run_strategy(IpStrategy* st, const float* src, int64_t M, const float* w, const float* bias, float* dst);
 
   IpProblem prob_;
   bool has_sum_ = false;
   // Feature-major through a token-major strategy: transposed src, dst (with the residual).
   std::vector<float> fm_src_, fm_dst_;
-  std::unique_ptr<IpStrategy> impl_;
-  std::string impl_name_, reason_;
+  std::vector<float> tsrc_, tbias_, tdst_;  // timing scratch
+  std::vector<std::unique_ptr<IpStrategy>> cands_;
+  IpChooser chooser_;
 };
 
 }  // namespace ne

@@ -9,15 +9,23 @@
 //   bf16: src fp32 -> bf16 (RNE) or src bf16; bf16 products, fp32 accumulation, fp32 epilogue;
 //         output fp32 (or bf16).
 //
-// Strategies, chosen once at init():
+// Candidates: the s8 / bf16 entries of the InnerProduct candidate list (ip_candidates.hpp), built
+// once at init(); with several, the faster per M class is chosen at plan time, timed on this CPU.
+//   sparse_amx_kgather: AMX K-gather kernels (kernels/sparse_gemm *_kgather_16x64__amx) on the
+//           weight packed as 16-channel groups of their non-zero k rows; needs AMX, a weight
+//           past the threshold and z16 >= 0.3 (NE_IP_ONLY=sparse_amx_kgather forces it; without
+//           AMX the generic reference kernel then runs that packing).
 //   sparse: decide_sparse() above the threshold and the post-ops in the kernel epilogue's order
 //           ([act] [sum]) -> kernels/sparse_gemm (VNNI u8s8s32 / vdpbf16ps), epilogue fused
-//           (scale, bias, act, residual, store as fp32 / bf16 / u8 / s8). Weight packed once in the
-//           shared weight cache.
+//           (scale, bias, act, residual, store as fp32 / bf16 / u8 / s8).
 //   dense:  oneDNN matmul (u8|s8 × s8 -> fp32 with per-N output scales (static src scale) or a
-//           per-N binary_mul (dynamic), and the folded bias as a binary_add post-op; bf16 × bf16 -> fp32 with bias), weight reordered once
-//           (format_tag::any) into the shared weight cache; primitives cached per M. Post-ops
-//           eltwise / sum fused. Requantized / bf16 outputs: fp32 into a scratch, then converted.
+//           per-N binary_mul (dynamic), and the folded bias; bf16 × bf16 -> fp32 with bias), weight
+//           reordered once (format_tag::any) into the shared weight cache; primitives cached per
+//           M. Post-ops eltwise / sum fused. Declines int8 without AVX512_VNNI (oneDNN's u8·s8
+//           sums pairs in int16 there and may saturate) and where oneDNN has no matmul.
+//   exact:  fallback when nothing else accepted: the block-sparse family's kernels on any
+//           weight of the dtype (exact int32 / fp32 accumulation), dense ones too.
+// Weights are packed once into the shared weight cache.
 #include <glog/logging.h>
 #include <omp.h>
 
@@ -33,6 +41,8 @@
 #include "executor/ops/dense_common.hpp"
 #include "executor/ops/dense_inner_product.hpp"
 #include "executor/ops/feature_major.hpp"
+#include "executor/ops/ip_candidates.hpp"
+#include "executor/ops/sparse_core.hpp"
 #include "executor/ops/quant_common.hpp"
 #include "executor/sparse_dispatch.hpp"
 #include "kernels/cpu_features.hpp"
@@ -58,6 +68,7 @@ struct QProblem {
   bool has_bias = false;          // bf16: the op's bias; s8: bias or zero-point fold present
   std::vector<float> static_scale;  // s8 with static src scale: s·ws[n] (empty: given per call)
   const void* weight = nullptr;   // [K, N] s8 / bf16 bits; valid during init only
+  uint64_t weight_hash = 0;       // hash_bytes of the weight (cache keys)
   int num_threads_hint = 1;
   bool feature_major = false;     // `layout: feature_major` (src [K, M], dst [N, M])
   float dst_scale = 1.f;          // u8/s8 output: q = sat(nearbyint(y / dst_scale) + dst_zp)
@@ -82,6 +93,8 @@ class QStrategy {
   virtual ~QStrategy() = default;
   virtual void forward(const QCall& c) = 0;
   virtual std::string kernel() const = 0;
+  // The kernel that runs M rows (default: kernel()).
+  virtual std::string kernel_for(int64_t M) { (void)M; return kernel(); }
   // True: stores u8/s8/bf16 dst itself (reading the residual from QCall::residual). False: writes
   // fp32 only, and `sum` adds y's previous content (the op puts the residual there).
   virtual bool stores_any_dtype() const = 0;
@@ -102,36 +115,33 @@ sparse::DType sp_dt(DType d) {
 
 class SparseQIp : public QStrategy {
  public:
-  SparseQIp(const QProblem& p, const SparseDecision& d, sparse::Act act) : p_(p), act_(act) {
-    const sparse::DType wdt = p.prec == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16;
-    const size_t n = size_t(p.K) * size_t(p.N);
-    std::vector<uint8_t> canon;
-    const void* W = canonical_zeros(p.weight, wdt, n, &canon);
-    const std::string key = std::string("bsgemm:") + sparse::dtype_name(wdt) + ":" + sparse::pattern_name(d.best) +
-                            ":" + std::to_string(p.K) + "x" + std::to_string(p.N) + ":" +
-                            hex64(hash_bytes(W, n * sparse::dtype_size(wdt)));
-    buf_ = find_packed(key);
-    if (!buf_) {
-      sparse::PackedWeight tmp = sparse::PackedWeight::pack(W, wdt, int(p.K), int(p.N), d.best);
-      buf_ = get_packed(key, tmp.pack_size(),
-                        [&](uint8_t* dst) { std::memcpy(dst, tmp.pack_bytes(), tmp.pack_size()); });
-    }
-    w_ = sparse::PackedWeight::from_bytes(buf_->data(), buf_->size());
+  SparseQIp(const QProblem& p, sparse::Pattern pat, sparse::Blocking blk, sparse::Act act)
+      : p_(p), act_(act), core_(make_core(p, pat, blk)) {
     QCall c;
     c.M = 128;
-    auto ch = sparse::choose_kernel(args(c), w_);
-    NE_CHECK(ch.kernel, "operator '", p.op_name, "': no sparse kernel can run: ", ch.summary());
-    kernel_ = ch.kernel->name;
+    kernel_ = core_.kernel_for(args(c)).name;
   }
   void forward(const QCall& c) override {
     if (c.M == 0) return;
-    sparse::gemm(args(c), w_);
+    core_.run(args(c));
   }
   std::string kernel() const override { return kernel_; }
+  std::string kernel_for(int64_t M) override {
+    QCall c;
+    c.M = M;
+    c.dst_dt = p_.out_dt;
+    return core_.kernel_for(args(c)).name;
+  }
   bool stores_any_dtype() const override { return true; }
   bool native_feature_major() const override { return true; }
 
  private:
+  static SparseGemmCore make_core(const QProblem& p, sparse::Pattern pat, sparse::Blocking blk) {
+    const sparse::DType wdt = p.prec == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16;
+    std::vector<uint8_t> canon;
+    const void* W = canonical_zeros(p.weight, wdt, size_t(p.K) * size_t(p.N), &canon);
+    return SparseGemmCore(p.op_name, W, wdt, int(p.K), int(p.N), pat, blk, p.weight_hash);
+  }
   sparse::GemmArgs args(const QCall& c) const {
     sparse::GemmArgs a;
     a.layout = p_.feature_major ? sparse::Layout::feature_major : sparse::Layout::token_major;
@@ -152,34 +162,9 @@ class SparseQIp : public QStrategy {
   }
   QProblem p_;
   sparse::Act act_;
-  std::shared_ptr<const PackedBuffer> buf_;
-  sparse::PackedWeight w_;
+  SparseGemmCore core_;
   std::string kernel_;
 };
-
-// The sparse epilogue runs [act] then [+ residual]; other orders decline. Returns false + why.
-bool sparse_epilogue(const std::vector<IpPostKind>& post, sparse::Act* act, std::string* why) {
-  *act = sparse::Act::none;
-  bool sum = false;
-  for (IpPostKind k : post) {
-    if (k == IpPostKind::sum) {
-      sum = true;
-      continue;
-    }
-    if (sum || *act != sparse::Act::none) {
-      *why = std::string("post-op order not supported by the sparse epilogue (") + ip_post_name(k) + ")";
-      return false;
-    }
-    switch (k) {
-      case IpPostKind::relu: *act = sparse::Act::relu; break;
-      case IpPostKind::gelu_erf: *act = sparse::Act::gelu_erf; break;
-      case IpPostKind::gelu_tanh: *act = sparse::Act::gelu_tanh; break;
-      case IpPostKind::tanh: *act = sparse::Act::tanh; break;
-      default: *why = std::string("post-op ") + ip_post_name(k) + " not in the sparse epilogue"; return false;
-    }
-  }
-  return true;
-}
 
 // ---- dense: oneDNN matmul ----
 
@@ -249,8 +234,7 @@ class OnednnQIp : public QStrategy {
     bias_md_ = memory::desc({1, p.N}, ddt::f32, tag::ab);
     const int64_t m_typ = 128 * std::max(1, p.num_threads_hint);
     auto pd = make_pd(m_typ, ddt::f32, tag::any);
-    const size_t wbytes = size_t(p.K) * size_t(p.N) * (s8 ? 1 : 2);
-    const std::string wkey = hex64(hash_bytes(p.weight, wbytes));
+    const std::string wkey = hex64(p.weight_hash);
     // Pack in the layout of each M class (dense_common.hpp), front = the typical M's.
     auto pack_layout = [&](const memory::desc& wmd) {
       if (dense::find_packed_weights(packed_, wmd)) return;
@@ -275,6 +259,11 @@ class OnednnQIp : public QStrategy {
     kernel_ = std::string("onednn:") + pd.impl_info_str();
   }
   std::string kernel() const override { return kernel_ + (fm_ ? " (feature-major: src ba, dst transposed)" : ""); }
+  std::string kernel_for(int64_t M) override {
+    if (M <= 0) return kernel();
+    Entry& e = entry(M, odt_);
+    return "onednn:" + e.impl + (fm_ ? " (feature-major: src ba, dst transposed)" : "");
+  }
   bool stores_any_dtype() const override { return odt_ != ddt::f32; }
   bool native_feature_major() const override { return fm_; }
 
@@ -325,6 +314,7 @@ class OnednnQIp : public QStrategy {
   struct Entry {
     dnnl::matmul prim;
     memory* weights = nullptr;
+    std::string impl;  // the primitive's implementation (impl_info_str)
   };
   dnnl::matmul::primitive_desc make_pd(int64_t M, ddt odt, const memory::desc& w) const {
     memory::desc src({M, p_.K}, sdt_, fm_ ? tag::ba : tag::ab), dst({M, p_.N}, odt, tag::ab);
@@ -360,6 +350,7 @@ class OnednnQIp : public QStrategy {
              p_.N, "] in any packed layout (", x.what(), ")");
       }
     }
+    e.impl = pd.impl_info_str();
     e.prim = dnnl::matmul(pd);
     return cache_.emplace(key, std::move(e)).first->second;
   }
@@ -377,6 +368,115 @@ class OnednnQIp : public QStrategy {
   std::mutex mu_;
   std::string kernel_;
 };
+
+// ---- the s8 / bf16 candidate list ----
+
+using QIpList = IpList<QProblem, QStrategy>;
+using QOffer = IpOffer<QStrategy>;
+
+sparse::DType weight_dt(const QProblem& p) { return p.prec == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16; }
+const char* prec_name(const QProblem& p) { return p.prec == Prec::s8 ? "int8" : "bf16"; }
+
+// The AMX K-gather kernels skip a TMUL only where a k row is zero for all 16 channels of a
+// group: below this z16 (4x1 at 90% is ~0.19) they execute nearly every dense TMUL.
+constexpr double kKgatherMinZ = 0.3;
+
+const bool g_kgather = QIpList::add("sparse_amx_kgather", 200, [](const QProblem& p, const OpConfig& cfg) {
+  QOffer o;
+  const bool forced = ip_only_entry() == "sparse_amx_kgather";
+  const bool amx = cpu::mayiuse(cpu::Isa::avx512_core_amx);
+  if (!amx && !forced) {
+    o.note = "needs AMX (" + cpu::why_not(cpu::Isa::avx512_core_amx) + ")";
+    return o;
+  }
+  sparse::Act act;
+  bool sum;
+  if (!sparse_epilogue(p.post, &act, &sum, &o.note)) return o;
+  const sparse::DType wdt = weight_dt(p);
+  std::vector<uint8_t> canon;
+  const void* W = canonical_zeros(p.weight, wdt, size_t(p.K) * size_t(p.N), &canon);
+  const double z = z16_of(W, wdt, int(p.K), int(p.N));
+  char b[160];
+  if (!forced) {
+    if (!cfg.allow_sparse) {
+      o.note = "sparse kernels disabled";
+      return o;
+    }
+    SparseDecision d = decide_sparse(p.weight, wdt, int(p.K), int(p.N), cfg);
+    const float thr = sparse_threshold_for(d.best, cfg);
+    if (!(d.best_sparsity > thr)) {
+      std::snprintf(b, sizeof b, "weight %.1f%% sparse (best %s) <= %.0f%%", 100 * d.best_sparsity,
+                    sparse::pattern_name(d.best), 100 * thr);
+      o.note = b;
+      return o;
+    }
+    if (z < kKgatherMinZ) {
+      std::snprintf(b, sizeof b, "z16 %.2f < %.2f: too few all-zero (16-channel, k) rows for AMX to skip", z,
+                    kKgatherMinZ);
+      o.note = b;
+      return o;
+    }
+  }
+  std::snprintf(b, sizeof b, "z16 %.2f", z);
+  o.note = b;
+  if (!amx) o.note += ", forced by NE_IP_ONLY without AMX: the generic reference kernel runs the K-gather packing";
+  o.impl = std::make_unique<SparseQIp>(p, sparse::Pattern::p1x4, sparse::Blocking::amx_kgather, act);
+  o.exclusive = !measured_dispatch(cfg);
+  return o;
+});
+
+const bool g_sparse = QIpList::add("sparse", 100, [](const QProblem& p, const OpConfig& cfg) {
+  QOffer o;
+  sparse::Act act;
+  bool sum;
+  if (!sparse_epilogue(p.post, &act, &sum, &o.note)) return o;
+  SparseDecision d = decide_sparse(p.weight, weight_dt(p), int(p.K), int(p.N), cfg);
+  o.note = d.reason;
+  if (!d.sparse) return o;
+  o.impl = std::make_unique<SparseQIp>(p, d.best, sparse::Blocking::standard, act);
+  // Above the threshold the sparse kernel is a candidate, not the answer (on an AMX CPU oneDNN's
+  // dense int8/bf16 can beat it at 90%): unless a threshold was given, dense is timed beside it.
+  o.exclusive = !measured_dispatch(cfg);
+  return o;
+});
+
+const bool g_dense = QIpList::add("dense", 0, [](const QProblem& p, const OpConfig&) {
+  QOffer o;
+  if (p.prec == Prec::s8 && !cpu::mayiuse(cpu::Isa::avx512_core_vnni)) {
+    // Without VNNI, oneDNN's u8·s8 path sums pairs of products in int16 (vpmaddubsw) and can
+    // saturate: wrong answers.
+    o.note = "needs AVX512_VNNI: oneDNN's u8*s8 may saturate without it (" + cpu::why_not(cpu::Isa::avx512_core_vnni) + ")";
+    return o;
+  }
+  try {
+    o.impl = std::make_unique<OnednnQIp>(p);
+  } catch (const dnnl::error& e) {
+    // oneDNN 2.6 has no bf16 matmul below AVX512_CORE (ONEDNN_MAX_CPU_ISA=AVX2, an AVX2 CPU).
+    o.note = std::string("oneDNN has no ") + prec_name(p) + " matmul for it on this CPU (" + e.what() + ")";
+  }
+  return o;
+});
+
+// The block-sparse family's kernels run any weight of the dtype (exact int32 products, or fp32
+// accumulation of the exact bf16 products): slower than a SIMD path for a dense weight, never
+// wrong. Built only when no other entry accepted.
+const bool g_exact = QIpList::add(
+    "exact", -100,
+    [](const QProblem& p, const OpConfig& cfg) {
+      QOffer o;
+      sparse::Act act;
+      bool sum;
+      if (!sparse_epilogue(p.post, &act, &sum, &o.note)) {
+        o.note = "the post-op order is not one the exact kernels run (" + o.note + ")";
+        return o;
+      }
+      SparseDecision d = decide_sparse(p.weight, weight_dt(p), int(p.K), int(p.N), cfg);
+      o.impl = std::make_unique<SparseQIp>(p, d.best, sparse::Blocking::standard, act);
+      o.note = std::string("the block-sparse family's exact ") + (p.prec == Prec::s8 ? "int32" : "fp32-accumulating") +
+               " kernels run every weight where nothing faster is exact";
+      return o;
+    },
+    /*fallback=*/true);
 
 // ---- the op ----
 
@@ -469,6 +569,7 @@ class QuantIpOp : public Operator {
       for (int64_t n = 0; n < N_; ++n) p.static_scale[size_t(n)] = src_scale_ * wscale_[size_t(n)];
     }
     p.weight = w.data;
+    p.weight_hash = hash_bytes(w.data, size_t(K_) * size_t(N_) * dtype_size(w.dtype));
     p.num_threads_hint = omp_get_max_threads();
     p.feature_major = fm_;
     p.dst_scale = dst_scale_;
@@ -479,7 +580,7 @@ class QuantIpOp : public Operator {
   void reshape(const TensorList& in, const TensorList& out) override {
     const size_t base = (prec_ == Prec::s8 ? 3 : 2) + (has_sum_ ? 1 : 0);
     expect_inputs(in, base, base + 1);
-    if (!impl_) op_error("reshape() before init()");
+    if (cands_.empty()) op_error("reshape() before init()");
     const Tensor& src = *in[0];
     if (prec_ == Prec::s8) {
       if (src.dtype != DType::fp32 && src.dtype != src_dt_)
@@ -502,29 +603,23 @@ class QuantIpOp : public Operator {
     }
     out[0]->dtype = out_dt_;
     out[0]->shape = s;
-    // Plan time: the sparse-vs-dense choice for this shape's M class.
-    if (alt_) {
-      QCall c;
-      c.M = src.numel() / std::max<int64_t>(1, K_);
-      (void)strategy_for(c);
-    }
+    // Plan time: the choice for this shape's M class.
+    (void)strategy_for(src.numel() / std::max<int64_t>(1, K_));
   }
 
   int inplace_input() const override {
     return has_sum_ && out_dt_ == DType::fp32 ? int(info_.inputs.size()) - 1 : -1;
   }
-  // The kernel of the M class that ran last (both candidates' timings are in reason()).
+  // The kernel that ran last (each M class's timings and choice are in reason()).
   std::string kernel() const override {
-    if (!impl_) return "uninitialised";
-    return cur_ ? cur_->kernel() : impl_->kernel();
+    if (cands_.empty()) return "uninitialised";
+    const int i = std::max(0, std::min<int>(chooser_.last(), int(cands_.size()) - 1));
+    const int64_t M = chooser_.last_m();
+    return M > 0 ? cands_[size_t(i)]->kernel_for(M) : cands_[size_t(i)]->kernel();
   }
   std::string reason() const override {
-    if (!alt_) return reason_;
-    std::lock_guard<std::mutex> g(choice_mu_);
-    std::string r = reason_ + "; timed on this CPU (" + cpu::isa_name(cpu::max_isa()) + ")";
-    if (timing_.empty()) r += ": not yet run";
-    for (const auto& t : timing_) r += "; " + t;
-    return r;
+    if (cands_.empty()) return "uninitialised";
+    return chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); });
   }
 
   void forward(const TensorList& in, const TensorList& out) override {
@@ -532,7 +627,6 @@ class QuantIpOp : public Operator {
     const int64_t M = src.numel() / std::max<int64_t>(1, K_);
     if ((fm_ ? src.dim(0) : src.dim(-1)) != K_)
       op_error("src '", src.name, "' ", shape_str(src.shape), ": ", fm_ ? "first" : "last", " dim != K = ", K_);
-    const int64_t MN = M * N_;
     QCall c;
     c.M = M;
     const float* bias = has_bias_ ? in[size_t(bias_idx_)]->ptr<float>() : nullptr;
@@ -578,7 +672,7 @@ class QuantIpOp : public Operator {
 
     // 3. GEMM + epilogue; the residual for `sum`.
     const float* res = has_sum_ ? in.back()->ptr<float>() : nullptr;
-    run_gemm(strategy_for(c), c, res, out[0]->data);
+    run_gemm(strategy_for(M), c, res, out[0]->data);
   }
 
   // Step 3 of forward() with strategy `st`: GEMM + epilogue, the residual `res` for `sum`, the
@@ -641,67 +735,48 @@ class QuantIpOp : public Operator {
     }
   }
 
-  // ---- the sparse-vs-dense choice, measured (issue 13) ----
-  // M classes: a choice is made once per class, at plan time (reshape), from a timing of both
-  // candidates on this CPU at the class's first M; later M of the class reuse it.
-  static int m_class(int64_t M) { return M <= 4 ? 0 : M <= 48 ? 1 : M <= 384 ? 2 : 3; }
-
-  QStrategy* strategy_for(const QCall& c) {
-    if (!alt_) return impl_.get();
-    std::lock_guard<std::mutex> g(choice_mu_);
-    auto it = chosen_.find(m_class(c.M));
-    if (it == chosen_.end()) it = chosen_.emplace(m_class(c.M), time_candidates(c.M)).first;
-    cur_ = it->second;
-    return cur_;
+  // ---- the choice among the candidates (ip_candidates.hpp) ----
+  QStrategy* strategy_for(int64_t M) {
+    if (cands_.size() == 1) {
+      chooser_.note_run(M, 0);
+      return cands_[0].get();
+    }
+    int i = chooser_.chosen(M);
+    if (i < 0) {
+      const int64_t Mt = std::max<int64_t>(1, std::min<int64_t>(M, 1024));
+      i = chooser_.pick(M, Mt, [&](int c) { return time_candidate(c, Mt); });
+    }
+    chooser_.note_run(M, i);
+    return cands_[size_t(i)].get();
   }
 
-  // Runs both candidates on synthetic data of M rows (at most 1024) through the same step 3 as a
-  // real call (output conversions and feature-major transposes included): one warm-up each, then
-  // up to 3 alternating rounds, best of each; returns the faster one and records why.
-  QStrategy* time_candidates(int64_t M_real) {
+  // Candidate i once on synthetic data of M rows through the same step 3 as a real call (output
+  // conversions and feature-major transposes included); seconds.
+  double time_candidate(int i, int64_t M) {
     using clk = std::chrono::steady_clock;
-    const int64_t M = std::max<int64_t>(1, std::min<int64_t>(M_real, 1024));
     const size_t es = prec_ == Prec::s8 ? 1 : 2;
-    std::vector<uint8_t> src(size_t(M * K_) * es + 64);
-    if (prec_ == Prec::s8) {
-      for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t((i * 37u + 11u) & 0x7f);
-    } else {
-      uint16_t* b = reinterpret_cast<uint16_t*>(src.data());
-      for (size_t i = 0; i < src.size() / 2; ++i) b[i] = uint16_t(0x3f80u + (i * 7u & 0x7fu));  // ~[1, 2)
+    if (tM_ != M) {
+      tM_ = M;
+      tsrc_.assign(size_t(M * K_) * es + 64, 0);
+      if (prec_ == Prec::s8) {
+        for (size_t j = 0; j < tsrc_.size(); ++j) tsrc_[j] = uint8_t((j * 37u + 11u) & 0x7f);
+      } else {
+        uint16_t* b = reinterpret_cast<uint16_t*>(tsrc_.data());
+        for (size_t j = 0; j < tsrc_.size() / 2; ++j) b[j] = uint16_t(0x3f80u + (j * 7u & 0x7fu));  // ~[1, 2)
+      }
+      tscale_.assign(size_t(N_), 1e-3f);
+      tbias_.assign(size_t(N_), 0.f);
+      tdst_.assign(size_t(M * N_) * 4 + 64, 0);
     }
-    std::vector<float> scale(size_t(N_), 1e-3f), bias(size_t(N_), 0.f), res(has_sum_ ? size_t(M * N_) : 0, 0.f);
-    std::vector<uint8_t> dst(size_t(M * N_) * 4 + 64);
+    tres_.assign(has_sum_ ? size_t(M * N_) : 0, 0.f);
     QCall c;
     c.M = M;
-    c.src = src.data();
-    c.scale = prec_ == Prec::s8 ? scale.data() : nullptr;
-    c.bias = bias.data();
-    QStrategy* cand[2] = {impl_.get(), alt_.get()};
-    double best[2] = {1e30, 1e30};
-    auto once = [&](int i) {
-      if (has_sum_) std::fill(res.begin(), res.end(), 0.f);
-      auto t0 = clk::now();
-      run_gemm(cand[i], c, has_sum_ ? res.data() : nullptr, dst.data());
-      best[i] = std::min(best[i], std::chrono::duration<double>(clk::now() - t0).count());
-    };
-    // Warm-up (first-call primitive creation, cold caches and thread pool), then alternating
-    // rounds, best of each: at least 2, at most 6, stopping after ~20 ms of timed calls.
-    once(0), once(1), once(0), once(1);
-    best[0] = best[1] = 1e30;
-    double spent = 0;
-    for (int r = 0; r < 6 && (r < 2 || spent < 0.02); ++r) {
-      auto t0 = clk::now();
-      once(r & 1), once(1 - (r & 1));
-      spent += std::chrono::duration<double>(clk::now() - t0).count();
-    }
-    const int w = best[1] < best[0] ? 1 : 0;
-    char b[320];
-    std::snprintf(b, sizeof b, "M=%lld: %s %.3f ms vs %s %.3f ms -> %s (%.2fx)", (long long)M_real,
-                  cand[0]->kernel().c_str(), best[0] * 1e3, cand[1]->kernel().c_str(), best[1] * 1e3,
-                  w ? "dense" : "sparse", std::max(best[0], best[1]) / std::max(1e-12, std::min(best[0], best[1])));
-    timing_.push_back(b);
-    if (cfg_.verbose) LOG(INFO) << "InnerProduct '" << name() << "' timed on this CPU: " << b;
-    return cand[w];
+    c.src = tsrc_.data();
+    c.scale = prec_ == Prec::s8 ? tscale_.data() : nullptr;
+    c.bias = tbias_.data();
+    auto t0 = clk::now();
+    run_gemm(cands_[size_t(i)].get(), c, has_sum_ ? tres_.data() : nullptr, tdst_.data());
+    return std::chrono::duration<double>(clk::now() - t0).count();
   }
 
  private:
@@ -729,61 +804,21 @@ class QuantIpOp : public Operator {
   }
 
   void choose(const QProblem& p) {
-    const sparse::DType wdt = prec_ == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16;
-    std::string declined;
-    sparse::Act act;
-    if (!sparse_epilogue(post_, &act, &declined)) {
-      declined = "sparse: " + declined;
-    } else {
-      SparseDecision d = decide_sparse(p.weight, wdt, int(K_), int(N_), cfg_);
-      if (d.sparse) {
-        impl_ = std::make_unique<SparseQIp>(p, d, act);
-        reason_ = "sparse: " + d.reason;
-        // Above the threshold the sparse kernel is a candidate, not the answer: on an AMX CPU
-        // oneDNN's dense int8/bf16 can beat it at 90%. Unless a threshold was given (a forced
-        // choice), dense is built too and each M class runs the faster of the two, timed here.
-        if (measured_dispatch(cfg_)) {
-          try {
-            alt_ = std::make_unique<OnednnQIp>(p);
-          } catch (const dnnl::error& e) {
-            reason_ += std::string("; no dense candidate (") + e.what() + ")";
-          }
-        }
-      } else {
-        declined = "sparse: " + d.reason;
-      }
+    IpBuilt<QStrategy> b = QIpList::build(p, cfg_, ip_measured(cfg_));
+    if (b.impls.empty()) {
+      std::string d;
+      for (auto& x : b.declined) d += (d.empty() ? "" : "; ") + x;
+      op_error("no InnerProduct.", prec_ == Prec::s8 ? "s8" : "bf16", " candidate accepted the weight: ", d);
     }
-    if (!impl_ && prec_ == Prec::s8 && !cpu::mayiuse(cpu::Isa::avx512_core_vnni)) {
-      // Without VNNI, oneDNN's u8·s8 path sums pairs of products in int16 (vpmaddubsw) and can
-      // saturate: wrong answers. The block-sparse family's kernels accumulate exactly in int32,
-      // so they run every int8 weight here, dense ones too (slower, never wrong).
-      if (!sparse_epilogue(post_, &act, &declined))
-        op_error("int8 with this post-op order needs AVX512_VNNI on this CPU (", declined, ")");
-      SparseDecision d = decide_sparse(p.weight, wdt, int(K_), int(N_), cfg_);
-      impl_ = std::make_unique<SparseQIp>(p, d, act);
-      reason_ = "exact int32 kernel: the CPU lacks AVX512_VNNI, where oneDNN's u8*s8 may saturate (" +
-                cpu::why_not(cpu::Isa::avx512_core_vnni) + ")";
-    }
-    if (!impl_) {
-      try {
-        impl_ = std::make_unique<OnednnQIp>(p);
-        reason_ = "dense (" + declined + ")";
-      } catch (const dnnl::error& e) {
-        // oneDNN 2.6 has no bf16 matmul below AVX512_CORE (e.g. ONEDNN_MAX_CPU_ISA=AVX2, or an AVX2
-        // CPU): the block-sparse family's kernels run any weight of its dtype (fp32 accumulation of
-        // the exact bf16 products, as the contract says), slower but right.
-        std::string why_dense = std::string("oneDNN has no ") + (prec_ == Prec::s8 ? "int8" : "bf16") +
-                                " matmul for it on this CPU (" + e.what() + ")";
-        if (!sparse_epilogue(post_, &act, &declined))
-          op_error(why_dense, ", and the post-op order is not one the exact kernels run (", declined, ")");
-        SparseDecision d = decide_sparse(p.weight, wdt, int(K_), int(N_), cfg_);
-        impl_ = std::make_unique<SparseQIp>(p, d, act);
-        reason_ = why_dense + ": exact block-sparse family kernel";
-      }
-    }
+    cands_ = std::move(b.impls);
+    std::string key = std::string(prec_ == Prec::s8 ? "s8:" : "bf16:") + std::to_string(K_) + "x" + std::to_string(N_) +
+                      ":" + hex64(p.weight_hash) + ":" + info_.attr("append_op", "") + ":" + dtype_name(src_dt_) +
+                      ">" + dtype_name(out_dt_) + (fm_ ? ":fm" : "") + (has_bias_ ? ":b" : "") +
+                      (dynamic_ ? ":dyn" : "");
+    chooser_.reset(b.names, b.notes, b.declined, key, b.exclusive);
     if (cfg_.verbose)
       LOG(INFO) << "InnerProduct." << (prec_ == Prec::s8 ? "s8" : "bf16") << " '" << name() << "' [" << K_ << "x"
-                << N_ << "]: " << impl_->kernel() << ", " << reason_;
+                << N_ << "]: " << reason();
   }
 
   Prec prec_;
@@ -797,13 +832,12 @@ class QuantIpOp : public Operator {
   int64_t K_ = 0, N_ = 0;
   std::vector<float> wscale_;
   std::vector<int32_t> colsum_;
-  std::unique_ptr<QStrategy> impl_;
-  std::unique_ptr<QStrategy> alt_;  // dense candidate beside a sparse impl_ (measured dispatch)
-  std::map<int, QStrategy*> chosen_;  // M class -> the faster candidate
-  QStrategy* cur_ = nullptr;          // the last M class's choice
-  std::vector<std::string> timing_;
-  mutable std::mutex choice_mu_;
-  std::string reason_;
+  std::vector<std::unique_ptr<QStrategy>> cands_;  // list order (ip_candidates.hpp)
+  IpChooser chooser_;
+  // Timing scratch (synthetic data of tM_ rows).
+  int64_t tM_ = -1;
+  std::vector<uint8_t> tsrc_, tdst_;
+  std::vector<float> tscale_, tbias_, tres_;
   // Per-call scratch (ops of one Executor run one at a time).
   std::vector<uint8_t> qsrc_, fm_src_;
   std::vector<float> scale_, bias_, yf_, fm_y_;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "executor/operator.hpp"
+#include "executor/ops/ip_candidates.hpp"
 #include "executor/ops/quant_common.hpp"
 #include <dnnl.hpp>
 
@@ -205,6 +206,7 @@ struct S8Case {
   bool inplace = false;
   uint32_t seed = 1;
   std::string expect_kernel;     // "bsgemm" / "onednn" (prefix); "" = by pattern
+  std::string only;              // NE_IP_ONLY during init (then expect_kernel is the exact name)
 };
 
 std::string describe(const S8Case& c) {
@@ -274,7 +276,33 @@ void expect_kernel(const ne::Operator& op, const std::string& expected, const st
     EXPECT_TRUE(op.kernel() == k14 || op.kernel() == k41)
         << "kernel " << op.kernel() << ", want " << k14 << " or " << k41 << "; reason " << op.reason();
   }
-  if (op.kernel().rfind("onednn:", 0) == 0) EXPECT_EQ(op.kernel().find("ref"), std::string::npos) << op.kernel();
+  if (op.kernel().rfind("onednn:", 0) == 0) {
+    EXPECT_EQ(op.kernel().find("ref"), std::string::npos) << op.kernel();
+  }
+}
+
+// Sets an environment variable for a scope ("" leaves it as it is).
+struct ScopedEnv {
+  std::string name, old;
+  bool had = false, set = false;
+  ScopedEnv(const std::string& n, const std::string& v) : name(n) {
+    if (v.empty()) return;
+    if (const char* e = std::getenv(n.c_str())) old = e, had = true;
+    setenv(n.c_str(), v.c_str(), 1);
+    set = true;
+  }
+  ~ScopedEnv() {
+    if (set) had ? setenv(name.c_str(), old.c_str(), 1) : unsetenv(name.c_str());
+  }
+};
+
+// The AMX K-gather kernel where AMX is usable, else (NE_IP_ONLY forcing the K-gather candidate)
+// the generic reference kernel, which runs any packing.
+std::string kgather_kernel(ne::sparse::DType wdt) {
+  const bool amx = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx);
+  if (wdt == ne::sparse::DType::s8)
+    return amx ? "bsgemm_u8s8s32_kgather_16x64__amx" : "bsgemm_u8s8s32_any_generic__ref";
+  return amx ? "bsgemm_bf16_kgather_16x64__amx" : "bsgemm_bf16_any_generic__ref";
 }
 
 // The op tests that mean the sparse path force it (threshold 0), so that the dispatcher's
@@ -342,9 +370,15 @@ void run_s8(const S8Case& c) {
     }
     return;
   }
-  r.init(args);
-
-  expect_kernel(*r.op, c.expect_kernel, c.pat, ne::sparse::DType::s8);
+  {
+    ScopedEnv only("NE_IP_ONLY", c.only);
+    r.init(args);
+  }
+  if (!c.only.empty()) {
+    EXPECT_EQ(r.op->kernel(), c.expect_kernel) << r.op->reason();
+  } else {
+    expect_kernel(*r.op, c.expect_kernel, c.pat, ne::sparse::DType::s8);
+  }
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
@@ -550,17 +584,168 @@ TEST(InnerProductS8, SparseReasonAndDenseReason) {
     Arg a_src, a_w = make(DType::s8, {64, 64}, W, true), a_ws = make(DType::fp32, {64}, ws, true);
     r.init({&a_src, &a_w, &a_ws});
     if (exact_kernels_only(ne::sparse::DType::s8)) {
-      EXPECT_EQ(r.op->reason().rfind("exact int32 kernel: the CPU lacks AVX512_VNNI", 0), 0u) << r.op->reason();
+      EXPECT_EQ(r.op->reason().rfind("exact: the block-sparse family's exact int32 kernels", 0), 0u) << r.op->reason();
+      EXPECT_NE(r.op->reason().find("dense: needs AVX512_VNNI"), std::string::npos) << r.op->reason();
     } else if (pat == "1x4") {
-      EXPECT_EQ(r.op->reason().rfind("sparse: weight 90", 0), 0u) << r.op->reason();
+      // Measured dispatch (the default): sparse and dense are both candidates, timed per M class.
+      EXPECT_EQ(r.op->reason().rfind("candidates sparse (weight 90", 0), 0u) << r.op->reason();
+      EXPECT_NE(r.op->reason().find(", dense: timed on this CPU"), std::string::npos) << r.op->reason();
       if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_vnni)) {
         EXPECT_NE(r.op->kernel().find("u8s8s32_1x4"), std::string::npos) << r.op->kernel();
         EXPECT_NE(r.op->kernel().find("avx512vnni"), std::string::npos) << r.op->kernel();
       }
     } else {
-      EXPECT_EQ(r.op->reason().rfind("dense (sparse: weight", 0), 0u) << r.op->reason();
+      EXPECT_EQ(r.op->reason().rfind("dense; declined: ", 0), 0u) << r.op->reason();
+      EXPECT_NE(r.op->reason().find("; sparse: weight "), std::string::npos) << r.op->reason();
       EXPECT_EQ(r.op->kernel().rfind("onednn:", 0), 0u) << r.op->kernel();
     }
+  }
+}
+
+// The AMX K-gather candidate through the op: the weight packed as 16-channel groups of their
+// non-zero k rows (partial last group: N = 40), every epilogue and output dtype, several M.
+// Without AMX, NE_IP_ONLY forces it and the generic reference kernel runs that packing.
+TEST(InnerProductS8, KgatherCandidateThroughTheOp) {
+  uint32_t seed = 700;
+  for (const char* pat : {"1x4", "4x1"})
+    for (int64_t N : {64, 40})
+      for (std::string post : {"", "gelu_erf", "gelu_erf,sum"})
+        for (std::string out : {"fp32", "u8"}) {
+          S8Case c;
+          c.pat = pat, c.post = post, c.out = out, c.K = 97, c.N = N, c.M = 77, c.seed = seed++;
+          c.Ms = {1, 16};
+          c.only = "sparse_amx_kgather";
+          c.expect_kernel = kgather_kernel(ne::sparse::DType::s8);
+          run_s8(c);
+        }
+}
+
+// The candidate list's reasons: K-gather declines without AMX (or, with AMX, for a 4x1 weight whose
+// z16 is ~0.9^16); a forced threshold runs the first accepting entry alone; NE_IP_ONLY with an
+// unknown entry is a clear error.
+TEST(InnerProductS8, CandidateListReasons) {
+  std::mt19937 g(11);
+  std::uniform_int_distribution<int> wd(-127, 127);
+  const int64_t K = 256, N = 64;
+  std::vector<float> ws(N, 0.01f);
+  for (std::string pat : {"1x4", "4x1"}) {
+    SCOPED_TRACE(pat);
+    auto W = make_weight<int8_t>(K, N, pat, 0.9, g, [&](std::mt19937& r) { return int8_t(wd(r)); });
+    Arg a_src, a_w = make(DType::s8, {K, N}, W, true), a_ws = make(DType::fp32, {N}, ws, true);
+    {
+      Runner r(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}));
+      r.init({&a_src, &a_w, &a_ws});
+      const std::string why = r.op->reason();
+      if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx)) {
+        EXPECT_NE(why.find("sparse_amx_kgather: needs AMX ("), std::string::npos) << why;
+      } else if (pat == "4x1") {
+        EXPECT_NE(why.find("sparse_amx_kgather: z16 0."), std::string::npos) << why;
+        EXPECT_NE(why.find(" < 0.30: too few all-zero"), std::string::npos) << why;
+      }
+    }
+    if (pat != "1x4" || exact_kernels_only(ne::sparse::DType::s8)) continue;
+    ne::OpConfig forced;
+    forced.sparse_threshold = 0.5f;
+    Runner r(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}), &forced);
+    r.init({&a_src, &a_w, &a_ws});
+    const std::string why = r.op->reason();
+    const std::string first = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx) ? "sparse_amx_kgather" : "sparse";
+    EXPECT_EQ(why.rfind(first + ": ", 0), 0u) << why;
+    EXPECT_NE(why.find("dense: not tried (" + first + " is a forced choice)"), std::string::npos) << why;
+    ScopedEnv only("NE_IP_ONLY", "no_such_entry");
+    Runner bad(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}));
+    try {
+      bad.init({&a_src, &a_w, &a_ws});
+      ADD_FAILURE() << "NE_IP_ONLY=no_such_entry accepted: " << bad.op->kernel();
+    } catch (const ne::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("dense: NE_IP_ONLY=no_such_entry"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// kernel() names the kernel that runs each M (the sparse list prefers a narrow token tile for
+// small M), not the one chosen for M = 128 at init.
+TEST(InnerProductS8, KernelIsTheOneThatRanForEachM) {
+  if (exact_kernels_only(ne::sparse::DType::s8)) GTEST_SKIP() << "int8 runs the exact kernels here";
+  std::mt19937 g(12);
+  std::uniform_int_distribution<int> wd(-127, 127);
+  const int64_t K = 128, N = 64;
+  auto W = make_weight<int8_t>(K, N, "1x4", 0.9, g, [&](std::mt19937& r) { return int8_t(wd(r)); });
+  std::vector<float> ws(N, 0.01f);
+  ne::OpConfig forced;
+  forced.sparse_threshold = 0.f;
+  ScopedEnv only("NE_IP_ONLY", "sparse");
+  Runner r(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}), &forced);
+  Arg a_src, a_w = make(DType::s8, {K, N}, W, true), a_ws = make(DType::fp32, {N}, ws, true);
+  r.init({&a_src, &a_w, &a_ws});
+  for (int64_t M : {int64_t(8), int64_t(256), int64_t(8)}) {
+    SCOPED_TRACE("M=" + std::to_string(M));
+    std::vector<float> X(size_t(M * K), 0.5f);
+    a_src = make(DType::fp32, {M, K}, X);
+    r.run({&a_src, &a_w, &a_ws});
+    ne::sparse::GemmArgs a;
+    a.M = int(M);
+    a.src_dtype = ne::sparse::DType::u8;
+    const auto ch = ne::sparse::choose_kernel(a, ne::sparse::DType::s8, ne::sparse::Pattern::p1x4);
+    ASSERT_TRUE(ch.kernel);
+    EXPECT_EQ(r.op->kernel(), ch.kernel->name) << r.op->reason();
+  }
+}
+
+// Measured dispatch: every candidate is timed once per M class at plan time, the reason shows each
+// class's timings and what ran; with WEIGHT_SHARING=1 the decision is cached in NE_CACHE_DIR and a
+// second op on the same weight (the in-process memo cleared) takes it from there.
+TEST(InnerProductS8, TimedChoiceIsCachedBesideThePackedWeights) {
+  if (exact_kernels_only(ne::sparse::DType::s8)) GTEST_SKIP() << "int8 runs the exact kernels here";
+  char tmpl[] = "/tmp/ne_ipchoice_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  ScopedEnv ws_env("WEIGHT_SHARING", "1"), dir_env("NE_CACHE_DIR", tmpl);
+  std::mt19937 g(13);
+  std::uniform_int_distribution<int> wd(-127, 127);
+  const int64_t K = 256, N = 128, M = 64;
+  auto W = make_weight<int8_t>(K, N, "1x4", 0.9, g, [&](std::mt19937& r) { return int8_t(wd(r)); });
+  std::vector<float> ws(N, 0.01f), X(size_t(M * K), 0.5f);
+  Arg a_src = make(DType::fp32, {M, K}, X), a_w = make(DType::s8, {K, N}, W, true),
+      a_ws = make(DType::fp32, {N}, ws, true);
+  std::string first_ran;
+  for (int pass = 0; pass < 2; ++pass) {
+    SCOPED_TRACE("pass " + std::to_string(pass));
+    ne::ip_choice_memo_clear();
+    Runner r(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}));
+    r.init({&a_src, &a_w, &a_ws});
+    r.run({&a_src, &a_w, &a_ws});
+    const std::string why = r.op->reason();
+    const size_t at = why.find("M=64");
+    ASSERT_NE(at, std::string::npos) << why;
+    EXPECT_EQ(why.find("M=64 (cached decision): ran ") != std::string::npos, pass == 1) << why;
+    EXPECT_NE(why.find("x slower"), std::string::npos) << why;
+    if (pass == 0) first_ran = r.op->kernel();
+    else EXPECT_EQ(r.op->kernel(), first_ran) << why;
+  }
+  std::system((std::string("rm -rf ") + tmpl).c_str());
+}
+
+// fp32 has the same list machinery: a sparse weight above the threshold is timed against oneDNN.
+TEST(InnerProductFp32, SparseAndDenseAreTimedCandidates) {
+  if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core)) GTEST_SKIP() << "no AVX-512: only the scalar sparse kernel";
+  std::mt19937 g(14);
+  std::uniform_real_distribution<float> ud(-1.f, 1.f);
+  const int64_t K = 256, N = 128, M = 32;
+  auto W = make_weight<float>(K, N, "1x4", 0.9, g, [&](std::mt19937& r) { return ud(r); });
+  std::vector<float> X(size_t(M * K), 0.25f);
+  Arg a_src = make(DType::fp32, {M, K}, X), a_w = make(DType::fp32, {K, N}, W, true);
+  Runner r(info("InnerProduct", 2, {}));
+  r.init({&a_src, &a_w});
+  auto out = r.run({&a_src, &a_w});
+  const std::string why = r.op->reason();
+  EXPECT_EQ(why.rfind("candidates sparse (weight 90", 0), 0u) << why;
+  EXPECT_NE(why.find(", dense: timed on this CPU"), std::string::npos) << why;
+  EXPECT_NE(why.find("M=32: ran "), std::string::npos) << why;
+  const float* y = reinterpret_cast<const float*>(out.data());
+  for (int64_t n = 0; n < N; ++n) {
+    double acc = 0, mag = 0;
+    for (int64_t k = 0; k < K; ++k) acc += 0.25 * W[size_t(k * N + n)], mag += std::fabs(0.25 * W[size_t(k * N + n)]);
+    for (int64_t m = 0; m < M; ++m) ASSERT_NEAR(y[m * N + n], acc, 1e-5 * mag + 1e-6) << "m=" << m << " n=" << n;
   }
 }
 
@@ -597,6 +782,7 @@ struct Bf16Case {
   std::vector<int64_t> Ms;
   uint32_t seed = 1;
   std::string expect_kernel;
+  std::string only;  // NE_IP_ONLY during init (then expect_kernel is the exact name)
 };
 
 void run_bf16(const Bf16Case& c) {
@@ -631,8 +817,15 @@ void run_bf16(const Bf16Case& c) {
     }
     return;
   }
-  r.init(args);
-  expect_kernel(*r.op, c.expect_kernel, c.pat, ne::sparse::DType::bf16);
+  {
+    ScopedEnv only("NE_IP_ONLY", c.only);
+    r.init(args);
+  }
+  if (!c.only.empty()) {
+    EXPECT_EQ(r.op->kernel(), c.expect_kernel) << r.op->reason();
+  } else {
+    expect_kernel(*r.op, c.expect_kernel, c.pat, ne::sparse::DType::bf16);
+  }
 
   std::vector<int64_t> Ms{c.M};
   Ms.insert(Ms.end(), c.Ms.begin(), c.Ms.end());
@@ -714,6 +907,21 @@ TEST(InnerProductBf16, DenseOddShapesEveryM) {
       c.seed = seed++;
       run_bf16(c);
     }
+}
+
+TEST(InnerProductBf16, KgatherCandidateThroughTheOp) {
+  uint32_t seed = 1300;
+  for (const char* pat : {"1x4", "4x1"})
+    for (int64_t N : {64, 40})
+      for (std::string post : {"", "gelu_erf,sum"})
+        for (bool out_bf16 : {false, true}) {
+          Bf16Case c;
+          c.pat = pat, c.post = post, c.out_bf16 = out_bf16, c.K = 97, c.N = N, c.M = 77, c.seed = seed++;
+          c.Ms = {1, 16};
+          c.only = "sparse_amx_kgather";
+          c.expect_kernel = kgather_kernel(ne::sparse::DType::bf16);
+          run_bf16(c);
+        }
 }
 
 TEST(InnerProductBf16, PostOrderOutsideTheSparseEpilogueGoesDense) {
