@@ -146,7 +146,7 @@ std::string IpChooser::reason(const std::function<std::string(int, int64_t)>& ke
   if (!timed()) {
     if (names_.empty()) return "no candidate";
     r = names_[0] + (notes_[0].empty() ? "" : ": " + notes_[0]);
-    if (names_.size() > 1) r += " (forced; the other candidates were not timed)";
+    if (names_.size() > 1) r += " (the other candidates were not timed)";
     add_declined();
     return r;
   }

@@ -10,7 +10,7 @@
 //   bf16: sparse_amx_kgather > sparse (AVX512-BF16) > dense (oneDNN) > exact (fallback)
 //
 // Every non-fallback entry that accepts becomes a candidate, unless one says it is exclusive
-// (a forced choice, e.g. `--sparse_threshold`, under which the first that accepts runs) or
+// (a forced choice, e.g. `--sparse_threshold`, or one sure to win, e.g. fp32 sparse far above its break-even) or
 // NE_DISPATCH=threshold (the first that accepts runs). Fallback entries are built only when no
 // other entry accepted (oneDNN declining int8 without VNNI, or bf16 below AVX512_CORE).
 // NE_IP_ONLY=<entry> makes every other entry decline (tests, and forcing a path by hand).
@@ -92,7 +92,7 @@ class IpList {
         if (e.fallback != (pass == 1)) continue;
         if (!b.impls.empty() && (b.exclusive || !all)) {
           b.declined.push_back(e.name + ": not tried (" + b.names.front() +
-                               (b.exclusive ? " is a forced choice)" : " accepted first; NE_DISPATCH=threshold)"));
+                               (b.exclusive ? " is a sure or forced choice)" : " accepted first; NE_DISPATCH=threshold)"));
           continue;
         }
         if (!only.empty() && e.name != only) {

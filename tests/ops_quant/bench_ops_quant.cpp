@@ -234,6 +234,116 @@ std::pair<double, double> race(A& a, B& b, int rounds) {
   return {ta, tb};
 }
 
+// ---- --rule: the default choice against the best candidate, over a grid ----
+// A weight W [K, N] with `sparsity` of its `pat` blocks (1x4: 1 row x 4 columns; 4x1: 4 rows x
+// 1 column) zero, values uniform in [-0.5, 0.5).
+void fill_pattern(ne::Tensor& w, int64_t K, int64_t N, const std::string& pat, double sparsity, std::mt19937& g) {
+  std::uniform_real_distribution<float> u(0, 1);
+  const int64_t bk = pat == "4x1" ? 4 : 1, bn = pat == "4x1" ? 1 : 4;
+  for (int64_t k0 = 0; k0 < K; k0 += bk)
+    for (int64_t n0 = 0; n0 < N; n0 += bn) {
+      const bool z = u(g) < sparsity;
+      for (int64_t k = k0; k < std::min(K, k0 + bk); ++k)
+        for (int64_t n = n0; n < std::min(N, n0 + bn); ++n) {
+          const float v = z ? 0.f : u(g) - 0.5f;
+          const int64_t i = k * N + n;
+          if (w.dtype == ne::DType::s8) w.ptr<int8_t>()[i] = int8_t(v * 254);
+          else if (w.dtype == ne::DType::bf16) w.ptr<uint16_t>()[i] = ne::fp32_to_bf16(v);
+          else w.ptr<float>()[i] = v;
+        }
+    }
+}
+
+// force: 0 = the op's own choice (default), 1 = sparse (threshold 0), 2 = dense (NE_IP_ONLY=dense).
+std::unique_ptr<OpCall> make_op(const std::string& dtype, int64_t M, int64_t K, int64_t N, const std::string& pat,
+                                double sparsity, const std::string& post, int force) {
+  auto c = std::make_unique<OpCall>();
+  std::mt19937 g(5);
+  ne::OpInfo info;
+  info.name = "ip";
+  const bool s8 = dtype == "int8", bf = dtype == "bf16";
+  info.type = s8 ? "InnerProduct.s8" : bf ? "InnerProduct.bf16" : "InnerProduct";
+  c->in.push_back(mk(ne::DType::fp32, {M, K}, false));
+  std::uniform_real_distribution<float> u(-1.5f, 2.5f);
+  for (int64_t i = 0; i < M * K; ++i) c->in[0].t.ptr<float>()[i] = u(g);
+  c->in.push_back(mk(s8 ? ne::DType::s8 : bf ? ne::DType::bf16 : ne::DType::fp32, {K, N}, true));
+  fill_pattern(c->in[1].t, K, N, pat, sparsity, g);
+  if (s8) {
+    c->in.push_back(mk(ne::DType::fp32, {N}, true));
+    for (int64_t n = 0; n < N; ++n) c->in.back().t.ptr<float>()[n] = 0.001f;
+    info.attrs = {{"src_scale", "0.02"}, {"src_zero_point", "100"}};
+  }
+  c->in.push_back(mk(ne::DType::fp32, {N}, true));
+  std::memset(c->in.back().b.data(), 0, c->in.back().b.size());
+  if (post.find("sum") != std::string::npos) c->in.push_back(mk(ne::DType::fp32, {M, N}, false));
+  if (!post.empty()) info.attrs.push_back({"append_op", post});
+  for (size_t k = 0; k < c->in.size(); ++k) info.inputs.push_back("in" + std::to_string(k));
+  info.outputs = {"out"};
+  c->op = ne::create_op(info);
+  ne::OpConfig cfg;
+  if (force == 1) cfg.sparse_threshold = 0.f;
+  c->op->set_config(cfg);
+  if (force == 2) setenv("NE_IP_ONLY", "dense", 1);
+  for (auto& x : c->in) c->p.push_back(&x.t);
+  c->op->init(c->p);
+  unsetenv("NE_IP_ONLY");
+  c->o = {&c->out};
+  c->op->reshape(c->p, c->o);
+  c->ob.resize(c->out.nbytes() + 64);
+  c->out.data = c->ob.data();
+  return c;
+}
+
+// Every (dtype, pattern, sparsity, shape, M): the default op (its own timed choice), the sparse
+// kernel forced and oneDNN forced, run in alternating rounds (best of `rounds`, each round a
+// batch of calls lasting >= ~2 ms); default / best, and a flag where it is > 1.05.
+int rule_grid(int rounds, const std::vector<std::string>& dtypes, const std::vector<int64_t>& Ms) {
+  std::printf("# %s\n# threads %d; wall ms per call, best of %d alternating rounds; default = the op's own choice "
+              "(timed candidates at plan time), sparse = threshold 0, dense = NE_IP_ONLY=dense\n",
+              ne::cpu::describe().c_str(), omp_get_max_threads(), rounds);
+  std::printf("%-5s %-4s %4s %5s %5s %5s %9s %9s %9s %7s %s  %s\n", "dtype", "pat", "sp%", "K", "N", "M", "default",
+              "sparse", "dense", "def/best", "", "default ran");
+  const int64_t shapes[][2] = {{768, 768}, {768, 3072}, {3072, 768}};
+  int points = 0, over = 0;
+  double worst = 0;
+  for (const std::string& dt : dtypes)
+    for (std::string pat : {"1x4", "4x1"})
+      for (double sp : {0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95}) {
+        if (sp == 0.0 && pat == "4x1") continue;  // the same dense weight
+        for (auto& sh : shapes)
+          for (int64_t M : Ms) {
+            std::unique_ptr<OpCall> c[3];
+            for (int f = 0; f < 3; ++f) c[f] = make_op(dt, M, sh[0], sh[1], pat, sp, "", f);
+            double best[3] = {1e30, 1e30, 1e30};
+            int reps = 1;
+            {
+              const double t0 = wall();
+              c[0]->run();
+              const double one = wall() - t0;
+              reps = int(std::max(1.0, std::min(50.0, 0.002 / std::max(1e-7, one))));
+            }
+            for (int f = 0; f < 3; ++f) c[f]->run(), c[f]->run();
+            for (int r = 0; r < rounds; ++r)
+              for (int j = 0; j < 3; ++j) {
+                const int f = (j + r) % 3;
+                const double t0 = wall();
+                for (int i = 0; i < reps; ++i) c[f]->run();
+                best[f] = std::min(best[f], (wall() - t0) / reps);
+              }
+            const double b = std::min(best[1], best[2]), ratio = best[0] / b;
+            ++points;
+            over += ratio > 1.05;
+            worst = std::max(worst, ratio);
+            std::printf("%-5s %-4s %4.0f %5lld %5lld %5lld %9.4f %9.4f %9.4f %7.3f %s  %s\n", dt.c_str(), pat.c_str(),
+                        sp * 100, (long long)sh[0], (long long)sh[1], (long long)M, best[0] * 1e3, best[1] * 1e3,
+                        best[2] * 1e3, ratio, ratio > 1.05 ? "SLOW" : "    ", c[0]->op->kernel().c_str());
+            std::fflush(stdout);
+          }
+      }
+  std::printf("# %d points; default > 1.05x the best candidate at %d; worst %.3fx\n", points, over, worst);
+  return 0;
+}
+
 int vs_onednn(int rounds) {
   std::printf("# %s\n# threads %d; wall ms per call, best of %d alternating rounds of 5 calls; dense weights\n"
               "# op = InnerProduct through the operator API (src quantization/conversion included where src is fp32)\n",
@@ -261,6 +371,27 @@ int vs_onednn(int rounds) {
 
 int main(int argc, char** argv) {
   const int64_t M = 1024;
+  if (argc > 1 && std::string(argv[1]) == "--rule") {
+    // --rule [rounds] [dtypes, e.g. fp32,int8,bf16] [Ms, e.g. 1,16,128,1024]
+    auto list = [](const char* s) {
+      std::vector<std::string> r;
+      std::string t;
+      for (const char* p = s;; ++p) {
+        if (*p == ',' || !*p) {
+          if (!t.empty()) r.push_back(t);
+          t.clear();
+          if (!*p) break;
+        } else {
+          t += *p;
+        }
+      }
+      return r;
+    };
+    std::vector<std::string> dts = list(argc > 3 ? argv[3] : "fp32,int8,bf16");
+    std::vector<int64_t> ms;
+    for (auto& m : list(argc > 4 ? argv[4] : "1,16,128,1024")) ms.push_back(std::atoll(m.c_str()));
+    return rule_grid(argc > 2 ? std::atoi(argv[2]) : 5, dts, ms);
+  }
   if (argc > 1 && std::string(argv[1]) == "--vs-onednn") return vs_onednn(argc > 2 ? std::atoi(argv[2]) : 5);
   if (argc > 1 && std::string(argv[1]) == "--breakeven") {
     // Sparse kernel vs oneDNN dense on 768x768 (and 768x3072) over 1x4 block sparsity.

@@ -651,7 +651,7 @@ TEST(InnerProductS8, CandidateListReasons) {
     const std::string why = r.op->reason();
     const std::string first = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx) ? "sparse_amx_kgather" : "sparse";
     EXPECT_EQ(why.rfind(first + ": ", 0), 0u) << why;
-    EXPECT_NE(why.find("dense: not tried (" + first + " is a forced choice)"), std::string::npos) << why;
+    EXPECT_NE(why.find("dense: not tried (" + first + " is a sure or forced choice)"), std::string::npos) << why;
     ScopedEnv only("NE_IP_ONLY", "no_such_entry");
     Runner bad(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}));
     try {
@@ -725,22 +725,31 @@ TEST(InnerProductS8, TimedChoiceIsCachedBesideThePackedWeights) {
   std::system((std::string("rm -rf ") + tmpl).c_str());
 }
 
-// fp32 has the same list machinery: a sparse weight above the threshold is timed against oneDNN.
+// fp32 has the same list machinery: a sparse weight above the threshold, near the break-even, is
+// timed against oneDNN; far above it (>= 50% 1x4) it runs sparse untimed.
 TEST(InnerProductFp32, SparseAndDenseAreTimedCandidates) {
   if (!ne::cpu::mayiuse(ne::cpu::Isa::avx512_core)) GTEST_SKIP() << "no AVX-512: only the scalar sparse kernel";
   std::mt19937 g(14);
   std::uniform_real_distribution<float> ud(-1.f, 1.f);
   const int64_t K = 256, N = 128, M = 32;
-  auto W = make_weight<float>(K, N, "1x4", 0.9, g, [&](std::mt19937& r) { return ud(r); });
+  auto W = make_weight<float>(K, N, "1x4", 0.4, g, [&](std::mt19937& r) { return ud(r); });
   std::vector<float> X(size_t(M * K), 0.25f);
   Arg a_src = make(DType::fp32, {M, K}, X), a_w = make(DType::fp32, {K, N}, W, true);
   Runner r(info("InnerProduct", 2, {}));
   r.init({&a_src, &a_w});
   auto out = r.run({&a_src, &a_w});
   const std::string why = r.op->reason();
-  EXPECT_EQ(why.rfind("candidates sparse (weight 90", 0), 0u) << why;
+  EXPECT_EQ(why.rfind("candidates sparse (weight 40", 0), 0u) << why;
   EXPECT_NE(why.find(", dense: timed on this CPU"), std::string::npos) << why;
   EXPECT_NE(why.find("M=32: ran "), std::string::npos) << why;
+  // Far above the fp32 break-even the sparse kernel runs untimed.
+  auto W90 = make_weight<float>(K, N, "1x4", 0.9, g, [&](std::mt19937& r) { return ud(r); });
+  Arg a_w90 = make(DType::fp32, {K, N}, W90, true);
+  Runner r90(info("InnerProduct", 2, {}));
+  r90.init({&a_src, &a_w90});
+  const std::string why90 = r90.op->reason();
+  EXPECT_EQ(why90.rfind("sparse: weight 90", 0), 0u) << why90;
+  EXPECT_NE(why90.find("not timed: >= 50%, far above the fp32 break-even"), std::string::npos) << why90;
   const float* y = reinterpret_cast<const float*>(out.data());
   for (int64_t n = 0; n < N; ++n) {
     double acc = 0, mag = 0;
