@@ -50,6 +50,7 @@ bool use_avx512() {
 }
 
 void force_portable(bool on) { g_force_portable.store(on); }
+bool portable_forced() { return g_force_portable.load(std::memory_order_relaxed); }
 
 const char* kernel_isa() { return use_avx512() ? "avx512" : "portable"; }
 

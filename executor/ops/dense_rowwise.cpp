@@ -1,7 +1,7 @@
 // Softmax, LayerNorm and Gelu (docs/OPS.md "Dense compute"), fp32.
 // Fast paths: contiguous rows (Softmax on the last axis, LayerNorm on any axis: dims axis..rank-1
-// are one contiguous row) and element-wise Gelu run the AVX-512 kernels of
-// dense_kernels_avx512.cpp when the CPU has them, else the portable loops below.
+// are one contiguous row) and element-wise Gelu run the kernels of kernels/eltwise and
+// kernels/layernorm: the first entry of their lists the CPU can run (AVX-512, else generic).
 #include <omp.h>
 
 #include <algorithm>
@@ -15,39 +15,8 @@
 namespace ne {
 namespace {
 
-// ---- portable kernels (any x86-64) ----
-
-void softmax_rows_portable(const float* src, float* dst, int64_t rows, int64_t n) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src + r * n;
-    float* y = dst + r * n;
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-    float sum = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-      y[i] = std::exp(x[i] - mx);
-      sum += y[i];
-    }
-    const float inv = 1.f / sum;
-    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
-  }
-}
-
-void layernorm_rows_portable(const float* src, float* dst, int64_t rows, int64_t n,
-                             const float* gamma, const float* beta, float eps) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src + r * n;
-    float* y = dst + r * n;
-    float s = 0.f;
-    for (int64_t i = 0; i < n; ++i) s += x[i];
-    const float mean = s / float(n);
-    float v = 0.f;
-    for (int64_t i = 0; i < n; ++i) v += (x[i] - mean) * (x[i] - mean);
-    const float rstd = 1.f / std::sqrt(v / float(n) + eps);
-    for (int64_t i = 0; i < n; ++i)
-      y[i] = (x[i] - mean) * rstd * gamma[i] + (beta ? beta[i] : 0.f);
-  }
-}
+namespace ke = ne::kernels::eltwise;
+namespace kln = ne::kernels::layernorm;
 
 // Splits [0, rows) over the OpenMP threads; f(begin, end).
 template <class F>
@@ -134,13 +103,8 @@ class SoftmaxOp : public Operator {
     const float* src = x.ptr<float>();
     float* dst = out[0]->ptr<float>();
     if (inner == 1) {
-      const bool v = dense::use_avx512();
-      parallel_rows(outer, len * 8, [&](int64_t b, int64_t e) {
-        if (v)
-          dense::softmax_rows_avx512(src + b * len, dst + b * len, e - b, len);
-        else
-          softmax_rows_portable(src + b * len, dst + b * len, e - b, len);
-      });
+      ke::softmax_fn* const k = dense::pick(ke::softmax_kernels()).fn;
+      parallel_rows(outer, len * 8, [&](int64_t b, int64_t e) { k(src + b * len, dst + b * len, e - b, len); });
       return;
     }
     // Strided axis: per outer index, reduce over `len` rows of `inner` contiguous values.
@@ -169,39 +133,6 @@ class SoftmaxOp : public Operator {
  private:
   int64_t axis_;
 };
-
-// Feature-major LayerNorm (`transpose_mode: 1,0`): x is [n, cols] (dims 1.. flattened), each
-// column normalised over its n values. Columns [c0, c1) of the whole tensor; blocks of kColBlock
-// columns so the inner loops run over contiguous columns (vectorised by the compiler).
-void layernorm_cols(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
-                    const float* gamma, const float* beta, float eps) {
-  constexpr int64_t kColBlock = 64;
-  alignas(64) float mean[kColBlock], acc[kColBlock];
-  for (int64_t cb = c0; cb < c1; cb += kColBlock) {
-    const int64_t w = std::min(kColBlock, c1 - cb);
-    for (int64_t j = 0; j < w; ++j) acc[j] = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* x = src + i * cols + cb;
-      for (int64_t j = 0; j < w; ++j) acc[j] += x[j];
-    }
-    const float inv_n = 1.f / float(n);
-    for (int64_t j = 0; j < w; ++j) mean[j] = acc[j] * inv_n, acc[j] = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* x = src + i * cols + cb;
-      for (int64_t j = 0; j < w; ++j) {
-        const float d = x[j] - mean[j];
-        acc[j] += d * d;
-      }
-    }
-    for (int64_t j = 0; j < w; ++j) acc[j] = 1.f / std::sqrt(acc[j] * inv_n + eps);  // rstd
-    for (int64_t i = 0; i < n; ++i) {
-      const float* x = src + i * cols + cb;
-      float* y = dst + i * cols + cb;
-      const float g = gamma[i], b = beta ? beta[i] : 0.f;
-      for (int64_t j = 0; j < w; ++j) y[j] = (x[j] - mean[j]) * acc[j] * g + b;
-    }
-  }
-}
 
 class LayerNormOp : public Operator {
  public:
@@ -290,6 +221,9 @@ class LayerNormOp : public Operator {
       const float* src = x.ptr<float>();
       float* dst = out[0]->ptr<float>();
       const bool v = dense::use_avx512();
+      kln::cols_stats_fn* const stats_k = dense::pick(kln::cols_stats_kernels()).fn;
+      kln::cols_apply_fn* const apply_k = dense::pick(kln::cols_apply_kernels()).fn;
+      kln::cols_fn* const cols_k = dense::pick(kln::cols_kernels()).fn;
       const int nt = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, n * cols / (1 << 14))));
       if (v && nt > 1 && cols < 128 * nt && n >= 16 * nt) {
         // Few columns (one sequence: 128 tokens): split the rows instead, so every thread reads
@@ -304,7 +238,7 @@ class LayerNormOp : public Operator {
           const int t = omp_get_thread_num(), T = omp_get_num_threads();
           const int64_t r0 = n * t / T, r1 = n * (t + 1) / T;
           float* pm = stats_.data() + size_t(t) * 2 * size_t(cols);
-          dense::layernorm_cols_stats_avx512(src, cols, r0, r1, 0, cols, pm, pm + cols);
+          stats_k(src, cols, r0, r1, 0, cols, pm, pm + cols);
 #pragma omp barrier
 #pragma omp single
           {
@@ -323,17 +257,14 @@ class LayerNormOp : public Operator {
               rstd[c] = 1.f / std::sqrt(float(m2a) / float(n) + eps_);
             }
           }
-          dense::layernorm_cols_apply_avx512(src, dst, cols, r0, r1, 0, cols, mean, rstd, gamma, beta);
+          apply_k(src, dst, cols, r0, r1, 0, cols, mean, rstd, gamma, beta);
         }
         return;
       }
       // Split columns in multiples of 16 (whole cache lines per thread).
       const int64_t units = (cols + 15) / 16;
       parallel_rows(units, n * 16 * 4, [&](int64_t b, int64_t e) {
-        if (v)
-          dense::layernorm_cols_avx512(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
-        else
-          layernorm_cols(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
+        cols_k(src, dst, n, cols, b * 16, std::min(cols, e * 16), gamma, beta, eps_);
       });
       return;
     }
@@ -353,13 +284,8 @@ class LayerNormOp : public Operator {
     }
     const float* src = x.ptr<float>();
     float* dst = out[0]->ptr<float>();
-    const bool v = dense::use_avx512();
-    auto norm = [&](int64_t b, int64_t e) {
-      if (v)
-        dense::layernorm_rows_avx512(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_);
-      else
-        layernorm_rows_portable(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_);
-    };
+    kln::rows_fn* const rows_k = dense::pick(kln::rows_kernels()).fn;
+    auto norm = [&](int64_t b, int64_t e) { rows_k(src + b * n, dst + b * n, e - b, n, gamma, beta, eps_); };
     if (!quantized_) {
       parallel_rows(rows, n * 4, norm);
       return;
@@ -426,26 +352,12 @@ class GeluOp : public Operator {
 }  // namespace
 
 namespace dense {
-// 0.5x(1+erf(x/sqrt2)) = 0.5x*erfc(-x/sqrt2): erfcf keeps the negative tail accurate.
-void gelu_erf_portable(const float* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = 0.5f * src[i] * std::erfc(-src[i] * 0.70710678118654752f);
-}
-void gelu_tanh_portable(const float* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = src[i];
-    const float y = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    dst[i] = x / (1.f + std::exp(-2.f * y));
-  }
-}
 void gelu_parallel(bool tanh_form, const float* src, float* dst, int64_t n) {
-  const bool v = use_avx512();
+  ke::unary_fn* const k = pick(tanh_form ? ke::gelu_tanh_kernels() : ke::gelu_erf_kernels()).fn;
   const int64_t chunk = 4096;
   parallel_rows((n + chunk - 1) / chunk, chunk * 16, [&](int64_t b, int64_t e) {
     const int64_t lo = b * chunk, hi = std::min(n, e * chunk);
-    if (v)
-      tanh_form ? gelu_tanh_avx512(src + lo, dst + lo, hi - lo) : gelu_erf_avx512(src + lo, dst + lo, hi - lo);
-    else
-      tanh_form ? gelu_tanh_portable(src + lo, dst + lo, hi - lo) : gelu_erf_portable(src + lo, dst + lo, hi - lo);
+    k(src + lo, dst + lo, hi - lo);
   });
 }
 }  // namespace dense

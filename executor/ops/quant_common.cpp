@@ -1,4 +1,4 @@
-// Portable bodies and OpenMP wrappers of the quantization helpers (quant_common.hpp).
+// OpenMP wrappers of the quantization helpers (quant_common.hpp) over the kernels/quant entries.
 #include "executor/ops/quant_common.hpp"
 
 #include <omp.h>
@@ -36,38 +36,17 @@ void parallel_chunks(int64_t n, F&& f) {
   }
 }
 
-void minmax_portable(const float* x, int64_t n, float* mn, float* mx) {
-  float a = std::numeric_limits<float>::infinity(), b = -a;
-  for (int64_t i = 0; i < n; ++i) {
-    a = x[i] < a ? x[i] : a;
-    b = x[i] > b ? x[i] : b;
-  }
-  *mn = a, *mx = b;
-}
-
-template <class T>
-void quantize_portable(const float* x, T* q, int64_t n, float scale, int zp) {
-  const float lo = float(std::numeric_limits<T>::min()), hi = float(std::numeric_limits<T>::max());
-  const float fzp = float(zp);
-  for (int64_t i = 0; i < n; ++i) {
-    float v = std::nearbyint(x[i] / scale) + fzp;
-    if (!(v >= lo)) v = lo;  // also NaN -> lo, as the AVX-512 body (max_ps takes the 2nd operand)
-    if (v > hi) v = hi;
-    q[i] = T(v);
-  }
-}
-
-inline uint16_t bf16_rne(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 }  // namespace
 
 void force_portable(bool on) { g_force_portable = on; }
 bool use_avx512() { return !g_force_portable && ne::cpu::mayiuse(ne::cpu::Isa::avx512_core); }
+
+namespace kq = ne::kernels::quant;
+const ne::kernels::Ukernel<kq::minmax_fn>& minmax_kernel() { return kq::minmax_kernels().choose(g_force_portable); }
+const ne::kernels::Ukernel<kq::quantize_fn>& quantize_kernel() {
+  return kq::quantize_kernels().choose(g_force_portable);
+}
+const ne::kernels::Ukernel<kq::to_bf16_fn>& to_bf16_kernel() { return kq::to_bf16_kernels().choose(g_force_portable); }
 
 void dynamic_qparams(float mn, float mx, bool is_signed, float* scale, int* zero_point) {
   mn = std::min(mn, 0.f);
@@ -90,13 +69,12 @@ void dynamic_qparams(float mn, float mx, bool is_signed, float* scale, int* zero
 
 void minmax(const float* x, int64_t n, float* mn, float* mx) {
   float a = std::numeric_limits<float>::infinity(), b = -a;
-  const bool v = use_avx512();
+  kq::minmax_fn* const k = minmax_kernel().fn;
   const int nt = omp_get_max_threads();
   std::vector<float> lo(size_t(nt), a), hi(size_t(nt), b);
   parallel_chunks(n, [&](int64_t s, int64_t e) {
     float l, h;
-    if (v) minmax_avx512(x + s, e - s, &l, &h);
-    else minmax_portable(x + s, e - s, &l, &h);
+    k(x + s, e - s, &l, &h);
     lo[size_t(omp_get_thread_num())] = l;
     hi[size_t(omp_get_thread_num())] = h;
   });
@@ -104,38 +82,18 @@ void minmax(const float* x, int64_t n, float* mn, float* mx) {
   *mn = a, *mx = b;
 }
 
-namespace {
-void quantize_range(bool v, const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
-  if (v) {
-    quantize_avx512(x, q, n, scale, zp, is_signed);
-  } else if (is_signed) {
-    quantize_portable(x, static_cast<int8_t*>(q), n, scale, zp);
-  } else {
-    quantize_portable(x, static_cast<uint8_t*>(q), n, scale, zp);
-  }
-}
-}  // namespace
-
 void quantize(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
-  const bool v = use_avx512();
-  parallel_chunks(n, [&](int64_t s, int64_t e) {
-    quantize_range(v, x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp, is_signed);
-  });
+  kq::quantize_fn* const k = quantize_kernel().fn;
+  parallel_chunks(n, [&](int64_t s, int64_t e) { k(x + s, static_cast<uint8_t*>(q) + s, e - s, scale, zp, is_signed); });
 }
 
 void quantize_serial(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
-  if (n > 0) quantize_range(use_avx512(), x, q, n, scale, zp, is_signed);
+  if (n > 0) quantize_kernel().fn(x, q, n, scale, zp, is_signed);
 }
 
 void to_bf16(const float* x, uint16_t* y, int64_t n) {
-  const bool v = use_avx512();
-  parallel_chunks(n, [&](int64_t s, int64_t e) {
-    if (v) {
-      to_bf16_avx512(x + s, y + s, e - s);
-    } else {
-      for (int64_t i = s; i < e; ++i) y[i] = bf16_rne(x[i]);
-    }
-  });
+  kq::to_bf16_fn* const k = to_bf16_kernel().fn;
+  parallel_chunks(n, [&](int64_t s, int64_t e) { k(x + s, y + s, e - s); });
 }
 
 void from_bf16(const uint16_t* x, float* y, int64_t n) {

@@ -1,16 +1,18 @@
 // Shared helpers of the int8 / bf16 operators (InnerProduct.s8, InnerProduct.bf16, Quantize,
 // Dequantize): per-tensor quantization of fp32 activations, the dynamic (per call) scale and zero
-// point, fp32 -> bf16. Compiled without ISA flags; the AVX-512 bodies live in
-// quant_kernels_avx512.cpp and run only after ne::cpu::mayiuse(avx512_core).
+// point, fp32 -> bf16. Compiled without ISA flags; the kernels are kernels/quant (one list per op,
+// kernels/quant/quant_kernels.inc: AVX-512 first, generic last), chosen per call.
 //
 // Rounding is round-half-to-even everywhere (ONNX QuantizeLinear): q = sat(nearbyint(x / scale) + zp)
 // — the result of a true division x / scale (as ONNX Runtime's MLAS computes it), bit for bit.
 // The AVX-512 body multiplies by 1/scale and redoes the division only for lanes within a few ulp
-// of a half step (quant_kernels_avx512.cpp): no faster when the fp32 src streams from memory
+// of a half step (kernels/quant/quant_avx512.cpp): no faster when the fp32 src streams from memory
 // (quantizing [1024, 768] is then bound by reading it), but the division bounded LayerNorm's
 // fused quantization (src in cache): 12 LNs of BERT-base int8 (docs/OPS.md LayerNorm).
 #pragma once
 #include <cstdint>
+
+#include "kernels/quant/quant.hpp"
 
 namespace ne::quant {
 
@@ -34,13 +36,15 @@ void quantize_serial(const float* x, void* q, int64_t n, float scale, int zp, bo
 void to_bf16(const float* x, uint16_t* y, int64_t n);
 void from_bf16(const uint16_t* x, float* y, int64_t n);
 
-// Tests: force the portable loops (true) or go back to CPU detection (false).
+// Tests: force the portable (generic) entries (true) or go back to CPU detection (false).
 void force_portable(bool on);
+// True when the kernels chosen are not forced generic and the CPU (under the NE_MAX_ISA cap) has
+// avx512_core, i.e. the __avx512 entries run.
 bool use_avx512();
-
-// Single-threaded bodies (the parallel wrappers above split n over threads and call these).
-void minmax_avx512(const float* x, int64_t n, float* mn, float* mx);
-void quantize_avx512(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed);
-void to_bf16_avx512(const float* x, uint16_t* y, int64_t n);
+// The entries the wrappers above run now (kernels/quant/quant.hpp lists, generic when forced),
+// e.g. minmax_kernel().name == "minmax_f32__avx512".
+const ne::kernels::Ukernel<ne::kernels::quant::minmax_fn>& minmax_kernel();
+const ne::kernels::Ukernel<ne::kernels::quant::quantize_fn>& quantize_kernel();
+const ne::kernels::Ukernel<ne::kernels::quant::to_bf16_fn>& to_bf16_kernel();
 
 }  // namespace ne::quant

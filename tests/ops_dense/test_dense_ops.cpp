@@ -26,6 +26,7 @@
 
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
+#include "executor/ops/quant_common.hpp"
 #include "kernels/attention/attention.hpp"
 
 namespace {
@@ -835,6 +836,30 @@ TEST(DenseOps, FastPathSelected) {
   const std::string isa = avx512 ? "avx512" : "portable";
   EXPECT_EQ(ne::create_op(info("Softmax", 1, {}))->kernel(), "softmax:" + isa);
   EXPECT_EQ(ne::create_op(info("Gelu", 1, {}))->kernel(), "gelu_erf:" + isa);
+}
+
+// The operators run the entries of the kernels/ lists (kernels/eltwise, kernels/layernorm,
+// kernels/quant): the __avx512 ones exactly when use_avx512(), the __generic ones otherwise and
+// whenever a test forces the portable path.
+TEST(DenseOps, RowKernelEntriesFollowTheTier) {
+  const std::string want = ne::dense::use_avx512() ? "__avx512" : "__generic";
+  auto ends = [](const std::string& s, const std::string& t) {
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  for (bool forced : {false, true}) {
+    ne::dense::force_portable(forced);
+    ne::quant::force_portable(forced);
+    const std::string w = forced ? "__generic" : want;
+    EXPECT_PRED2(ends, ne::dense::pick(ne::kernels::eltwise::softmax_kernels()).name, w);
+    EXPECT_PRED2(ends, ne::dense::pick(ne::kernels::eltwise::gelu_erf_kernels()).name, w);
+    EXPECT_PRED2(ends, ne::dense::pick(ne::kernels::layernorm::rows_kernels()).name, w);
+    EXPECT_PRED2(ends, ne::dense::pick(ne::kernels::layernorm::cols_kernels()).name, w);
+    EXPECT_PRED2(ends, ne::quant::minmax_kernel().name, w);
+    EXPECT_PRED2(ends, ne::quant::quantize_kernel().name, w);
+    EXPECT_PRED2(ends, ne::quant::to_bf16_kernel().name, w);
+  }
+  ne::dense::force_portable(false);
+  ne::quant::force_portable(false);
 }
 
 }  // namespace

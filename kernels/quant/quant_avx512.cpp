@@ -1,17 +1,17 @@
-// AVX-512 (F/BW/VL/DQ) bodies of the quantization helpers (quant_common.hpp). Built with
-// -mavx512f/bw/vl/dq; called only when ne::quant::use_avx512() (ne::cpu::mayiuse(avx512_core)).
-// Single-threaded: the callers split the range over OpenMP threads.
+// AVX-512 (F/BW/VL/DQ: the avx512_core tier) entries of the quantization family
+// (quant_kernels.inc; contract in quant.hpp). Built with -mavx512f/bw/vl/dq; dispatched only when
+// ne::cpu::mayiuse(avx512_core). Single-threaded: the callers split the range over OpenMP threads.
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#include "executor/ops/quant_common.hpp"
+#include "kernels/quant/quant.hpp"
 
-namespace ne::quant {
+namespace ne::kernels::quant {
 
-void minmax_avx512(const float* x, int64_t n, float* mn, float* mx) {
+void minmax_f32__avx512(const float* x, int64_t n, float* mn, float* mx) {
   __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   __m512 hi = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   int64_t i = 0;
@@ -30,7 +30,7 @@ void minmax_avx512(const float* x, int64_t n, float* mn, float* mx) {
   *mx = _mm512_reduce_max_ps(hi);
 }
 
-void quantize_avx512(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
+void quantize_f32_u8s8__avx512(const float* x, void* q, int64_t n, float scale, int zp, bool is_signed) {
   const __m512 vs = _mm512_set1_ps(scale), vz = _mm512_set1_ps(float(zp));
   const __m512 lo = _mm512_set1_ps(is_signed ? -128.f : 0.f), hi = _mm512_set1_ps(is_signed ? 127.f : 255.f);
   // x · (1/scale) instead of the division (vdivps: ~16 cycles per vector, which bounds this loop
@@ -67,7 +67,7 @@ void quantize_avx512(const float* x, void* q, int64_t n, float scale, int zp, bo
   }
 }
 
-void to_bf16_avx512(const float* x, uint16_t* y, int64_t n) {
+void cvt_f32_bf16__avx512(const float* x, uint16_t* y, int64_t n) {
   const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
   const __m512i absmask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
   const __m512i qbit = _mm512_set1_epi32(0x40 << 16);
@@ -90,4 +90,4 @@ void to_bf16_avx512(const float* x, uint16_t* y, int64_t n) {
   }
 }
 
-}  // namespace ne::quant
+}  // namespace ne::kernels::quant

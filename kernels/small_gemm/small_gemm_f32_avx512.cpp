@@ -1,6 +1,7 @@
 // Small fp32 GEMM for the batched products of attention (Matmul): C = alpha * A * B (+ mask),
-// one batch element per call, single-threaded (the Matmul op splits batches over threads).
-// Built with -mavx512f/bw/vl/dq; called only when ne::dense::use_avx512() is true.
+// one batch element per call, single-threaded (the Matmul op splits batches over threads); and
+// the 16x16-block fp32 transpose. Entries of small_gemm_kernels.inc (contract in small_gemm.hpp).
+// Built with -mavx512f/bw/vl/dq; dispatched only when ne::cpu::mayiuse(avx512_core).
 //
 // Why not dnnl_sgemm: at BERT's shapes (Q·Kᵀ 128x128x64, P·V 128x64x128, 96 of them per layer
 // at batch 8) the per-call packing and dispatch of sgemm is a large share of the work. Here A is
@@ -14,11 +15,11 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "executor/ops/dense_common.hpp"
-#include "executor/ops/small_gemm_tiles.hpp"
+#include "kernels/small_gemm/small_gemm.hpp"
+#include "kernels/small_gemm/small_gemm_tiles.hpp"
 #include "kernels/avx512_transpose.hpp"
 
-namespace ne::dense {
+namespace ne::kernels::small_gemm {
 namespace {
 
 // One 6x64 (or smaller) tile: per k, NV loads of B, MR broadcasts of A, MR x NV FMAs.
@@ -55,15 +56,14 @@ void transpose_panel(const float* src, int64_t lds, int64_t N, int64_t K, float*
 
 }  // namespace
 
-void transpose_f32_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+void transpose_f32_16x16__avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
   transpose_panel(src, lds, rows, cols, dst, ldd);
 }
 
-int64_t small_gemm_scratch_floats(int64_t N, int64_t K) { return K * ((N + 15) / 16 * 16); }
-
-void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                       const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc, const float* mask,
-                       int64_t m_rs, int64_t m_cs, float* scratch) {
+void small_gemm_f32_6x64__avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                                 const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc, const float* mask,
+                                 int64_t m_rs, int64_t m_cs, void* scratch_bytes) {
+  float* scratch = static_cast<float*>(scratch_bytes);  // f32_scratch_bytes(M, N, K), float-aligned
   int64_t ldb = b_rs;
   if (b_cs != 1) {  // B[k][n] = B[n * b_cs] (b_rs == 1): transpose into the panel
     ldb = (N + 15) / 16 * 16;
@@ -73,4 +73,4 @@ void small_gemm_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float
   all_rows<FmaStep>(M, N, K, alpha, A, lda, B, ldb, C, ldc, mask, m_rs, m_cs);
 }
 
-}  // namespace ne::dense
+}  // namespace ne::kernels::small_gemm

@@ -1,5 +1,6 @@
-// AVX-512 row kernels of the dense fp32 ops: softmax, layernorm, gelu (erf and tanh forms).
-// Built with -mavx512f/bw/vl/dq; called only when ne::dense::use_avx512() is true.
+// AVX-512 (avx512_core tier: F/BW/VL/DQ) entries of the element-wise family
+// (eltwise_kernels.inc; contract in eltwise.hpp): gelu (erf and tanh forms), softmax over rows.
+// Built with -mavx512f/bw/vl/dq; dispatched only when ne::cpu::mayiuse(avx512_core).
 //
 // exp:  Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, degree-5 minimax polynomial
 //       (Cephes expf coefficients), 2^n applied with vscalefps (handles underflow to 0).
@@ -14,9 +15,9 @@
 
 #include <cmath>
 
-#include "executor/ops/dense_common.hpp"
+#include "kernels/eltwise/eltwise.hpp"
 
-namespace ne::dense {
+namespace ne::kernels::eltwise {
 namespace {
 
 inline __m512 exp_ps(__m512 x) {
@@ -149,8 +150,12 @@ inline __m512 gelu_tanh_ps(__m512 x) {
   const __m512 x2 = _mm512_mul_ps(x, x);
   const __m512 y = _mm512_mul_ps(_mm512_mul_ps(x, c(0.7978845608028654f)),
                                  _mm512_fmadd_ps(x2, c(0.044715f), c(1.0f)));
-  const __m512 e = exp_ps(_mm512_mul_ps(y, c(-2.0f)));
-  return _mm512_div_ps(x, _mm512_add_ps(c(1.0f), e));
+  const __m512 t = _mm512_mul_ps(y, c(-2.0f));
+  const __m512 r = _mm512_div_ps(x, _mm512_add_ps(c(1.0f), exp_ps(t)));
+  // exp_ps clamps its argument at 88.72 (e = 3.4e38): beyond (x < -10.2) x / (1 + e) would be
+  // x / 3.4e38 (-1 for x = -3.4e38) instead of the true value below 1e-38 (libm's expf gives inf
+  // there, so the generic entry returns -0): return -0 as it does.
+  return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(t, c(88.72283935546875f), _CMP_GT_OQ), c(-0.0f));
 }
 
 inline __mmask16 tail_mask(int64_t left) {
@@ -169,12 +174,12 @@ inline void map_ps(const float* src, float* dst, int64_t n, F f) {
 
 }  // namespace
 
-void gelu_erf_avx512(const float* src, float* dst, int64_t n) { map_ps(src, dst, n, gelu_erf_ps); }
-void gelu_tanh_avx512(const float* src, float* dst, int64_t n) {
+void gelu_erf_f32__avx512(const float* src, float* dst, int64_t n) { map_ps(src, dst, n, gelu_erf_ps); }
+void gelu_tanh_f32__avx512(const float* src, float* dst, int64_t n) {
   map_ps(src, dst, n, gelu_tanh_ps);
 }
 
-void softmax_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n) {
+void softmax_f32_rows__avx512(const float* src, float* dst, int64_t rows, int64_t n) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = src + r * n;
     float* y = dst + r * n;
@@ -206,128 +211,4 @@ void softmax_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n) 
   }
 }
 
-void layernorm_rows_avx512(const float* src, float* dst, int64_t rows, int64_t n,
-                           const float* gamma, const float* beta, float eps) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src + r * n;
-    float* y = dst + r * n;
-    // Two passes (mean, then centred sum of squares): no cancellation of E[x^2] - E[x]^2.
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-      s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
-      s1 = _mm512_add_ps(s1, _mm512_loadu_ps(x + i + 16));
-    }
-    for (; i < n; i += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
-    const float mean = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / float(n);
-    const __m512 vm = _mm512_set1_ps(mean);
-    s0 = _mm512_setzero_ps();
-    s1 = _mm512_setzero_ps();
-    for (i = 0; i + 32 <= n; i += 32) {
-      const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm);
-      const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm);
-      s0 = _mm512_fmadd_ps(d0, d0, s0);
-      s1 = _mm512_fmadd_ps(d1, d1, s1);
-    }
-    for (; i < n; i += 16) {
-      const __mmask16 m = tail_mask(n - i);
-      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + i), vm);
-      s0 = _mm512_fmadd_ps(d, d, s0);
-    }
-    const float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / float(n);
-    const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(var + eps));
-    for (i = 0; i < n; i += 16) {
-      const __mmask16 m = tail_mask(n - i);
-      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), rstd);
-      const __m512 b = beta ? _mm512_maskz_loadu_ps(m, beta + i) : _mm512_setzero_ps();
-      _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, gamma + i), b));
-    }
-  }
-}
-
-// Feature-major LayerNorm (transpose_mode 1,0) on x [n, cols]: every column normalised over its
-// n values. Blocks of 16·NV columns, their statistics in registers: one pass for mean and M2
-// (Welford's update, vectorised over the columns: stable, no E[x²]−E[x]² cancellation), one pass
-// for the output. Two passes over long contiguous row segments: with cols·4 a multiple of 4 KiB
-// (M = 1024 tokens) the rows alias in L1/L2, so a third pass would come from L3.
-namespace {
-template <int NV>
-void ln_cols_stats(const float* src, int64_t cols, int64_t r0, int64_t r1, int64_t cb, int64_t w, float* mean_out,
-                   float* m2_out) {
-  __mmask16 mk[NV];
-  for (int v = 0; v < NV; ++v) mk[v] = w > 16 * v ? tail_mask(w - 16 * v) : __mmask16(0);
-  __m512 mean[NV], m2[NV];
-  for (int v = 0; v < NV; ++v) mean[v] = _mm512_setzero_ps(), m2[v] = _mm512_setzero_ps();
-  for (int64_t i = r0; i < r1; ++i) {
-    const float* x = src + i * cols + cb;
-    const __m512 r = _mm512_set1_ps(1.f / float(i - r0 + 1));
-    #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      const __m512 xv = _mm512_maskz_loadu_ps(mk[v], x + 16 * v);
-      const __m512 d = _mm512_sub_ps(xv, mean[v]);
-      mean[v] = _mm512_fmadd_ps(d, r, mean[v]);
-      m2[v] = _mm512_fmadd_ps(d, _mm512_sub_ps(xv, mean[v]), m2[v]);
-    }
-  }
-  for (int v = 0; v < NV; ++v) {
-    _mm512_mask_storeu_ps(mean_out + 16 * v, mk[v], mean[v]);
-    _mm512_mask_storeu_ps(m2_out + 16 * v, mk[v], m2[v]);
-  }
-}
-template <int NV>
-void ln_cols_apply(const float* src, float* dst, int64_t cols, int64_t r0, int64_t r1, int64_t cb, int64_t w,
-                   const float* mean_in, const float* rstd_in, const float* gamma, const float* beta) {
-  __mmask16 mk[NV];
-  __m512 mean[NV], rstd[NV];
-  for (int v = 0; v < NV; ++v) {
-    mk[v] = w > 16 * v ? tail_mask(w - 16 * v) : __mmask16(0);
-    mean[v] = _mm512_maskz_loadu_ps(mk[v], mean_in + 16 * v);
-    rstd[v] = _mm512_maskz_loadu_ps(mk[v], rstd_in + 16 * v);
-  }
-  for (int64_t i = r0; i < r1; ++i) {
-    const float* x = src + i * cols + cb;
-    float* y = dst + i * cols + cb;
-    const __m512 g = _mm512_set1_ps(gamma[i]), b = _mm512_set1_ps(beta ? beta[i] : 0.f);
-    #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[v], x + 16 * v), mean[v]), rstd[v]);
-      _mm512_mask_storeu_ps(y + 16 * v, mk[v], _mm512_fmadd_ps(d, g, b));
-    }
-  }
-}
-}  // namespace
-
-void layernorm_cols_stats_avx512(const float* src, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                                 float* mean, float* m2) {
-  for (int64_t cb = c0; cb < c1;) {
-    const int64_t w = std::min<int64_t>(128, c1 - cb);
-    if (w > 64) ln_cols_stats<8>(src, cols, r0, r1, cb, w, mean + (cb - c0), m2 + (cb - c0));
-    else ln_cols_stats<4>(src, cols, r0, r1, cb, w, mean + (cb - c0), m2 + (cb - c0));
-    cb += w;
-  }
-}
-
-void layernorm_cols_apply_avx512(const float* src, float* dst, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
-                                 int64_t c1, const float* mean, const float* rstd, const float* gamma,
-                                 const float* beta) {
-  for (int64_t cb = c0; cb < c1;) {
-    const int64_t w = std::min<int64_t>(128, c1 - cb);
-    if (w > 64) ln_cols_apply<8>(src, dst, cols, r0, r1, cb, w, mean + (cb - c0), rstd + (cb - c0), gamma, beta);
-    else ln_cols_apply<4>(src, dst, cols, r0, r1, cb, w, mean + (cb - c0), rstd + (cb - c0), gamma, beta);
-    cb += w;
-  }
-}
-
-void layernorm_cols_avx512(const float* src, float* dst, int64_t n, int64_t cols, int64_t c0, int64_t c1,
-                           const float* gamma, const float* beta, float eps) {
-  alignas(64) float mean[128], m2[128];
-  for (int64_t cb = c0; cb < c1;) {
-    const int64_t w = std::min<int64_t>(128, c1 - cb);
-    layernorm_cols_stats_avx512(src, cols, 0, n, cb, cb + w, mean, m2);
-    for (int64_t j = 0; j < w; ++j) m2[j] = 1.f / std::sqrt(m2[j] / float(n) + eps);  // rstd
-    layernorm_cols_apply_avx512(src, dst, cols, 0, n, cb, cb + w, mean, m2, gamma, beta);
-    cb += w;
-  }
-}
-
-}  // namespace ne::dense
+}  // namespace ne::kernels::eltwise

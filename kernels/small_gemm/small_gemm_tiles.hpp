@@ -1,4 +1,4 @@
-// The tile driver shared by the small GEMMs (small_gemm_avx512.cpp: fp32 FMA;
+// The tile driver shared by the small GEMMs (small_gemm_f32_avx512.cpp: fp32 FMA;
 // small_gemm_bf16_avx512bf16.cpp: vdpbf16ps). Include only from files compiled with AVX-512.
 //
 // Step::run<MR, NV>(acc, K, A, lda, B, ldb, last) accumulates an MR x (16 NV) tile of C into
@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-namespace ne::dense {
+namespace ne::kernels::small_gemm {
 namespace {
 
 inline __mmask16 tail16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
@@ -77,4 +77,4 @@ void all_rows(int64_t M, int64_t N, int64_t K, float alpha, const TA* A, int64_t
 }
 
 }  // namespace
-}  // namespace ne::dense
+}  // namespace ne::kernels::small_gemm

@@ -1,7 +1,7 @@
 // Small GEMM with bf16 products and fp32 accumulation (vdpbf16ps), for Matmuls marked
-// `compute_dtype: bf16` (attention of int8 / bf16 models). Same contract as small_gemm_avx512
-// (dense_common.hpp): fp32 in, fp32 out, C = alpha * A * B (+ mask), single-threaded.
-// Built with -mavx512f/bw/vl/dq -mavx512bf16; called only when the CPU has AVX512_BF16.
+// `compute_dtype: bf16` (attention of int8 / bf16 models). Same contract as the f32 entries
+// (small_gemm.hpp): fp32 in, fp32 out, C = alpha * A * B (+ mask), single-threaded.
+// Built with -mavx512f/bw/vl/dq -mavx512bf16; dispatched only when the CPU has AVX512_BF16.
 //
 // vdpbf16ps takes pairs along k: acc[n] += a[k]·b[k][n] + a[k+1]·b[k+1][n]. So per call:
 //  - A (fp32 rows, any row stride) is rounded to bf16 rows in scratch: [M][Kp] bf16, Kp = K
@@ -18,11 +18,11 @@
 #include <cstdint>
 #include <cstring>
 
-#include "executor/ops/dense_common.hpp"
-#include "executor/ops/small_gemm_tiles.hpp"
+#include "kernels/small_gemm/small_gemm.hpp"
+#include "kernels/small_gemm/small_gemm_tiles.hpp"
 #include "kernels/avx512_transpose.hpp"
 
-namespace ne::dense {
+namespace ne::kernels::small_gemm {
 namespace {
 
 // fp32 -> bf16 bits (round to nearest even) in the low 16 bits of each dword.
@@ -73,14 +73,10 @@ struct Bf16Step {
 
 }  // namespace
 
-int64_t small_gemm_bf16_scratch_bytes(int64_t M, int64_t N, int64_t K) {
-  const int64_t kp = (K + 1) / 2, np = (N + 15) / 16 * 16;
-  return 4 * (M * kp + kp * np) + 64 * 16;
-}
-
-void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                                const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc,
-                                const float* mask, int64_t m_rs, int64_t m_cs, void* scratch) {
+void small_gemm_bf16_f32acc_6x64__avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                                             int64_t lda, const float* B, int64_t b_rs, int64_t b_cs, float* C,
+                                             int64_t ldc, const float* mask, int64_t m_rs, int64_t m_cs,
+                                             void* scratch) {
   const int64_t KP = (K + 1) / 2, Np = (N + 15) / 16 * 16;
   uint32_t* Ab = reinterpret_cast<uint32_t*>((reinterpret_cast<uintptr_t>(scratch) + 63) & ~uintptr_t(63));
   uint32_t* Pb = Ab + (M * KP + 15) / 16 * 16;
@@ -126,4 +122,4 @@ void small_gemm_bf16_avx512bf16(int64_t M, int64_t N, int64_t K, float alpha, co
   all_rows<Bf16Step>(M, N, KP, alpha, static_cast<const uint32_t*>(Ab), KP, static_cast<const uint32_t*>(Pb), Np, C, ldc, mask, m_rs, m_cs);
 }
 
-}  // namespace ne::dense
+}  // namespace ne::kernels::small_gemm
