@@ -1,6 +1,7 @@
 // Output-channel grouping (see channel_group.hpp).
 #include "compile/passes/channel_group.hpp"
 
+#include <chrono>
 #include <cstdio>
 
 #include "compile/passes/graph.hpp"
@@ -67,6 +68,13 @@ int64_t unit_for(int64_t n, const ChannelGroupOptions& opt) {
   return (n % u == 0 && opt.group % u == 0) ? u : 1;
 }
 
+std::vector<int64_t> group_order(const Bits& b, int64_t units, int64_t words, int64_t per_group,
+                                 const ChannelGroupOptions& opt) {
+  std::vector<int64_t> order = pass::greedy_group_order(b, units, words, per_group);
+  pass::refine_group_order(b, units, words, per_group, &order, opt.refine_passes);
+  return order;
+}
+
 std::string pct(int64_t zero, int64_t rows) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f%%", rows ? 100.0 * double(zero) / double(rows) : 0.0);
@@ -85,7 +93,7 @@ void group_ffn(Graph& g, OpInfo& ip2, ChannelGroupStats& st, const ChannelGroupO
   supports(*f.w1, 0, U, unit, b, words, 0);
   const int64_t rows = groups_of(U, per_group) * K;
   const int64_t before = rows - nonzero_rows(b, words, identity(U), per_group, 0, words);
-  std::vector<int64_t> order = pass::greedy_group_order(b, U, words, per_group);
+  std::vector<int64_t> order = group_order(b, U, words, per_group, opt);
   const int64_t after = rows - nonzero_rows(b, words, order, per_group, 0, words);
   auto& s = st.ffn1;
   ++s.weights;
@@ -149,7 +157,7 @@ void group_attention(Graph& g, OpInfo& pv, ChannelGroupStats& st, const ChannelG
     supports(*wv, h * D, UH, unit, bv, wv_w, 0);
     const int64_t rv = gph * Kv;
     const int64_t v0 = rv - nonzero_rows(bv, wv_w, id, per_group, 0, wv_w);
-    std::vector<int64_t> ov = pass::greedy_group_order(bv, UH, wv_w, per_group);
+    std::vector<int64_t> ov = group_order(bv, UH, wv_w, per_group, opt);
     const int64_t v1 = rv - nonzero_rows(bv, wv_w, ov, per_group, 0, wv_w);
     if (v1 > v0) {
       moved_v = true;
@@ -165,7 +173,7 @@ void group_attention(Graph& g, OpInfo& pv, ChannelGroupStats& st, const ChannelG
     supports(*wk, h * D, UH, unit, bqk, wqk, wq_w);
     const int64_t q0 = gph * Kq - nonzero_rows(bqk, wqk, id, per_group, 0, wq_w);
     const int64_t k0 = gph * Kk - nonzero_rows(bqk, wqk, id, per_group, wq_w, wqk);
-    std::vector<int64_t> oqk = pass::greedy_group_order(bqk, UH, wqk, per_group);
+    std::vector<int64_t> oqk = group_order(bqk, UH, wqk, per_group, opt);
     const int64_t q1 = gph * Kq - nonzero_rows(bqk, wqk, oqk, per_group, 0, wq_w);
     const int64_t k1 = gph * Kk - nonzero_rows(bqk, wqk, oqk, per_group, wq_w, wqk);
     zb[0] += q0;
@@ -219,6 +227,12 @@ std::string kind_str(const char* name, const ChannelGroupStats::Kind& k) {
   return b;
 }
 
+std::string seconds_str(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f s", s);
+  return b;
+}
+
 }  // namespace
 
 namespace pass {
@@ -226,15 +240,16 @@ std::vector<int64_t> greedy_group_order(const std::vector<uint64_t>& bits, int64
                                         int64_t per_group) {
   std::vector<int64_t> order;
   order.reserve(size_t(units));
-  std::vector<int> pop(size_t(units), 0);
+  std::vector<int> pop(static_cast<size_t>(units), 0);
   for (int64_t u = 0; u < units; ++u)
     for (int64_t w = 0; w < words; ++w) pop[size_t(u)] += popcount(bits[size_t(u * words + w)]);
-  std::vector<char> used(size_t(units), 0);
+  std::vector<char> used(static_cast<size_t>(units), 0);
   Bits uni(static_cast<size_t>(words));
   int64_t left = units;
   while (left > 0) {
     // Seed: the unassigned unit with the largest support (small ones fit anywhere later).
     int64_t seed = -1;
+    // (Smallest-first and first-unassigned seeds measured the same on BERT-base 1x4 90%.)
     for (int64_t u = 0; u < units; ++u)
       if (!used[size_t(u)] && (seed < 0 || pop[size_t(u)] > pop[size_t(seed)])) seed = u;
     used[size_t(seed)] = 1;
@@ -259,6 +274,74 @@ std::vector<int64_t> greedy_group_order(const std::vector<uint64_t>& bits, int64
   }
   return order;
 }
+
+int64_t refine_group_order(const std::vector<uint64_t>& bits, int64_t units, int64_t words, int64_t per_group,
+                           std::vector<int64_t>* order, int max_passes) {
+  std::vector<int64_t>& o = *order;
+  const int64_t G = groups_of(units, per_group);
+  if (G < 2 || per_group < 1) return 0;
+  // Per group: the union of its units' rows and the rows covered at least twice.
+  Bits uni(size_t(G * words)), multi(size_t(G * words));
+  auto rebuild = [&](int64_t g) {
+    uint64_t* u = &uni[size_t(g * words)];
+    uint64_t* mu = &multi[size_t(g * words)];
+    std::fill(u, u + words, 0);
+    std::fill(mu, mu + words, 0);
+    for (int64_t i = g * per_group; i < std::min(units, (g + 1) * per_group); ++i) {
+      const uint64_t* p = &bits[size_t(o[size_t(i)] * words)];
+      for (int64_t w = 0; w < words; ++w) {
+        mu[w] |= u[w] & p[w];
+        u[w] |= p[w];
+      }
+    }
+  };
+  auto pop_of = [&](const uint64_t* p) {
+    int64_t c = 0;
+    for (int64_t w = 0; w < words; ++w) c += popcount(p[w]);
+    return c;
+  };
+  for (int64_t g = 0; g < G; ++g) rebuild(g);
+  std::vector<int64_t> cost(static_cast<size_t>(G));
+  for (int64_t g = 0; g < G; ++g) cost[size_t(g)] = pop_of(&uni[size_t(g * words)]);
+  int64_t swaps = 0;
+  for (int pass_i = 0; pass_i < max_passes; ++pass_i) {
+    int64_t made = 0;
+    for (int64_t g1 = 0; g1 < G; ++g1)
+      for (int64_t g2 = g1 + 1; g2 < G; ++g2) {
+        // First improving swap of a unit of g1 with a unit of g2, repeated while one exists.
+        bool again = true;
+        while (again) {
+          again = false;
+          const uint64_t *u1 = &uni[size_t(g1 * words)], *m1 = &multi[size_t(g1 * words)];
+          const uint64_t *u2 = &uni[size_t(g2 * words)], *m2 = &multi[size_t(g2 * words)];
+          const int64_t old_cost = cost[size_t(g1)] + cost[size_t(g2)];
+          for (int64_t i = g1 * per_group; i < std::min(units, (g1 + 1) * per_group) && !again; ++i)
+            for (int64_t j = g2 * per_group; j < std::min(units, (g2 + 1) * per_group) && !again; ++j) {
+              const uint64_t* a = &bits[size_t(o[size_t(i)] * words)];
+              const uint64_t* b = &bits[size_t(o[size_t(j)] * words)];
+              int64_t c = 0;
+              for (int64_t w = 0; w < words && c < old_cost; ++w) {
+                // g1 without a (rows only a covered go), with b; g2 likewise.
+                c += popcount((u1[w] & ~(a[w] & ~m1[w])) | b[w]);
+                c += popcount((u2[w] & ~(b[w] & ~m2[w])) | a[w]);
+              }
+              if (c < old_cost) {
+                std::swap(o[size_t(i)], o[size_t(j)]);
+                rebuild(g1);
+                rebuild(g2);
+                cost[size_t(g1)] = pop_of(&uni[size_t(g1 * words)]);
+                cost[size_t(g2)] = pop_of(&uni[size_t(g2 * words)]);
+                ++made;
+                again = true;
+              }
+            }
+        }
+      }
+    swaps += made;
+    if (!made) break;
+  }
+  return swaps;
+}
 }  // namespace pass
 
 std::string ChannelGroupStats::summary() const {
@@ -266,7 +349,7 @@ std::string ChannelGroupStats::summary() const {
     return "group_channels: no FFN or attention block with fp32 weights used once found: model left unchanged";
   return "group_channels: " + kind_str("ffn1", ffn1) + "; " + kind_str("q", q) + "; " + kind_str("k", k) + "; " +
          kind_str("v", v) + " (" + std::to_string(ffn_blocks) + " FFN, " + std::to_string(attention_blocks) +
-         " attention blocks)";
+         " attention blocks, " + seconds_str(seconds) + ")";
 }
 
 void group_channels(Model& m, ChannelGroupStats* stats, const ChannelGroupOptions& opt) {
@@ -274,6 +357,7 @@ void group_channels(Model& m, ChannelGroupStats* stats, const ChannelGroupOption
   ChannelGroupStats& st = stats ? *stats : local;
   st = ChannelGroupStats();
   NE_CHECK(opt.group > 0, "group_channels: group must be positive, got ", opt.group);
+  const auto t0 = std::chrono::steady_clock::now();
   const int fused_attention = pass::unfuse_attention_op(m);  // heads are found on the 3-op form
   {
     Graph g(m);
@@ -284,6 +368,7 @@ void group_channels(Model& m, ChannelGroupStats* stats, const ChannelGroupOption
       if (m.ops[i].type == "InnerProduct") group_ffn(g, m.ops[i], st, opt);
   }
   if (fused_attention) pass::fuse_attention_op(m);
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace ne
