@@ -280,6 +280,27 @@ TEST(ChannelGroup, NoLayerStructureUnchanged) {
   EXPECT_THROW(ne::compile_onnx(ne_test::fixture_dir("tiny_1x4_90") + "/model.onnx", o), ne::Error);
 }
 
+// A QDQ model imports as s8 InnerProducts: no fp32 weights to permute, left alone, and said so.
+TEST(ChannelGroup, QdqModelLeftUnchanged) {
+  NE_REQUIRE_FIXTURE("tiny_qdq");
+  ne::CompileOptions o;
+  const ne::Model a = ne::compile_onnx(ne_test::fixture_dir("tiny_qdq") + "/model.onnx", o);
+  o.group_channels = true;
+  ::testing::internal::CaptureStderr();
+  const ne::Model b = ne::compile_onnx(ne_test::fixture_dir("tiny_qdq") + "/model.onnx", o);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("[group_channels] group_channels: no FFN or attention block"), std::string::npos) << err;
+  EXPECT_NE(err.find("left unchanged"), std::string::npos) << err;
+  EXPECT_EQ(ne::ir_to_yaml(a), ne::ir_to_yaml(b));
+  for (auto& kv : a.tensors)
+    if (kv.second.is_weight && kv.second.data) {
+      const ne::TensorInfo* t = b.find(kv.first);
+      ASSERT_NE(t, nullptr) << kv.first;
+      ASSERT_EQ(t->nbytes, kv.second.nbytes) << kv.first;
+      EXPECT_EQ(std::memcmp(t->data, kv.second.data, t->nbytes), 0) << kv.first;
+    }
+}
+
 // compile_onnx(group_channels) for fp32 / int8 / bf16: the pass runs on the fp32 weights before
 // quantization, the log line is printed, outputs match the ungrouped compile of the same precision.
 TEST(ChannelGroup, CompileOptionAllPrecisions) {
