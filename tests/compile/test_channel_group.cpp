@@ -301,7 +301,7 @@ TEST(ChannelGroup, QdqModelLeftUnchanged) {
     }
 }
 
-// compile_onnx(group_channels) for fp32 / int8 / bf16: the pass runs on the fp32 weights before
+// compile_onnx(group_channels) for fp32 / int8 / bf16 (and with --transpose): the pass runs on the fp32 weights before
 // quantization, the log line is printed, outputs match the ungrouped compile of the same precision.
 TEST(ChannelGroup, CompileOptionAllPrecisions) {
   const std::string f = "heads2_1x4_90";
@@ -310,9 +310,11 @@ TEST(ChannelGroup, CompileOptionAllPrecisions) {
   // ranges are the same numbers permuted (calibration sees the same activations), bf16 rounding
   // is per element: both differ from the ungrouped model only by accumulation order, but
   // through 1 layer of LayerNorm with int8/bf16 rounding of the reordered sums: 1e-3.
-  for (const char* prec : {"fp32", "int8", "bf16"}) {
+  for (const char* prec : {"fp32", "int8", "bf16", "fp32+transpose", "int8+transpose"}) {
     ne::CompileOptions o;
-    o.precision = prec;
+    const std::string p = prec;
+    o.precision = p.substr(0, 4);
+    o.transpose = p.find("transpose") != std::string::npos;
     const ne::Model a = ne::compile_onnx(ne_test::fixture_dir(f) + "/model.onnx", o);
     o.group_channels = true;
     ::testing::internal::CaptureStderr();
@@ -322,7 +324,7 @@ TEST(ChannelGroup, CompileOptionAllPrecisions) {
     const std::string w1 = roles_of(a).ffn1.at(0);  // moved (as s8 / bf16 / fp32)
     ASSERT_EQ(a.find(w1)->nbytes, b.find(w1)->nbytes);
     EXPECT_NE(std::memcmp(a.find(w1)->data, b.find(w1)->data, a.find(w1)->nbytes), 0) << prec;
-    expect_same_outputs(a, b, f, std::string(prec) == "fp32" ? 1e-5 : 1e-3);
+    expect_same_outputs(a, b, f, o.precision == "fp32" ? 1e-5 : 1e-3);
   }
 }
 
