@@ -19,7 +19,7 @@
 // where it raises the zero-row count (Q/K: the sum over both, neither lower), so z16 never drops.
 // unit = 4 moves 1x4 blocks (and 4x1 / 2:4 row quads of the consumer) whole: the AVX-512 sparse
 // kernels see the same block sparsity. Cost: O(U² · K / 64) per weight and pass for U units
-// (BERT-base: about a second for the whole model on one Zen 5 core).
+// (BERT-base: about 3 s for the whole model on one Zen 5 core, most of it the swaps).
 //
 // Works on fp32 weights (run it before quantize_int8 / convert_bf16: the quantized per-channel
 // scales are then computed on the permuted weights). Blocks whose weights are not fp32 or are
