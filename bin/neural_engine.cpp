@@ -44,6 +44,9 @@ DEFINE_string(report_json, "", "write the run as JSON to this file");
 DEFINE_double(sparse_threshold, -1, "block sparsity above which sparse kernels run (default per pattern: 1x4 0.3, 4x1 0.7, from the measured break-even; env NE_SPARSE_THRESHOLD)");
 DEFINE_int32(seed, 1, "seed of generated inputs");
 DEFINE_string(precision, "fp32", "with --model: fp32|int8|bf16");
+DEFINE_bool(group_channels, false,
+            "with --model: permute output channels so 16-channel AMX groups share all-zero k rows "
+            "(neural_engine_compile --group_channels)");
 DEFINE_int32(instances, 0, "start this many instances (processes), each pinned to its own cores, sharing weights");
 DEFINE_int32(cores_per_instance, 1, "with --instances: cores (and OpenMP threads) per instance");
 
@@ -71,6 +74,7 @@ int run() {
 #ifdef NE_HAVE_COMPILE
     ne::CompileOptions co;
     co.precision = FLAGS_precision;
+    co.group_channels = FLAGS_group_channels;
     model = ne::compile_onnx(FLAGS_model, co);
 #else
     ne::fail("--model: this build has no ONNX compiler");

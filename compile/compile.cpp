@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "compile/passes/channel_group.hpp"
 #include "compile/passes/slim.hpp"
 
 #include "compile/onnx_import.hpp"
@@ -38,6 +39,8 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
            opt.int8_src, "' is unknown (u8 | s8)");
   NE_CHECK(!opt.transpose || opt.fuse, onnx_path, ": --transpose works on the fused graph (drop --no_fuse)");
   NE_CHECK(!opt.slim || opt.fuse, onnx_path, ": --slim works on the fused graph (drop --no_fuse)");
+  NE_CHECK(!opt.group_channels || opt.fuse, onnx_path,
+           ": --group_channels works on the fused graph (drop --no_fuse)");
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
   validate(m);
@@ -71,6 +74,11 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     SlimStats st;
     slim_model(m, &st);
     std::fprintf(stderr, "[slim] %s\n", st.summary().c_str());
+  }
+  if (opt.group_channels) {  // on the fp32 weights: quantization scales follow the permuted channels
+    ChannelGroupStats st;
+    group_channels(m, &st);
+    std::fprintf(stderr, "[group_channels] %s\n", st.summary().c_str());
   }
   if (precision == "int8") {
     QuantOptions q;

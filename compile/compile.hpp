@@ -31,6 +31,10 @@ struct CompileOptions {
   std::string attention_dtype = "bf16";
   bool transpose = false;          // feature-major sparse chains (later issue)
   bool slim = false;               // remove all-zero channels / heads (later issue)
+  // Permute output channels (FFN1, V, Q/K within heads) so 16-channel groups share zero k rows
+  // (AMX z16), undone in the consumer weights: outputs unchanged (compile/passes/channel_group.hpp).
+  // Runs on the fp32 weights, before int8 / bf16 conversion.
+  bool group_channels = false;
   // int8 static: a LayerNorm whose output is quantized (the Quantize Q, K, V share) writes the
   // quantized copy itself (pass::fuse_layernorm_quantize). Off: --no_ln_quant_fusion, or the
   // environment variable NE_NO_LN_QUANT_FUSION=1.

@@ -1,6 +1,6 @@
 // neural_engine_compile --model model.onnx --output_dir DIR [--precision fp32|int8|int8_dynamic|bf16]
 //   [--int8_mode static|dynamic] [--int8_src u8|s8] [--calib_dir DIR] [--calib_method minmax|percentile]
-//   [--emulate] [--no_fuse] [--no_ln_quant_fusion]
+//   [--emulate] [--slim] [--group_channels] [--no_fuse] [--no_ln_quant_fusion]
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -30,6 +30,9 @@ DEFINE_bool(transpose, false,
             "feature-major encoder chains: [hidden, tokens] activations between the InnerProducts, "
             "2 Reorders per chain (docs/OPS.md \"Feature-major mode\")");
 DEFINE_bool(slim, false, "remove all-zero FFN channels and attention heads");
+DEFINE_bool(group_channels, false,
+            "permute FFN1 / V / Q·K output channels (undone in FFN2 / O / within heads) so 16-channel AMX "
+            "groups share all-zero k rows (z16); outputs unchanged");
 DEFINE_bool(no_fuse, false, "only lower ONNX ops 1:1 (no folding or fusion)");
 DEFINE_bool(no_ln_quant_fusion, false,
             "int8 static: keep LayerNorm and the Quantize of its output separate (default: one LayerNorm "
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
     opt.transpose = FLAGS_transpose;
     opt.attention_dtype = FLAGS_attention_dtype;
     opt.slim = FLAGS_slim;
+    opt.group_channels = FLAGS_group_channels;
     opt.fuse = !FLAGS_no_fuse;
     opt.ln_quant_fusion = !FLAGS_no_ln_quant_fusion;
     ne::Model m = ne::compile_onnx(FLAGS_model, opt);

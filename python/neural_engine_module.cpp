@@ -368,7 +368,7 @@ void write_calib(const py::list& sets, const std::string& dir) {
 
 std::unique_ptr<Graph> compile_model(py::object src, const std::string& precision, py::object calib_dir,
                                      py::object calib_inputs, bool slim, bool transpose, py::object attention_dtype,
-                                     py::object sparse_threshold, int threads) {
+                                     py::object sparse_threshold, int threads, bool group_channels) {
   ne::CompileOptions co;
   std::string prec = precision;
   if (prec == "int8_dynamic") {
@@ -380,6 +380,7 @@ std::unique_ptr<Graph> compile_model(py::object src, const std::string& precisio
     throw ne::InputError("precision: expected fp32, int8, int8_dynamic or bf16, got '" + prec + "'");
   }
   co.slim = slim;
+  co.group_channels = group_channels;
   co.transpose = transpose;
   if (!attention_dtype.is_none()) co.attention_dtype = attention_dtype.cast<std::string>();
   std::unique_ptr<TempDir> tmp;
@@ -523,9 +524,11 @@ PYBIND11_MODULE(neural_engine, m) {
   m.def("compile", &compile_model, py::arg("model"), py::arg("precision") = "fp32", py::arg("calib_dir") = py::none(),
         py::arg("calib_inputs") = py::none(), py::arg("slim") = false, py::arg("transpose") = false,
         py::arg("attention_dtype") = py::none(), py::arg("sparse_threshold") = py::none(), py::arg("threads") = 0,
+        py::arg("group_channels") = false,
         "Compiles an ONNX model (a path, or the model's bytes) into a Graph.\n"
         "precision: fp32 | int8 (static, calibrated on calib_dir / calib_inputs or generated inputs) |\n"
-        "int8_dynamic | bf16. threads: OpenMP threads for this process (0: OMP_NUM_THREADS).");
+        "int8_dynamic | bf16. threads: OpenMP threads for this process (0: OMP_NUM_THREADS).\n"
+        "group_channels: permute output channels for AMX z16 (neural_engine_compile --group_channels).");
   m.def("load", &load_model, py::arg("config"), py::arg("weight"), py::arg("weight_sharing") = false,
         py::arg("sparse_threshold") = py::none(), py::arg("threads") = 0,
         "Loads an IR (conf.yaml + model.bin). weight_sharing: packed weights in NE_CACHE_DIR, shared between\n"

@@ -16,6 +16,8 @@ $GEN --preset distilbert --layers 6 --hidden 64 --heads 4 --ffn 128 --vocab 200 
 $GEN --preset heads16 --layers 1 --hidden 128 --heads 16 --ffn 256 --vocab 100 --max_pos 128 \
      --batch 2 --seq 16 --pad 3 --seed 4 --out "$D/heads16"
 $GEN $TINY --prune 1x4 --sparsity 0.9 --out "$D/tiny_1x4_90"
+# 2 heads of 32 (two 16-channel groups per head: output-channel grouping within heads), 1x4 at 0.9
+$GEN $TINY --layers 1 --heads 2 --prune 1x4 --sparsity 0.9 --out "$D/heads2_1x4_90"
 $GEN $TINY --prune 4x1 --sparsity 0.9 --out "$D/tiny_4x1_90"
 $GEN $TINY --prune 1x16 --sparsity 0.9 --out "$D/tiny_1x16_90"
 $GEN $TINY --prune channel --sparsity 0.5 --out "$D/tiny_channel_50"

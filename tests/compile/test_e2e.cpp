@@ -34,7 +34,7 @@ TEST_P(Fixture, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Models, Fixture,
                          ::testing::Values("tiny", "tiny_notok", "distil_small", "heads16", "tiny_1x4_90",
                                            "tiny_4x1_90", "tiny_1x16_90", "tiny_opset17", "tiny_gelu_tanh",
-                                           "tiny_extdata"));
+                                           "tiny_extdata", "heads2_1x4_90"));
 
 TEST(EndToEnd, UnfusedMatchesReference) {
   NE_REQUIRE_FIXTURE("tiny");

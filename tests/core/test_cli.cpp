@@ -227,6 +227,34 @@ TEST(CompileCommandLine, SlimKeepsOutputs) {
   expect_close(load(d + "/out/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
 }
 
+// neural_engine_compile --group_channels, then neural_engine on the IR; and neural_engine --model
+// --group_channels: same outputs as the reference (issue 14).
+TEST(CompileCommandLine, GroupChannelsKeepsOutputs) {
+  const std::string m = std::string(NE_TEST_DATA) + "/models/heads2_1x4_90";
+  const std::string compiler = std::string(NE_BIN_DIR) + "/neural_engine_compile";
+  std::string d = ne_test::tmp_dir("groupcli");
+  std::string out;
+  ASSERT_EQ(ne_test::run_cmd(compiler + " --model " + m + "/model.onnx --group_channels --output_dir " + d + "/ir", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("[group_channels] group_channels: ffn1 z16"), std::string::npos) << out;
+  std::string in = " --input input_ids=" + m + "/inputs/input_ids.npy,attention_mask=" + m +
+                   "/inputs/attention_mask.npy,token_type_ids=" + m + "/inputs/token_type_ids.npy";
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --config " + d + "/ir/conf.yaml --weight " + d + "/ir/model.bin" + in +
+                                 " --output_dir " + d + "/out --iterations 1 --w 0",
+                             &out),
+            0)
+      << out;
+  expect_close(load(d + "/out/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+  ASSERT_EQ(ne_test::run_cmd(kBin + " --model " + m + "/model.onnx --group_channels" + in + " --output_dir " + d +
+                                 "/out2 --iterations 1 --w 0",
+                             &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("[group_channels]"), std::string::npos) << out;
+  expect_close(load(d + "/out2/last_hidden_state.npy"), ne::read_npy(m + "/ref/last_hidden_state.npy"), 1e-4);
+}
+
 // Two compiled models with model.bin files of the same size: conf.yaml of one with the weights of
 // the other is refused in one line naming both files (it used to run and print garbage).
 TEST(CompileCommandLine, WeightsOfAnotherModelAreRefused) {

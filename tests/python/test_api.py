@@ -81,6 +81,15 @@ def test_int8_close_to_fp32(ne):
     assert cos.min() >= 0.99
 
 
+def test_group_channels_keeps_outputs(ne):
+    # Output-channel grouping (issue 14) permutes weights; the outputs stay (fp32 summation order).
+    p = os.path.join(fixture_dir("heads2_1x4_90"), "model.onnx")
+    inp = fixture_inputs("heads2_1x4_90")
+    a = ne.compile(p).inference(inp)["last_hidden_state"]
+    b = ne.compile(p, group_channels=True).inference(inp)["last_hidden_state"]
+    assert np.max(np.abs(a - b)) <= 1e-5
+
+
 def test_compile_from_bytes_and_calib_inputs(ne):
     p = os.path.join(fixture_dir("tiny"), "model.onnx")
     inp = fixture_inputs("tiny")
