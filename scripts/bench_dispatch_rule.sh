@@ -24,17 +24,28 @@ run() {  # ir mode -> throughput
 }
 modes=(default sparse dense)
 for ir in "$@"; do
-  declare -A best=([default]=0 [sparse]=0 [dense]=0)
+  vals=""
   for ((r = 1; r <= R; ++r)); do
     for ((j = 0; j < 3; ++j)); do
       m=${modes[$(((j + r) % 3))]}
       t=$(run "$ir" "$m")
       echo "$(basename "$ir") round $r $m $t"
-      best[$m]=$(awk -v a="${best[$m]}" -v b="$t" 'BEGIN {print (b > a ? b : a)}')
+      vals+="$m $t"$'\n'
     done
   done
-  awk -v n="$(basename "$ir")" -v d="${best[default]}" -v s="${best[sparse]}" -v x="${best[dense]}" 'BEGIN {
-    b = s > x ? s : x; printf "%s best of rounds: default %.2f sparse %.2f dense %.2f; default / best forced %.3f%s\n",
-    n, d, s, x, d / b, (d < b / 1.05 ? "  (more than 5% slower)" : "") }'
-  unset best
+  printf "%s" "$vals" | /usr/bin/python3 -c '
+import sys, statistics as st
+v = {}
+for line in sys.stdin:
+    m, t = line.split()
+    v.setdefault(m, []).append(float(t))
+best = {m: max(x) for m, x in v.items()}
+med = {m: st.median(x) for m, x in v.items()}
+name = sys.argv[1]
+for what, d in (("best of rounds", best), ("median of rounds", med)):
+    b = max(d["sparse"], d["dense"])
+    r = d["default"] / b
+    print("%s %s: default %.2f sparse %.2f dense %.2f; default / best forced %.3f%s"
+          % (name, what, d["default"], d["sparse"], d["dense"], r, "  (more than 5%% slower)" if r < 1 / 1.05 else ""))
+' "$(basename "$ir")"
 done

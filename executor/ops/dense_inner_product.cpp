@@ -313,7 +313,7 @@ void InnerProductOp::choose_strategy() {
   const std::string key = "fp32:" + std::to_string(prob_.K) + "x" + std::to_string(prob_.N) + ":" +
                           hex64(prob_.weight_hash) + ":" + info_.attr("append_op", "") +
                           (prob_.feature_major ? ":fm" : "") + (prob_.has_bias ? ":b" : "");
-  chooser_.reset(b.names, b.notes, b.declined, key, b.exclusive);
+  chooser_.reset(b.names, b.notes, b.declined, key, b.exclusive, b.sure_from_m);
   if (cfg_.verbose)
     fprintf(stderr, "[ne] %s InnerProduct %lldx%lld: %s\n", name().c_str(), (long long)prob_.K, (long long)prob_.N,
             chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); }).c_str());

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -21,8 +22,10 @@ std::string ip_only_entry() {
 bool ip_measured(const OpConfig& cfg) { return measured_dispatch(cfg); }
 
 void IpChooser::reset(std::vector<std::string> names, std::vector<std::string> notes,
-                      std::vector<std::string> declined, std::string cache_key, bool exclusive) {
+                      std::vector<std::string> declined, std::string cache_key, bool exclusive,
+                      int64_t sure_from_m) {
   std::lock_guard<std::mutex> g(mu_);
+  sure_from_m_ = sure_from_m;
   names_ = std::move(names);
   notes_ = std::move(notes);
   declined_ = std::move(declined);
@@ -57,22 +60,30 @@ std::map<std::string, Record>& memo() {
   return m;
 }
 
-// Alternating rounds, best of each: a warm-up round (first-call primitive creation, cold caches,
-// the thread pool), then at least 2 and at most 6 rounds, stopping once ~20 ms were spent in
-// timed calls. Each round rotates the order.
+// Alternating rounds, best of each: two warm-up calls per candidate (first-call primitive
+// creation, cold caches, the thread pool; the second gives a first estimate), then at least 3
+// and at most 8 rounds, stopping once ~20 ms were spent in timed calls. In a round each
+// candidate runs enough calls to last ~0.3 ms (1 to 16; a single call of a few µs is mostly
+// noise) and scores their mean. Each round rotates the order.
 Record time_all(int n, const std::function<double(int)>& time_one) {
   using clk = std::chrono::steady_clock;
   Record r;
   r.n = uint32_t(n);
   std::vector<double> best(size_t(n), 1e30);
+  std::vector<int> reps(size_t(n), 1);
   for (int i = 0; i < n; ++i) time_one(i);
-  for (int i = 0; i < n; ++i) time_one(i);
+  for (int i = 0; i < n; ++i) {
+    const double est = time_one(i);
+    reps[size_t(i)] = int(std::max(1.0, std::min(16.0, std::ceil(3e-4 / std::max(1e-7, est)))));
+  }
   double spent = 0;
-  for (int round = 0; round < 6 && (round < 2 || spent < 0.02); ++round) {
+  for (int round = 0; round < 8 && (round < 3 || spent < 0.02); ++round) {
     auto t0 = clk::now();
     for (int j = 0; j < n; ++j) {
       const int i = (j + round) % n;
-      best[size_t(i)] = std::min(best[size_t(i)], time_one(i));
+      double sum = 0;
+      for (int k = 0; k < reps[size_t(i)]; ++k) sum += time_one(i);
+      best[size_t(i)] = std::min(best[size_t(i)], sum / reps[size_t(i)]);
     }
     spent += std::chrono::duration<double>(clk::now() - t0).count();
   }
@@ -97,6 +108,16 @@ int IpChooser::pick(int64_t M, int64_t M_timed, const std::function<double(int)>
   if (!timed()) return last_ = 0;
   const int c = m_class(M);
   if (have_[c]) return last_ = classes_[c].winner;
+  if (sure_from_m_ >= 0 && M >= sure_from_m_) {
+    // The first candidate is sure to win from this M on (e.g. fp32 sparse far above its
+    // break-even): no timing.
+    Timing t;
+    t.M = M;
+    t.sure = true;
+    classes_[c] = t;
+    have_[c] = true;
+    return last_ = 0;
+  }
   const int n = std::min<int>(int(names_.size()), 8);
   std::string key = "ipchoice:v1:" + key_ + ":c" + std::to_string(c) + ":M" + std::to_string(M_timed) + ":t" +
                     std::to_string(omp_get_max_threads()) + ":" + cpu::isa_name(cpu::max_isa()) + ":";
@@ -161,6 +182,10 @@ std::string IpChooser::reason(const std::function<std::string(int, int64_t)>& ke
     if (!have_[c]) continue;
     any = true;
     const Timing& t = classes_[c];
+    if (t.sure) {
+      r += "; M=" + std::to_string(t.M) + ": ran " + kernel_of(0, t.M) + " (not timed: " + notes_[0] + ")";
+      continue;
+    }
     r += "; M=" + std::to_string(t.M) + (t.cached ? " (cached decision)" : "") + ": ran " +
          kernel_of(t.winner, t.M);
     const double wb = t.best[size_t(t.winner)];

@@ -48,6 +48,7 @@ struct IpOffer {
   std::unique_ptr<S> impl;  // null: declined
   std::string note;         // declined: why; accepted: what it saw (e.g. "weight 91.0% 1x4-sparse > 30%")
   bool exclusive = false;   // accepted, and it alone runs the weight (entries after it are not tried)
+  int64_t sure_from_m = -1;  // >= 0: sure to beat the later candidates from this M on (not timed there)
 };
 
 // The built list for one problem: candidates in list order, plus the declined entries.
@@ -57,6 +58,7 @@ struct IpBuilt {
   std::vector<std::unique_ptr<S>> impls;
   std::vector<std::string> declined;  // "<entry>: <why>"
   bool exclusive = false;
+  int64_t sure_from_m = -1;  // the first candidate's IpOffer::sure_from_m
 };
 
 template <class P, class S>
@@ -104,6 +106,7 @@ class IpList {
           b.declined.push_back(e.name + ": " + (o.note.empty() ? std::string("declined") : o.note));
           continue;
         }
+        if (b.impls.empty()) b.sure_from_m = o.sure_from_m;
         b.names.push_back(e.name);
         b.notes.push_back(o.note);
         b.impls.push_back(std::move(o.impl));
@@ -134,13 +137,15 @@ class IpChooser {
   // `names` / `notes`: the candidates (list order); `declined`: "<entry>: <why>".
   // `cache_key`: names the problem and its weight (the chooser adds the candidates, the CPU's
   // ISA tier, the threads and the M class). `exclusive`: a forced choice (no timing).
+  // `sure_from_m` >= 0: from that M on the first candidate runs untimed.
   void reset(std::vector<std::string> names, std::vector<std::string> notes, std::vector<std::string> declined,
-             std::string cache_key, bool exclusive);
+             std::string cache_key, bool exclusive, int64_t sure_from_m = -1);
   int size() const { return int(names_.size()); }
 
   // The candidate for M. With one candidate: 0. Else, the first time a class is seen, runs
   // time_one(i) (candidate i once on synthetic data of `M_timed` rows; returns seconds) in
-  // alternating rounds within a budget of ~20 ms, or takes the cached decision.
+  // alternating rounds within a budget of ~20 ms, or takes the cached decision (or, from
+  // sure_from_m on, candidate 0 untimed).
   int pick(int64_t M, int64_t M_timed, const std::function<double(int)>& time_one);
   // The choice already made for M's class (-1: not yet).
   int chosen(int64_t M) const;
@@ -165,11 +170,13 @@ class IpChooser {
     int64_t M = 0;
     int winner = 0;
     bool cached = false;
+    bool sure = false;           // not timed (sure_from_m)
     std::vector<double> best;  // seconds per candidate
   };
   std::vector<std::string> names_, notes_, declined_;
   std::string key_;
   bool exclusive_ = false;
+  int64_t sure_from_m_ = -1;
   Timing classes_[kClasses];
   bool have_[kClasses] = {false, false, false, false};
   int last_ = 0;

@@ -57,7 +57,7 @@ class SparseIp : public IpStrategy {
   std::string kernel_;
 };
 
-constexpr double kFp32SureSparse1x4 = 0.5, kFp32SureSparse4x1 = 0.85;
+constexpr double kFp32SureSparse1x4 = 0.7, kFp32SureSparse4x1 = 0.9;
 
 const bool g_sparse_registered = FpIpList::add("sparse", 100, [](const IpProblem& p, const OpConfig& cfg) {
   IpOffer<IpStrategy> o;
@@ -75,16 +75,18 @@ const bool g_sparse_registered = FpIpList::add("sparse", 100, [](const IpProblem
   o.note = d.reason;
   if (!d.sparse) return o;
   o.impl = std::make_unique<SparseIp>(p, d, act, sum);
-  // A given threshold forces the choice. Timed otherwise, but only near the break-even: oneDNN
-  // has no AMX fp32, and the fp32 sparse kernels beat its dense fp32 from 5-15% 1x4 / 50-65% 4x1
-  // sparsity on both CPU families measured (kernels/bench/RESULTS.md), so far above that the
-  // timing (tens of ms per op at BERT shapes) would only confirm it.
+  // A given threshold forces the choice. Timed otherwise, except far above the break-even for
+  // M >= 16: oneDNN has no AMX fp32, and there the fp32 sparse kernels beat its dense fp32
+  // (bench_ops_quant --rule on Zen 5: from 70% 1x4 / 90% 4x1 at M >= 16), so the timing (tens of ms
+  // per op at BERT shapes) would only confirm it. At M < 16 (GEMV-like; oneDNN's dense fp32
+  // beats the 1x4 kernel up to ~80% there) and nearer the break-even both are timed.
+  o.exclusive = !measured_dispatch(cfg);
   const double sure = d.best == sparse::Pattern::p4x1 ? kFp32SureSparse4x1 : kFp32SureSparse1x4;
-  o.exclusive = !measured_dispatch(cfg) || d.best_sparsity >= sure;
-  if (measured_dispatch(cfg) && o.exclusive) {
+  if (!o.exclusive && d.best_sparsity >= sure) {
+    o.sure_from_m = 16;
     char b[96];
-    std::snprintf(b, sizeof b, "; not timed: >= %.0f%%, far above the fp32 break-even", 100 * sure);
-    o.note += b;
+    std::snprintf(b, sizeof b, "sure for M >= 16: >= %.0f%%, far above the fp32 break-even", 100 * sure);
+    o.note += std::string("; ") + b;
   }
   return o;
 });

@@ -748,14 +748,23 @@ TEST(InnerProductFp32, SparseAndDenseAreTimedCandidates) {
   EXPECT_EQ(why.rfind("candidates sparse (weight 40", 0), 0u) << why;
   EXPECT_NE(why.find(", dense: timed on this CPU"), std::string::npos) << why;
   EXPECT_NE(why.find("M=32: ran "), std::string::npos) << why;
-  // Far above the fp32 break-even the sparse kernel runs untimed.
+  // Far above the fp32 break-even the sparse kernel runs untimed from M = 16 on; M = 1 is timed.
   auto W90 = make_weight<float>(K, N, "1x4", 0.9, g, [&](std::mt19937& r) { return ud(r); });
   Arg a_w90 = make(DType::fp32, {K, N}, W90, true);
   Runner r90(info("InnerProduct", 2, {}));
   r90.init({&a_src, &a_w90});
-  const std::string why90 = r90.op->reason();
-  EXPECT_EQ(why90.rfind("sparse: weight 90", 0), 0u) << why90;
-  EXPECT_NE(why90.find("not timed: >= 50%, far above the fp32 break-even"), std::string::npos) << why90;
+  r90.run({&a_src, &a_w90});
+  std::string why90 = r90.op->reason();
+  EXPECT_EQ(why90.rfind("candidates sparse (weight 90", 0), 0u) << why90;
+  EXPECT_NE(why90.find("sure for M >= 16: >= 70%, far above the fp32 break-even"), std::string::npos) << why90;
+  EXPECT_NE(why90.find("M=32: ran bsgemm_f32_1x4"), std::string::npos) << why90;
+  EXPECT_NE(why90.find("(not timed: weight 90"), std::string::npos) << why90;
+  std::vector<float> X1(size_t(K), 0.25f);
+  Arg a_src1 = make(DType::fp32, {1, K}, X1);
+  r90.run({&a_src1, &a_w90});
+  why90 = r90.op->reason();
+  EXPECT_NE(why90.find("M=1: ran "), std::string::npos) << why90;
+  EXPECT_NE(why90.find("x slower"), std::string::npos) << why90;
   const float* y = reinterpret_cast<const float*>(out.data());
   for (int64_t n = 0; n < N; ++n) {
     double acc = 0, mag = 0;
