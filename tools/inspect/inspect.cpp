@@ -465,7 +465,10 @@ std::string html_report(const Report& r) {
        "background:linear-gradient(to right,rgb(247,251,255),rgb(107,174,214),rgb(8,48,107));border:1px solid #888;"
        "vertical-align:middle}code{background:#f4f4f4}</style></head><body>\n";
   o << "<h1>Weight inspection</h1>\n<p>Model <code>" << html_esc(r.source) << "</code>; sparse threshold "
-    << pct(r.threshold) << " (a weight runs sparse when its best 1x4/4x1 block sparsity is above it); CPU ISA "
+    << pct(r.threshold)
+    << " (above it a weight's sparse kernel is a candidate: with the default measured dispatch it is timed against "
+       "oneDNN dense at plan time, per M class, and the faster runs; <code>neural_engine --profile</code> shows what "
+       "ran; the 'runs' column is the threshold rule's answer); CPU ISA "
     << html_esc(r.isa) << ".<br>" << nip << " InnerProduct weights: " << nsp << " sparse, " << nip - nsp
     << " dense; " << nrisky << " with per-output-channel range spread above " << fmt("%g", r.spread_threshold)
     << "&#215; (risky for per-tensor int8).</p>\n";
