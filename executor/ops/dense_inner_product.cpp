@@ -316,21 +316,12 @@ void InnerProductOp::choose_strategy() {
   chooser_.reset(b.names, b.notes, b.declined, key, b.exclusive, b.sure_from_m);
   if (cfg_.verbose)
     fprintf(stderr, "[ne] %s InnerProduct %lldx%lld: %s\n", name().c_str(), (long long)prob_.K, (long long)prob_.N,
-            chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); }).c_str());
+            chooser_.reason_for(cands_).c_str());
 }
 
 IpStrategy* InnerProductOp::strategy_for(int64_t M) {
-  if (cands_.size() == 1) {
-    chooser_.note_run(M, 0);
-    return cands_[0].get();
-  }
-  int i = chooser_.chosen(M);
-  if (i < 0) {
-    // fp32 timing runs at most 256 rows (a BERT-base FFN weight at M=256 is ~1.2 GFLOP a call).
-    const int64_t Mt = std::max<int64_t>(1, std::min<int64_t>(M, 256));
-    i = chooser_.pick(M, Mt, [&](int c) { return time_candidate(c, Mt); });
-  }
-  chooser_.note_run(M, i);
+  // fp32 timing runs at most 256 rows (a BERT-base FFN weight at M=256 is ~1.2 GFLOP a call).
+  const int i = chooser_.index_for(M, 256, [&](int c, int64_t Mt) { return time_candidate(c, Mt); });
   return cands_[size_t(i)].get();
 }
 
@@ -348,17 +339,9 @@ double InnerProductOp::time_candidate(int i, int64_t M) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-std::string InnerProductOp::reason() const {
-  if (cands_.empty()) return "uninitialised";
-  return chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); });
-}
+std::string InnerProductOp::reason() const { return chooser_.reason_for(cands_); }
 
-std::string InnerProductOp::kernel() const {
-  if (cands_.empty()) return "uninitialised";
-  const int i = std::max(0, std::min<int>(chooser_.last(), int(cands_.size()) - 1));
-  const int64_t M = chooser_.last_m();
-  return M > 0 ? cands_[size_t(i)]->kernel_for(M) : cands_[size_t(i)]->kernel();
-}
+std::string InnerProductOp::kernel() const { return chooser_.last_kernel(cands_); }
 
 void InnerProductOp::check_shapes(const TensorList& in) const {
   const Tensor& src = *in[0];

@@ -36,6 +36,16 @@ void IpChooser::reset(std::vector<std::string> names, std::vector<std::string> n
   last_m_ = 0;
 }
 
+int IpChooser::index_for(int64_t M, int64_t max_timed_m, const std::function<double(int, int64_t)>& time_one) {
+  int i = size() <= 1 ? 0 : chosen(M);
+  if (i < 0) {
+    const int64_t Mt = std::max<int64_t>(1, std::min<int64_t>(M, max_timed_m));
+    i = pick(M, Mt, [&](int c) { return time_one(c, Mt); });
+  }
+  note_run(M, i);
+  return i;
+}
+
 int IpChooser::chosen(int64_t M) const {
   std::lock_guard<std::mutex> g(mu_);
   if (!timed()) return 0;

@@ -147,6 +147,9 @@ class IpChooser {
   // alternating rounds within a budget of ~20 ms, or takes the cached decision (or, from
   // sure_from_m on, candidate 0 untimed).
   int pick(int64_t M, int64_t M_timed, const std::function<double(int)>& time_one);
+  // The candidate that runs M rows, and the one the profile names: 0 with one candidate; else
+  // the class's choice, made by pick() (timing at min(M, max_timed_m) rows) the first time.
+  int index_for(int64_t M, int64_t max_timed_m, const std::function<double(int, int64_t)>& time_one);
   // The choice already made for M's class (-1: not yet).
   int chosen(int64_t M) const;
   // The candidate of the last pick() / note_run(), for kernel(): index and M.
@@ -155,6 +158,19 @@ class IpChooser {
   void note_run(int64_t M, int idx) {
     last_m_ = M;
     last_ = idx;
+  }
+  // kernel() of an op whose candidates are `c`: the kernel of the last candidate that ran, at its M.
+  template <class S>
+  std::string last_kernel(const std::vector<std::unique_ptr<S>>& c) const {
+    if (c.empty()) return "uninitialised";
+    const int i = std::max(0, std::min<int>(last_, int(c.size()) - 1));
+    return last_m_ > 0 ? c[size_t(i)]->kernel_for(last_m_) : c[size_t(i)]->kernel();
+  }
+  // reason() of such an op.
+  template <class S>
+  std::string reason_for(const std::vector<std::unique_ptr<S>>& c) const {
+    if (c.empty()) return "uninitialised";
+    return reason([&](int i, int64_t M) { return c[size_t(i)]->kernel_for(M); });
   }
 
   // "sparse: weight ...; declined: ..." (one candidate) or "candidates sparse, dense: timed on

@@ -611,16 +611,8 @@ class QuantIpOp : public Operator {
     return has_sum_ && out_dt_ == DType::fp32 ? int(info_.inputs.size()) - 1 : -1;
   }
   // The kernel that ran last (each M class's timings and choice are in reason()).
-  std::string kernel() const override {
-    if (cands_.empty()) return "uninitialised";
-    const int i = std::max(0, std::min<int>(chooser_.last(), int(cands_.size()) - 1));
-    const int64_t M = chooser_.last_m();
-    return M > 0 ? cands_[size_t(i)]->kernel_for(M) : cands_[size_t(i)]->kernel();
-  }
-  std::string reason() const override {
-    if (cands_.empty()) return "uninitialised";
-    return chooser_.reason([&](int i, int64_t M) { return cands_[size_t(i)]->kernel_for(M); });
-  }
+  std::string kernel() const override { return chooser_.last_kernel(cands_); }
+  std::string reason() const override { return chooser_.reason_for(cands_); }
 
   void forward(const TensorList& in, const TensorList& out) override {
     const Tensor& src = *in[0];
@@ -737,16 +729,7 @@ class QuantIpOp : public Operator {
 
   // ---- the choice among the candidates (ip_candidates.hpp) ----
   QStrategy* strategy_for(int64_t M) {
-    if (cands_.size() == 1) {
-      chooser_.note_run(M, 0);
-      return cands_[0].get();
-    }
-    int i = chooser_.chosen(M);
-    if (i < 0) {
-      const int64_t Mt = std::max<int64_t>(1, std::min<int64_t>(M, 1024));
-      i = chooser_.pick(M, Mt, [&](int c) { return time_candidate(c, Mt); });
-    }
-    chooser_.note_run(M, i);
+    const int i = chooser_.index_for(M, 1024, [&](int c, int64_t Mt) { return time_candidate(c, Mt); });
     return cands_[size_t(i)].get();
   }
 
