@@ -70,8 +70,8 @@ std::map<std::string, Record>& memo() {
   return m;
 }
 
-// Alternating rounds, best of each: two warm-up calls per candidate (first-call primitive
-// creation, cold caches, the thread pool; the second gives a first estimate), then at least 3
+// Alternating rounds, best of each: two calls per candidate first (the first a warm-up: primitive
+// creation, cold caches, the thread pool; the second a first sample and the estimate), then at least 3
 // and at most 8 rounds, stopping once ~20 ms were spent in timed calls. In a round each
 // candidate runs enough calls to last ~0.3 ms (1 to 16; a single call of a few µs is mostly
 // noise) and scores their mean. Each round rotates the order.
@@ -83,7 +83,8 @@ Record time_all(int n, const std::function<double(int)>& time_one) {
   std::vector<int> reps(size_t(n), 1);
   for (int i = 0; i < n; ++i) time_one(i);
   for (int i = 0; i < n; ++i) {
-    const double est = time_one(i);
+    const double est = time_one(i);  // warm already: counts as a first sample
+    best[size_t(i)] = est;
     reps[size_t(i)] = int(std::max(1.0, std::min(16.0, std::ceil(3e-4 / std::max(1e-7, est)))));
   }
   double spent = 0;
