@@ -728,8 +728,11 @@ class QuantIpOp : public Operator {
   }
 
   // ---- the choice among the candidates (ip_candidates.hpp) ----
+  // int8 / bf16 timing runs at most 512 rows: the sparse-vs-dense winner at M = 128 and 1024 agreed at
+  // 111 of 117 grid points on Zen 5 (the rest near-ties; docs/results/zen5_rule_grid.txt), and the
+  // largest class timed at 1024 cost ~26 ms per BERT-base op.
   QStrategy* strategy_for(int64_t M) {
-    const int i = chooser_.index_for(M, 1024, [&](int c, int64_t Mt) { return time_candidate(c, Mt); });
+    const int i = chooser_.index_for(M, 512, [&](int c, int64_t Mt) { return time_candidate(c, Mt); });
     return cands_[size_t(i)].get();
   }
 
