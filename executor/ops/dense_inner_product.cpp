@@ -15,6 +15,7 @@
 
 #include "executor/ops/dense_common.hpp"
 #include "executor/ops/feature_major.hpp"
+#include "executor/sparse_dispatch.hpp"
 #include "executor/weight_cache.hpp"
 
 namespace ne {
@@ -303,7 +304,7 @@ void InnerProductOp::setup(const TensorList& in) {
 void InnerProductOp::choose_strategy() {
   // Measured dispatch (the default) builds every entry that accepts and times them per M class;
   // a given threshold (or NE_DISPATCH=threshold) runs the first that accepts.
-  IpBuilt<IpStrategy> b = FpIpList::build(prob_, cfg_, ip_measured(cfg_) && prob_.weight_const);
+  IpBuilt<IpStrategy> b = FpIpList::build(prob_, cfg_, measured_dispatch(cfg_) && prob_.weight_const);
   if (b.impls.empty()) {
     std::string d;
     for (auto& x : b.declined) d += (d.empty() ? "" : "; ") + x;

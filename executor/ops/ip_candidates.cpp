@@ -8,7 +8,6 @@
 #include <cstring>
 #include <map>
 
-#include "executor/sparse_dispatch.hpp"
 #include "executor/weight_cache.hpp"
 #include "kernels/cpu_features.hpp"
 
@@ -18,8 +17,6 @@ std::string ip_only_entry() {
   const char* e = std::getenv("NE_IP_ONLY");
   return e ? std::string(e) : std::string();
 }
-
-bool ip_measured(const OpConfig& cfg) { return measured_dispatch(cfg); }
 
 void IpChooser::reset(std::vector<std::string> names, std::vector<std::string> notes,
                       std::vector<std::string> declined, std::string cache_key, bool exclusive,

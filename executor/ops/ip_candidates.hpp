@@ -200,8 +200,5 @@ class IpChooser {
   mutable std::mutex mu_;
 };
 
-// Whether the candidates after the first are built and timed (measured dispatch, the default):
-// sparse_dispatch.hpp's measured_dispatch(cfg).
-bool ip_measured(const OpConfig& cfg);
 
 }  // namespace ne

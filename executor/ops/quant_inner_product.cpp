@@ -69,6 +69,7 @@ struct QProblem {
   std::vector<float> static_scale;  // s8 with static src scale: s·ws[n] (empty: given per call)
   const void* weight = nullptr;   // [K, N] s8 / bf16 bits; valid during init only
   uint64_t weight_hash = 0;       // hash_bytes of the weight (cache keys)
+  SparseDecision decision;        // decide_sparse() of the weight, made once for every entry
   int num_threads_hint = 1;
   bool feature_major = false;     // `layout: feature_major` (src [K, M], dst [N, M])
   float dst_scale = 1.f;          // u8/s8 output: q = sat(nearbyint(y / dst_scale) + dst_zp)
@@ -402,7 +403,7 @@ const bool g_kgather = QIpList::add("sparse_amx_kgather", 200, [](const QProblem
       o.note = "sparse kernels disabled";
       return o;
     }
-    SparseDecision d = decide_sparse(p.weight, wdt, int(p.K), int(p.N), cfg);
+    const SparseDecision& d = p.decision;
     const float thr = sparse_threshold_for(d.best, cfg);
     if (!(d.best_sparsity > thr)) {
       std::snprintf(b, sizeof b, "weight %.1f%% sparse (best %s) <= %.0f%%", 100 * d.best_sparsity,
@@ -430,7 +431,7 @@ const bool g_sparse = QIpList::add("sparse", 100, [](const QProblem& p, const Op
   sparse::Act act;
   bool sum;
   if (!sparse_epilogue(p.post, &act, &sum, &o.note)) return o;
-  SparseDecision d = decide_sparse(p.weight, weight_dt(p), int(p.K), int(p.N), cfg);
+  const SparseDecision& d = p.decision;
   o.note = d.reason;
   if (!d.sparse) return o;
   o.impl = std::make_unique<SparseQIp>(p, d.best, sparse::Blocking::standard, act);
@@ -462,7 +463,7 @@ const bool g_dense = QIpList::add("dense", 0, [](const QProblem& p, const OpConf
 // wrong. Built only when no other entry accepted.
 const bool g_exact = QIpList::add(
     "exact", -100,
-    [](const QProblem& p, const OpConfig& cfg) {
+    [](const QProblem& p, const OpConfig&) {
       QOffer o;
       sparse::Act act;
       bool sum;
@@ -470,8 +471,7 @@ const bool g_exact = QIpList::add(
         o.note = "the post-op order is not one the exact kernels run (" + o.note + ")";
         return o;
       }
-      SparseDecision d = decide_sparse(p.weight, weight_dt(p), int(p.K), int(p.N), cfg);
-      o.impl = std::make_unique<SparseQIp>(p, d.best, sparse::Blocking::standard, act);
+      o.impl = std::make_unique<SparseQIp>(p, p.decision.best, sparse::Blocking::standard, act);
       o.note = std::string("the block-sparse family's exact ") + (p.prec == Prec::s8 ? "int32" : "fp32-accumulating") +
                " kernels run every weight where nothing faster is exact";
       return o;
@@ -570,6 +570,7 @@ class QuantIpOp : public Operator {
     }
     p.weight = w.data;
     p.weight_hash = hash_bytes(w.data, size_t(K_) * size_t(N_) * dtype_size(w.dtype));
+    p.decision = decide_sparse(w.data, prec_ == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16, int(K_), int(N_), cfg_);
     p.num_threads_hint = omp_get_max_threads();
     p.feature_major = fm_;
     p.dst_scale = dst_scale_;
@@ -790,7 +791,7 @@ class QuantIpOp : public Operator {
   }
 
   void choose(const QProblem& p) {
-    IpBuilt<QStrategy> b = QIpList::build(p, cfg_, ip_measured(cfg_));
+    IpBuilt<QStrategy> b = QIpList::build(p, cfg_, measured_dispatch(cfg_));
     if (b.impls.empty()) {
       std::string d;
       for (auto& x : b.declined) d += (d.empty() ? "" : "; ") + x;
