@@ -13,8 +13,9 @@
 // once at init(); with several, the faster per M class is chosen at plan time, timed on this CPU.
 //   sparse_amx_kgather: AMX K-gather kernels (kernels/sparse_gemm *_kgather_16x64__amx) on the
 //           weight packed as 16-channel groups of their non-zero k rows; needs AMX, a weight
-//           past the threshold and z16 >= 0.3 (NE_IP_ONLY=sparse_amx_kgather forces it; without
-//           AMX the generic reference kernel then runs that packing).
+//           past the threshold, z16 >= 0.3 and the measured dispatch (a given threshold forces
+//           the AVX-512 rule; NE_IP_ONLY=sparse_amx_kgather forces it; without AMX the generic
+//           reference kernel then runs that packing).
 //   sparse: decide_sparse() above the threshold and the post-ops in the kernel epilogue's order
 //           ([act] [sum]) -> kernels/sparse_gemm (VNNI u8s8s32 / vdpbf16ps), epilogue fused
 //           (scale, bias, act, residual, store as fp32 / bf16 / u8 / s8).
@@ -390,6 +391,13 @@ const bool g_kgather = QIpList::add("sparse_amx_kgather", 200, [](const QProblem
     o.note = "needs AMX (" + cpu::why_not(cpu::Isa::avx512_core_amx) + ")";
     return o;
   }
+  if (!forced && !measured_dispatch(cfg)) {
+    // A given threshold (or NE_DISPATCH=threshold) forces the AVX-512 sparse rule: the K-gather
+    // kernels beat it only on some weights (kernels/bench/RESULTS.md), so they run as timed
+    // candidates only.
+    o.note = "runs only as a timed candidate (a threshold was given, or NE_DISPATCH=threshold)";
+    return o;
+  }
   sparse::Act act;
   bool sum;
   if (!sparse_epilogue(p.post, &act, &sum, &o.note)) return o;
@@ -422,7 +430,7 @@ const bool g_kgather = QIpList::add("sparse_amx_kgather", 200, [](const QProblem
   o.note = b;
   if (!amx) o.note += ", forced by NE_IP_ONLY without AMX: the generic reference kernel runs the K-gather packing";
   o.impl = std::make_unique<SparseQIp>(p, sparse::Pattern::p1x4, sparse::Blocking::amx_kgather, act);
-  o.exclusive = !measured_dispatch(cfg);
+  o.exclusive = forced;
   return o;
 });
 

@@ -593,10 +593,16 @@ TEST(InnerProductS8, SparseReasonAndDenseReason) {
       EXPECT_EQ(r.op->reason().rfind("exact: the block-sparse family's exact int32 kernels", 0), 0u) << r.op->reason();
       EXPECT_NE(r.op->reason().find("dense: needs AVX512_VNNI"), std::string::npos) << r.op->reason();
     } else if (pat == "1x4") {
-      // Measured dispatch (the default): sparse and dense are both candidates, timed per M class.
-      EXPECT_EQ(r.op->reason().rfind("candidates sparse (weight 90", 0), 0u) << r.op->reason();
+      // Measured dispatch (the default): sparse and dense are both candidates, timed per M class
+      // (and, where AMX is usable, the K-gather kernel first).
+      const bool amx = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx);
+      EXPECT_EQ(r.op->reason().rfind(amx ? "candidates sparse_amx_kgather (z16 " : "candidates sparse (weight 90", 0), 0u)
+          << r.op->reason();
+      EXPECT_NE(r.op->reason().find("sparse (weight 90"), std::string::npos) << r.op->reason();
       EXPECT_NE(r.op->reason().find(", dense: timed on this CPU"), std::string::npos) << r.op->reason();
-      if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_vnni)) {
+      if (amx) {
+        EXPECT_EQ(r.op->kernel(), "bsgemm_u8s8s32_kgather_16x64__amx") << r.op->reason();
+      } else if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_vnni)) {
         EXPECT_NE(r.op->kernel().find("u8s8s32_1x4"), std::string::npos) << r.op->kernel();
         EXPECT_NE(r.op->kernel().find("avx512vnni"), std::string::npos) << r.op->kernel();
       }
@@ -627,8 +633,8 @@ TEST(InnerProductS8, KgatherCandidateThroughTheOp) {
 }
 
 // The candidate list's reasons: K-gather declines without AMX (or, with AMX, for a 4x1 weight whose
-// z16 is ~0.9^16); a forced threshold runs the first accepting entry alone; NE_IP_ONLY with an
-// unknown entry is a clear error.
+// z16 is ~0.9^16, and under a given threshold); a forced threshold runs the AVX-512 sparse entry
+// alone; NE_IP_ONLY with an unknown entry is a clear error.
 TEST(InnerProductS8, CandidateListReasons) {
   std::mt19937 g(11);
   std::uniform_int_distribution<int> wd(-127, 127);
@@ -655,9 +661,12 @@ TEST(InnerProductS8, CandidateListReasons) {
     Runner r(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}), &forced);
     r.init({&a_src, &a_w, &a_ws});
     const std::string why = r.op->reason();
-    const std::string first = ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx) ? "sparse_amx_kgather" : "sparse";
-    EXPECT_EQ(why.rfind(first + ": ", 0), 0u) << why;
-    EXPECT_NE(why.find("dense: not tried (" + first + " is a sure or forced choice)"), std::string::npos) << why;
+    // A given threshold forces the AVX-512 sparse rule; the K-gather kernel is a timed candidate only.
+    EXPECT_EQ(why.rfind("sparse: ", 0), 0u) << why;
+    EXPECT_NE(why.find("dense: not tried (sparse is a sure or forced choice)"), std::string::npos) << why;
+    if (ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_amx)) {
+      EXPECT_NE(why.find("sparse_amx_kgather: runs only as a timed candidate"), std::string::npos) << why;
+    }
     ScopedEnv only("NE_IP_ONLY", "no_such_entry");
     Runner bad(info("InnerProduct.s8", 3, {{"src_scale", "0.02"}, {"src_zero_point", "10"}}));
     try {
