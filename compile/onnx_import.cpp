@@ -5,6 +5,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 
 #include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
 
 #include <cerrno>
 #include <cmath>
@@ -223,6 +224,7 @@ struct Lowerer {
   Model m;
   std::set<std::string> op_names;
   std::map<std::string, std::vector<std::string>> unsupported;  // "Type (why)" -> node names
+  std::map<std::string, int> ranks;  // tensor ranks known from ONNX shape inference
   int tmp_counter = 0;
 
   Lowerer(const onnx::ModelProto& mp_, const std::string& p, const CompileOptions& o)
@@ -268,6 +270,17 @@ struct Lowerer {
   }
 
   bool lower_node(const onnx::NodeProto& n, std::string* why);
+  void infer_ranks();
+  int rank_of(const std::string& t) const {
+    auto it = ranks.find(t);
+    return it == ranks.end() ? -1 : it->second;
+  }
+  // Softmax (log: LogSoftmax) with opset < 13 semantics: the input is coerced to 2-D at `axis`
+  // ([d0..d(axis-1), d(axis)..d(r-1)]) and normalised per row. On the last axis that is the
+  // per-axis softmax of opset 13 (emitted as one Softmax); otherwise Flatten(axis) -> Softmax
+  // (last axis) -> Reshape to the input's shape.
+  void lower_softmax_v1(const std::string& nm, const std::string& x, const std::string& y,
+                        int64_t axis, bool log);
   void run();
 };
 
@@ -305,7 +318,7 @@ const std::set<std::string>& simple_ops() {
       "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare", "ArgMax", "ArgMin",
       "Constant", "Sum",       "Max",       "Min",       "Mean",     "LogSoftmax", "Size",
       "CastLike", "ReduceL1",  "ReduceLogSum", "ReduceLogSumExp", "QuantizeLinear",
-      "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear"};
+      "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear", "CumSum"};
   return t;
 }
 
@@ -392,15 +405,26 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     emit(nm, "BinaryOp", {acc, c}, out).set_attr("algorithm", "div");
     return true;
   }
-  if (t == "LogSoftmax") {
+  if (t == "LogSoftmax" || t == "Softmax") {
+    const bool log = t == "LogSoftmax";
     int64_t axis = A_INT("axis", opset >= 13 ? -1 : 1);
-    if (opset < 13 && axis != -1) {
-      *why = "axis=" + std::to_string(axis) + " with opset " + std::to_string(opset) + " (2-D coercion semantics)";
-      return false;
+    if (opset < 13) {
+      lower_softmax_v1(nm, in[0], out[0], axis, log);
+      return true;
+    }
+    if (!log) {
+      emit(nm, "Softmax", in, out).set_attr("axis", std::to_string(axis));
+      return true;
     }
     std::string sm = tmp(out[0]);
     emit(nm, "Softmax", in, {sm}).set_attr("axis", std::to_string(axis));
     emit(nm + "_log", "UnaryOp", {sm}, out).set_attr("algorithm", "log");
+    return true;
+  }
+  if (t == "CumSum") {
+    auto& op = emit(nm, "CumSum", in, out);
+    op.set_attr("exclusive", std::to_string(A_INT("exclusive", 0)));
+    op.set_attr("reverse", std::to_string(A_INT("reverse", 0)));
     return true;
   }
   if (t == "Size") {
@@ -493,17 +517,6 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
       }
       emit(nm + "_bias", "BinaryAdd", {mm_out, c}, out);
     }
-    return true;
-  }
-  if (t == "Softmax") {
-    int64_t axis = A_INT("axis", opset >= 13 ? -1 : 1);
-    if (opset < 13 && axis != -1) {
-      // Opset < 13 coerces to 2-D at `axis`; equal to per-axis softmax only on the last axis.
-      *why = "axis=" + std::to_string(axis) + " with opset " + std::to_string(opset) +
-             " (2-D coercion semantics)";
-      return false;
-    }
-    emit(nm, "Softmax", in, out).set_attr("axis", std::to_string(axis));
     return true;
   }
   if (t == "LayerNormalization") {
@@ -649,6 +662,64 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   return false;
 }
 
+void Lowerer::lower_softmax_v1(const std::string& nm, const std::string& x, const std::string& y,
+                                int64_t axis, bool log) {
+  const int r = rank_of(x);
+  auto finish = [&](const std::string& src, const std::string& dst, const std::string& name) {
+    if (!log) {
+      emit(name, "Softmax", {src}, {dst}).set_attr("axis", "-1");
+      return;
+    }
+    std::string sm = tmp(dst);
+    emit(name, "Softmax", {src}, {sm}).set_attr("axis", "-1");
+    emit(name + "_log", "UnaryOp", {sm}, {dst}).set_attr("algorithm", "log");
+  };
+  if (axis == -1 || (r > 0 && (axis == r - 1 || axis == -1))) {
+    finish(x, y, nm);  // the last axis: one row per softmax either way
+    return;
+  }
+  NE_CHECK(r < 0 || (axis >= -r && axis < r), path, ": node '", nm, "' (",
+           log ? "LogSoftmax" : "Softmax", "): axis ", axis, " is out of range for rank ", r);
+  std::string flat = tmp(y), sm = tmp(y), shape = tmp(y);
+  emit(nm + "_coerce", "Flatten", {x}, {flat}).set_attr("axis", std::to_string(axis));
+  finish(flat, sm, nm);
+  emit(nm + "_shape", "Shape", {x}, {shape});
+  emit(nm + "_restore", "Reshape", {sm, shape}, {y}).set_attr("allowzero", "0");
+}
+
+// Ranks of the graph's tensors from ONNX's own shape inference (on a copy without the weights'
+// big weights' bytes): they decide how opset < 13 Softmax lowers. A model shape inference cannot handle just
+// leaves ranks unknown (the general lowering is then used).
+void Lowerer::infer_ranks() {
+  onnx::ModelProto copy;
+  copy.CopyFrom(mp);
+  for (auto& init : *copy.mutable_graph()->mutable_initializer()) {
+    int64_t n = 1;
+    for (auto d : init.dims()) n *= d;
+    if (n <= 64) continue;  // small constants may be shape data; weights are not
+    init.clear_raw_data();
+    init.clear_float_data();
+    init.clear_int32_data();
+    init.clear_int64_data();
+    init.clear_double_data();
+    init.clear_uint64_data();
+    init.clear_data_location();
+    init.clear_external_data();
+  }
+  try {
+    onnx::shape_inference::InferShapes(copy);
+  } catch (const std::exception&) {
+  }
+  auto take = [&](const onnx::ValueInfoProto& vi) {
+    if (vi.type().has_tensor_type() && vi.type().tensor_type().has_shape())
+      ranks[vi.name()] = vi.type().tensor_type().shape().dim_size();
+  };
+  for (auto& vi : copy.graph().value_info()) take(vi);
+  for (auto& vi : copy.graph().input()) take(vi);
+  for (auto& vi : copy.graph().output()) take(vi);
+  for (auto& init : copy.graph().initializer()) ranks[init.name()] = init.dims_size();
+}
+
 std::vector<const onnx::NodeProto*> topo_order(const onnx::GraphProto& g,
                                                const std::set<std::string>& available) {
   std::set<std::string> have = available;
@@ -683,6 +754,11 @@ void Lowerer::run() {
   NE_CHECK(opset > 0, path, ": the model imports no default-domain opset");
   m.name = g.name().empty() ? "model" : g.name();
   m.source = path;
+  for (auto& n : g.node())
+    if (n.op_type() == "Softmax" || n.op_type() == "LogSoftmax") {
+      if (opset < 13) infer_ranks();
+      break;
+    }
 
   // Weights: initializers, then bound inputs.
   std::set<std::string> available;

@@ -355,8 +355,71 @@ class ArgOp : public GenericOp {
   bool keepdims_ = true, last_ = false;
 };
 
+// ---------------------------------------------------------------- CumSum (ONNX opset 11/14)
+// y[.., i, ..] = sum of x[.., j, ..] over j <= i (j < i with exclusive; j >= i / j > i with
+// reverse) along the constant scalar `axis` input. fp32, int32, int64.
+class CumSumOp : public GenericOp {
+ public:
+  explicit CumSumOp(const OpInfo& i) : GenericOp(i) {
+    exclusive_ = i.attr_int("exclusive", 0) != 0;
+    reverse_ = i.attr_int("reverse", 0) != 0;
+  }
+
+  void reshape(const TensorList& in, const TensorList& out) override {
+    expect_inputs(in, 2, 2);
+    const DType t = in[0]->dtype;
+    if (t != DType::fp32 && t != DType::int32 && t != DType::s32 && t != DType::int64)
+      op_error("dtype ", dtype_name(t), " is not supported (fp32, int32, int64)");
+    if (in[0]->rank() == 0) op_error("input '", in[0]->name, "' must have rank >= 1");
+    if (in[1]->numel() != 1) op_error("axis input '", in[1]->name, "' must be a scalar, got ", shape_str(in[1]->shape));
+    axis_ = norm_axis(int64_t(scalar_value(in[1], "axis")), in[0]->rank());
+    out[0]->shape = in[0]->shape;
+    out[0]->dtype = t;
+  }
+
+  void forward(const TensorList& in, const TensorList& out) override {
+    const Shape& sh = in[0]->shape;
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < int(sh.size()); ++i) {
+      if (i < axis_) outer *= sh[i];
+      if (i > axis_) inner *= sh[i];
+    }
+    const int64_t D = sh[size_t(axis_)];
+    if (outer * inner * D == 0) return;
+    const bool excl = exclusive_, rev = reverse_;
+    dispatch_numeric(in[0]->dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* x = in[0]->ptr<T>();
+      T* y = out[0]->ptr<T>();
+#pragma omp parallel for schedule(static) if (outer * inner * D >= kParallelMin)
+      for (int64_t t = 0; t < outer * inner; ++t) {
+        const int64_t o = t / inner, i = t % inner;
+        const T* xp = x + o * D * inner + i;
+        T* yp = y + o * D * inner + i;
+        T acc = T(0);
+        for (int64_t k = 0; k < D; ++k) {
+          const int64_t d = rev ? D - 1 - k : k;
+          const T v = xp[d * inner];  // read before the write: x and y may alias
+          if (excl) {
+            yp[d * inner] = acc;
+            acc = T(acc + v);
+          } else {
+            acc = T(acc + v);
+            yp[d * inner] = acc;
+          }
+        }
+      }
+    });
+  }
+
+ private:
+  bool exclusive_ = false, reverse_ = false;
+  int axis_ = 0;
+};
+
 }  // namespace
 
+NE_REGISTER_OP("CumSum", CumSumOp);
 NE_REGISTER_OP("ReduceSum", ReduceOp<RKind::sum>);
 NE_REGISTER_OP("ReduceMean", ReduceOp<RKind::mean>);
 NE_REGISTER_OP("ReduceMax", ReduceOp<RKind::max>);

@@ -609,7 +609,8 @@ def group_workers():
     finally:
         rc = srv.stop()
     check(rc == 0, "SIGTERM -> exit 0")
-    # 3) kill -9 of one of two workers under load from 4 clients: every answer 200 and right, or
+    # 3) kill -9 of one of two workers under load from 4 clients: every answer 200 and right
+    # (within 1e-5 of the CLI: requests of several clients run batched), or
     # 500 naming the dead worker (at most the 4 requests of the batch it ran); afterwards both up.
     srv = Server(ir_args("tiny") + ["--instances", "2"], env_extra={"NE_SERVER_TEST_DELAY_MS": "50"}, name="workers2")
     try:
@@ -622,7 +623,10 @@ def group_workers():
                 st, rb, resp = srv.post("/v2/models/tiny/infer", body, hdr)
                 with lock:
                     if st == 200:
-                        good = np.array_equal(parse_response(rb, resp)[1]["last_hidden_state"], ref)
+                        # Batched with other clients' rows: within 1e-5 of the CLI on it alone (a
+                        # dense GEMM's blocking may depend on M), finite.
+                        y = parse_response(rb, resp)[1]["last_hidden_state"]
+                        good = bool(np.all(np.isfinite(y)) and np.allclose(y, ref, rtol=1e-5, atol=1e-5))
                         tally["ok" if good else "wrong"] += 1
                     elif st == 500 and b"died" in rb:
                         tally["500"] += 1
@@ -682,8 +686,9 @@ def group_drain():
     except subprocess.TimeoutExpired:
         srv.p.kill()
         rc = None
-    check(all(o and o[0] == 200 and np.array_equal(o[1], ref) for o in out),
-          "SIGTERM with 3 requests queued/in flight: all 3 answered 200, right (%s)" % [o[0] if o else None for o in out])
+    check(all(o and o[0] == 200 and np.all(np.isfinite(o[1])) and np.allclose(o[1], ref, rtol=1e-5, atol=1e-5)
+              for o in out),
+          "SIGTERM with 3 requests queued/in flight: all 3 answered 200, within 1e-5 of the CLI (%s)" % [o[0] if o else None for o in out])
     check(late in (503, "refused"), "a request after SIGTERM -> %s" % late)
     check(rc == 0, "exit status %s after %.1f s" % (rc, time.time() - t0))
     check(not srv.children(), "no worker left")
