@@ -732,6 +732,7 @@ def _topo_closure(graph, source):
     order, which torch writes topologically), and the nodes that consume that closure while
     also reading other data (the boundary, e.g. the Add onto attention scores)."""
     consts = {t.name for t in graph.initializer}
+    float_tables = {t.name for t in graph.initializer if t.data_type == 1 and len(t.dims) == 2}
     derived = {source}
     closure = []
     for n in graph.node:
@@ -740,6 +741,8 @@ def _topo_closure(graph, source):
         if n.op_type == "Constant":
             consts.update(n.output)
             continue
+        if n.op_type == "Gather" and n.input[0] in float_tables:
+            continue  # an embedding lookup ends the integer computation: it is a consumer
         if dyn and all(i in derived for i in dyn):
             closure.append(n)
             derived.update(n.output)
@@ -830,7 +833,7 @@ def parse_args(argv):
         ap.add_argument("--" + k, type=int)
     ap.add_argument("--num_labels", type=int, default=3, help="seq-cls / token-cls classes (default 3)")
     ap.add_argument("--mask_value", default="finfo", choices=("finfo", "-10000", "-inf"),
-                    help="finfo (modern); -10000 (BERT-likes, transformers < 4.21); -inf (DistilBERT < 4.22)")
+                    help="finfo (modern); -10000 (BERT-likes, transformers < 4.21); -inf (DistilBERT < 4.22; write --mask_value=-inf)")
     ap.add_argument("--prune", default="none", choices=PRUNE)
     ap.add_argument("--sparsity", type=float, default=0.9, help="fraction of blocks zeroed (default 0.9)")
     ap.add_argument("--batch", type=int, default=3)
