@@ -44,8 +44,11 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
   validate(m);
+  // QOperator forms (QLinearMatMul, MatMulInteger with zero points, com.microsoft QGemm /
+  // DynamicQuantizeMatMul / MatMulIntegerToFloat) -> s8 InnerProducts; then
   // QDQ / MatMulInteger forms -> s8 InnerProducts, Quantize / Dequantize (always: the raw
   // ONNX quantization ops are not IR operators).
+  pass::import_qop(m);
   pass::import_qdq(m, opt.fuse);
   if (opt.fuse) {
     for (int round = 0; round < 8; ++round) {

@@ -1,5 +1,6 @@
 // ONNX loading (protobuf, initializers, external data, Constant nodes) and 1:1 lowering.
 #include "compile/onnx_import.hpp"
+#include "compile/passes/passes.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -281,6 +282,7 @@ struct Lowerer {
   // (last axis) -> Reshape to the input's shape.
   void lower_softmax_v1(const std::string& nm, const std::string& x, const std::string& y,
                         int64_t axis, bool log);
+  void lower_qop_contrib(const onnx::NodeProto& n, const std::string& node_name);
   void run();
 };
 
@@ -318,7 +320,7 @@ const std::set<std::string>& simple_ops() {
       "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare", "ArgMax", "ArgMin",
       "Constant", "Sum",       "Max",       "Min",       "Mean",     "LogSoftmax", "Size",
       "CastLike", "ReduceL1",  "ReduceLogSum", "ReduceLogSumExp", "QuantizeLinear",
-      "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear", "CumSum"};
+      "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "CumSum"};
   return t;
 }
 
@@ -495,7 +497,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     if (a.count("axis")) op.set_attr("axis", std::to_string(A_INT("axis", 1)));
     return true;
   }
-  if (t == "MatMulInteger" || t == "DynamicQuantizeLinear") {
+  if (t == "MatMulInteger" || t == "DynamicQuantizeLinear" || t == "QLinearMatMul") {  // qop_import.cpp
     emit(nm, t, in, out);
     return true;
   }
@@ -660,6 +662,26 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   }
   *why = "";
   return false;
+}
+
+// com.microsoft QGemm / DynamicQuantizeMatMul / MatMulIntegerToFloat: lowered 1:1 (ONNX inputs,
+// attributes as strings) for pass::import_qop; an attribute it does not know is an error here.
+void Lowerer::lower_qop_contrib(const onnx::NodeProto& n, const std::string& node_name) {
+  const std::string& t = n.op_type();
+  const auto& allowed = pass::qop_contrib_ops().at(t);
+  for (auto& x : n.attribute()) {
+    NE_CHECK(allowed.count(x.name()), path, ": node '", node_name, "' (com.microsoft ", t, "): attribute '",
+             x.name(), "' is not supported");
+    bool is_float = x.name() == "alpha";
+    NE_CHECK(x.type() == (is_float ? onnx::AttributeProto::FLOAT : onnx::AttributeProto::INT), path, ": node '",
+             node_name, "' (com.microsoft ", t, "): attribute '", x.name(), "' must be ", is_float ? "a float" : "an int");
+  }
+  NE_CHECK(n.output_size() == 1 && !n.output(0).empty(), path, ": node '", node_name, "' (com.microsoft ", t,
+           "): expects one output");
+  std::vector<std::string> in(n.input().begin(), n.input().end());
+  auto& op = emit(n.name().empty() ? node_name : n.name(), t, in, {n.output(0)});
+  for (auto& x : n.attribute())
+    op.set_attr(x.name(), x.name() == "alpha" ? OpInfo::attr_str(x.f()) : std::to_string(x.i()));
 }
 
 std::vector<const onnx::NodeProto*> topo_order(const onnx::GraphProto& g,
@@ -885,6 +907,10 @@ void Lowerer::run() {
 
   for (auto* n : topo_order(g, available)) {
     const std::string node_name = n->name().empty() ? n->op_type() + "(" + (n->output_size() ? n->output(0) : "") + ")" : n->name();
+    if (n->domain() == "com.microsoft" && pass::qop_contrib_ops().count(n->op_type())) {
+      lower_qop_contrib(*n, node_name);  // QOperator int8 MatMuls: pass::import_qop
+      continue;
+    }
     if (!(n->domain().empty() || n->domain() == "ai.onnx")) {
       unsupported[n->domain() + "::" + n->op_type()].push_back(node_name);
       continue;

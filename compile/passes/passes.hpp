@@ -1,6 +1,10 @@
 // Graph passes over an ne::Model. Each returns the number of rewrites it made; each keeps the
 // model's outputs equal (tested by running the graph before and after it, tests/compile/).
 #pragma once
+#include <map>
+#include <set>
+#include <string>
+
 #include "common/ir.hpp"
 
 namespace ne {
@@ -32,6 +36,16 @@ int unfuse_attention_op(Model& m);
 int fold_unsqueeze(Model& m);
 // Embeddings: Gather(position_table, Slice(arange, 0, seq)) -> Slice of the table itself.
 int fuse_embeddings(Model& m);
+
+// QOperator-format int8 MatMuls (QLinearMatMul, MatMulInteger -> Cast -> Mul with any zero points,
+// com.microsoft QGemm / DynamicQuantizeMatMul / MatMulIntegerToFloat) with constant weights -> s8
+// InnerProducts (+ bias Add, + Quantize of a quantized output); QLinearMatMul of two activations
+// -> Dequantize / Matmul / Quantize. Run before import_qdq. See qop_import.cpp. Throws ne::Error
+// naming the node for forms it cannot express.
+int import_qop(Model& m);
+// The com.microsoft operators import_qop lowers, with the attributes each accepts (onnx_import
+// lowers them 1:1 under these type names and refuses any other attribute).
+const std::map<std::string, std::set<std::string>>& qop_contrib_ops();
 
 // ONNX quantization ops -> s8 InnerProducts (QDQ MatMul, MatMulInteger + DynamicQuantizeLinear;
 // only when `fuse`), folded constants, and per-tensor Quantize / Dequantize fake-quant pairs.

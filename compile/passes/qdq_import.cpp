@@ -220,9 +220,9 @@ int import_qdq(Model& m, bool fuse) {
   for (auto& op : m.ops) {
     if (op.type == "MatMulInteger" || op.type == "DynamicQuantizeLinear")
       fail(m.source, ": ", op.type, " node '", op.name,
-           "' is supported only in ONNX Runtime's dynamic-quantization pattern "
-           "(DynamicQuantizeLinear -> MatMulInteger with a constant s8 weight, zero weight zero "
-           "points -> Cast -> Mul by the scale product)",
+           "' is supported only in ONNX Runtime's quantization patterns "
+           "(DynamicQuantizeLinear or QuantizeLinear -> MatMulInteger with a constant u8 / s8 weight "
+           "-> Cast to float -> Mul by Mul(activation scale, weight scale); qop_import.cpp)",
            fuse ? "" : "; it needs fusion (not --no_fuse)");
     if (op.type != "Quantize" && op.type != "Dequantize") continue;
     if (op.inputs.size() == 1 && op.has_attr("scale")) continue;  // already IR form
