@@ -133,9 +133,15 @@ std::string MsOpLowerer::attention_mask(const std::string& mask_index, int rank,
   std::string keep = tmp_(base + "_keep");
   if (rank == 1) {
     // Valid lengths [B] (right padding): keep[b, s] = s < len[b].
-    std::string s_shape = tmp_(base + "_seq"), s = tmp_(base + "_seq_scalar");
-    emit_(base + "_seq", "Shape", {x}, {s_shape}).set_attr("start", "1");
-    m_.ops.back().set_attr("end", "2");
+    std::string s_shape, s = tmp_(base + "_seq_scalar");
+    auto known = seq_of_mask_.find(mask_index);
+    if (known != seq_of_mask_.end()) {
+      s_shape = known->second;
+    } else {
+      s_shape = tmp_(base + "_seq");
+      emit_(base + "_seq", "Shape", {x}, {s_shape}).set_attr("start", "1");
+      m_.ops.back().set_attr("end", "2");
+    }
     emit_(base + "_seq_scalar", "Squeeze", {s_shape}, {s}).set_attr("axes", "0");
     std::string pos = tmp_(base + "_pos");
     emit_(base + "_pos", "Range", {scalar(base + "_zero", DType::int64, 0), s, scalar(base + "_one", DType::int64, 1)},
@@ -301,14 +307,17 @@ bool MsOpLowerer::embed_layer_norm(const onnx::NodeProto& n, std::string* why) {
   std::string we = tmp_(nm + "/word");
   emit_(nm + "/word", "Gather", {word, ids}, {we}).set_attr("axis", "0");
   std::string pe = tmp_(nm + "/position");
+  std::string s;  // Shape(input_ids)[1:2]
+  if (pos_ids.empty() || !mask_index.empty()) {
+    s = tmp_(nm + "/seq");
+    emit_(nm + "/seq", "Shape", {ids}, {s}).set_attr("start", "1");
+    m_.ops.back().set_attr("end", "2");
+  }
   if (!pos_ids.empty()) {
     emit_(nm + "/position", "Gather", {pos, pos_ids}, {pe}).set_attr("axis", "0");
   } else {
     // Positions 0..S-1: the first S rows of the table (what fuse_embeddings makes of torch's
     // Gather(table, arange[:S])).
-    std::string s = tmp_(nm + "/seq");
-    emit_(nm + "/seq", "Shape", {ids}, {s}).set_attr("start", "1");
-    m_.ops.back().set_attr("end", "2");
     std::string zero = tmp_(nm + "/starts"), axes = tmp_(nm + "/axes");
     m_.add_weight(zero, DType::int64, {1}, std::vector<int64_t>{0});
     m_.add_weight(axes, DType::int64, {1}, std::vector<int64_t>{0});
@@ -345,6 +354,7 @@ bool MsOpLowerer::embed_layer_norm(const onnx::NodeProto& n, std::string* why) {
       c.set_attr("dtype", "int32");
     }
     ranks_[mask_index] = 1;
+    seq_of_mask_[mask_index] = s;
   }
   return true;
 }

@@ -51,6 +51,10 @@ class MsOpLowerer {
   std::map<std::string, const onnx::NodeProto*> producer_;
   std::map<std::string, int> ranks_;       // ranks of tensors written here
   std::map<std::string, std::string> masks_;  // (mask_index, filter) -> additive mask
+  // mask_index written by EmbedLayerNormalization -> its Shape(input_ids)[1:2] (the sequence
+  // length [1], int64): the Attention mask takes S from there, not from the encoder activations
+  // (an extra reader there would hide the layer from the --transpose pattern).
+  std::map<std::string, std::string> seq_of_mask_;
 };
 
 }  // namespace ne

@@ -81,6 +81,7 @@ TEST_P(MsVariant, MatchesOrtWithTheUnoptimizedFusedOps) {
   EXPECT_EQ(sum, 4);
   // Attention-side additions are computed once per model, not per layer.
   EXPECT_LE(count_of(m, "Where"), 1) << counts_str(m);
+  EXPECT_LE(count_of(m, "Shape"), 1) << counts_str(m);
   EXPECT_LE(count_of(m, "BinaryAdd"), count_of(base, "BinaryAdd")) << counts_str(m);
 }
 
@@ -121,6 +122,23 @@ TEST_P(MsVariant, UnfusedMatchesOrt) {  // the 1:1 lowering alone (no fusion pas
   ne::CompileOptions o;
   o.fuse = false;
   ne::Model m = ne::compile_onnx(fixture_dir(f) + "/model.onnx", o);
+  auto out = run_model(m, fixture_inputs(f));
+  ASSERT_TRUE(all_finite(out[0]));
+  EXPECT_LE(max_abs_diff(out[0], ref_of(f)), 1e-4) << f;
+}
+
+TEST_P(MsVariant, TransposedChainCoversEveryLayer) {
+  // --transpose recognises every layer of the lowered graph, as it does the unoptimized
+  // export's: all 12 InnerProducts feature-major, one chain (2 Reorders); outputs unchanged.
+  const std::string f = GetParam();
+  NE_REQUIRE_FIXTURE(f);
+  ne::CompileOptions o;
+  o.transpose = true;
+  ne::Model m = ne::compile_onnx(fixture_dir(f) + "/model.onnx", o);
+  int fm = 0;
+  for (auto& op : m.ops) fm += op.type == "InnerProduct" && op.attr("layout") == "feature_major";
+  EXPECT_EQ(fm, 12) << counts_str(m);
+  EXPECT_EQ(count_of(m, "Reorder"), 2) << counts_str(m);
   auto out = run_model(m, fixture_inputs(f));
   ASSERT_TRUE(all_finite(out[0]));
   EXPECT_LE(max_abs_diff(out[0], ref_of(f)), 1e-4) << f;
