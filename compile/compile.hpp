@@ -58,7 +58,8 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt = {})
 // Tile / ConstantOfShape shapes, Split sizes, Range). Bind them with CompileOptions.
 std::vector<std::string> onnx_shape_inputs(const std::string& onnx_path);
 
-// The ONNX op types the compiler lowers (for reports and the conformance runner).
+// The ONNX op types the compiler lowers (for reports and the conformance runner); com.microsoft
+// ops (compile/ms_import.cpp) as "com.microsoft::Type".
 std::vector<std::string> supported_onnx_ops();
 
 // Reads an ONNX TensorProto file (as in ONNX's test_data_set_*/input_*.pb): name and value.

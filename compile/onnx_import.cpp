@@ -1,5 +1,6 @@
 // ONNX loading (protobuf, initializers, external data, Constant nodes) and 1:1 lowering.
 #include "compile/onnx_import.hpp"
+#include "compile/ms_import.hpp"
 #include "compile/passes/passes.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
@@ -905,6 +906,10 @@ void Lowerer::run() {
   m.ops.push_back(input);
   op_names.insert("input_data");
 
+  // com.microsoft ops (ONNX Runtime's transformer optimizer): compile/ms_import.cpp.
+  MsOpLowerer ms(m, g, [this](const std::string& nm, const std::string& type, std::vector<std::string> in,
+                              std::vector<std::string> out) -> OpInfo& { return emit(nm, type, in, out); },
+                 [this](const std::string& base) { return tmp(base); });
   for (auto* n : topo_order(g, available)) {
     const std::string node_name = n->name().empty() ? n->op_type() + "(" + (n->output_size() ? n->output(0) : "") + ")" : n->name();
     if (n->domain() == "com.microsoft" && pass::qop_contrib_ops().count(n->op_type())) {
@@ -912,7 +917,9 @@ void Lowerer::run() {
       continue;
     }
     if (!(n->domain().empty() || n->domain() == "ai.onnx")) {
-      unsupported[n->domain() + "::" + n->op_type()].push_back(node_name);
+      std::string why;
+      if (MsOpLowerer::is_ms_domain(n->domain()) && ms.lower(*n, &why)) continue;
+      unsupported[n->domain() + "::" + n->op_type() + (why.empty() ? "" : " (" + why + ")")].push_back(node_name);
       continue;
     }
     const std::string& t = n->op_type();
@@ -953,6 +960,7 @@ std::vector<std::string> supported_onnx_ops() {
   std::set<std::string> s = simple_ops();
   for (auto& kv : binary_ops()) s.insert(kv.first);
   for (auto& kv : unary_ops()) s.insert(kv.first);
+  for (auto& t : MsOpLowerer::supported()) s.insert(t);
   return std::vector<std::string>(s.begin(), s.end());
 }
 
