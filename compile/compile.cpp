@@ -65,7 +65,9 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     pass::remove_dead_ops(m);
     for (int round = 0; round < 8; ++round) {
       int changed = pass::fuse_inner_product(m);
+      changed += pass::fuse_masked_attention(m);
       changed += pass::fuse_attention(m);
+      changed += pass::fold_shapes(m);
       changed += pass::remove_dead_ops(m);
       if (!changed) break;
     }

@@ -135,6 +135,12 @@ int Graph::rank_of(const std::string& t, int depth) {
       if (a >= 2 && b >= 2) r = std::max(a, b);
     } else if (ty == "Shape") {
       r = 1;
+    } else if (ty == "Where") {
+      r = 0;
+      for (auto& i : p->inputs) {
+        int ri = rank_of(i, depth + 1);
+        r = (r < 0 || ri < 0) ? -1 : std::max(r, ri);
+      }
     }
   }
   rank_cache_[t] = r;

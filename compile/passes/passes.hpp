@@ -28,6 +28,10 @@ int fuse_inner_product(Model& m);
 // Reorder into Matmul src perms, the scale into output_scale, the mask add, the Reorder after
 // it into dst_perm.
 int fuse_attention(Model& m);
+// DistilBERT-style attention into the form above: the query's pre-scale into output_scale,
+// masked_fill (Where(Expand(mask4), finfo.min, scores)) into an additive [B,1,1,S] mask, the
+// mask's Reshape off the layer input's Shape (masked_attention.cpp).
+int fuse_masked_attention(Model& m);
 // Matmul(Q, K[, mask]) -> Softmax(-1) -> Matmul(P, V) -> one Attention op (run last).
 int fuse_attention_op(Model& m);
 // The inverse (for passes that look for the three ops, e.g. slim on a compiled IR).

@@ -5,6 +5,8 @@
 // Reshape with `dst_shape` (0 = copy the input dim, one unknown -> -1), so it follows the run-time
 // batch and sequence. Other shape inputs (Slice ends, Expand, ...) that are consecutive dims of one
 // tensor become one Shape(start, end) op (computed at plan time by the executor).
+#include <utility>
+
 #include "compile/passes/graph.hpp"
 #include "compile/passes/passes.hpp"
 
@@ -124,6 +126,17 @@ bool resolve_any(Graph& g, const std::string& name, Value* out, int depth) {
     return resolve(g, p->inputs[0], out, depth + 1);
   }
   if (ty == "Identity") return resolve(g, p->inputs[0], out, depth + 1);
+  if (ty == "Reshape" && p->inputs.size() == 1 && p->has_attr("dst_shape")) {
+    // fold_unsqueeze's views: scalar -> [1] (an Unsqueeze) and [1] -> scalar (a Squeeze).
+    Value d;
+    if (!resolve(g, p->inputs[0], &d, depth + 1) || d.e.size() != 1) return false;
+    std::vector<int64_t> s = p->attr_ints("dst_shape");
+    if (s.size() == 1 && (s[0] == 1 || s[0] == -1)) d.scalar = false;
+    else if (s.empty() && p->attr("dst_shape").empty()) d.scalar = true;
+    else return false;
+    *out = d;
+    return true;
+  }
   if (ty == "Slice" && p->inputs.size() >= 3) {
     Value d;
     std::vector<int64_t> st, en, ax{0}, sp{1};
@@ -143,6 +156,80 @@ bool resolve_any(Graph& g, const std::string& name, Value* out, int depth) {
     return true;
   }
   return false;
+}
+
+// The tensor and dim that dim j of t provably equals, walking back through ops that keep that
+// dim: element-wise ops, token-major InnerProducts (all dims but the last), Reorders, Reshape
+// views copying the dim (dst_shape 0), Matmuls (batch dims from both operands when they agree,
+// the row dim from the first, the column dim from the second; a mask input is the product's
+// post-op). DistilBERT's head split / merge Reshapes take the batch from the layer input while
+// reshaping the projections: this lets them fold like BERT's.
+std::pair<std::string, int64_t> dim_root(Graph& g, std::string t, int64_t j, int depth = 0) {
+  for (; depth < 64; ++depth) {
+    OpInfo* p = g.prod(t);
+    if (!p || p->inputs.empty() || j < 0) break;
+    const std::string& ty = p->type;
+    if (ty == "LayerNorm" || ty == "Cast" || ty == "UnaryOp" || ty == "Gelu" || ty == "Softmax" ||
+        ty == "Identity" || ty == "Clip") {
+      if (ty == "LayerNorm" && p->has_attr("transpose_mode")) break;
+      t = p->inputs[0];
+    } else if (ty == "InnerProduct") {
+      if (p->attr("layout", "token_major") != "token_major" || p->has_attr("src1_perm")) break;
+      const int r = g.rank_of(p->inputs[0]);
+      if (r < 2 || j >= r - 1) break;
+      t = p->inputs[0];
+    } else if (ty == "Reorder") {
+      std::vector<int64_t> perm = p->attr_ints("perm");
+      if (j >= int64_t(perm.size())) break;
+      j = perm.at(size_t(j));
+      t = p->inputs[0];
+    } else if (ty == "Reshape" && p->inputs.size() == 1 && p->has_attr("dst_shape")) {
+      std::vector<int64_t> d = p->attr_ints("dst_shape");
+      if (j >= int64_t(d.size()) || d.at(size_t(j)) != 0 || p->attr_int("allowzero", 0)) break;
+      t = p->inputs[0];
+    } else if (ty == "BinaryAdd" || ty == "BinaryOp") {
+      if (p->inputs.size() != 2) break;
+      const int r = g.rank_of(p->outputs[0]);
+      const int ra = g.rank_of(p->inputs[0]), rb = g.rank_of(p->inputs[1]);
+      if (r < 0 || ra != r || j >= r) break;
+      if (g.is_const(p->inputs[1])) {  // a constant operand of rank <= r broadcasting as 1
+        const TensorInfo* c = g.m.find(p->inputs[1]);
+        const int64_t jc = j - (r - int64_t(c->shape.size()));
+        if (jc >= 0 && c->shape.at(size_t(jc)) != 1) break;
+        t = p->inputs[0];
+        continue;
+      }
+      if (rb != r) break;
+      auto a = dim_root(g, p->inputs[0], j, depth + 1), b = dim_root(g, p->inputs[1], j, depth + 1);
+      if (a != b) break;
+      return a;
+    } else if (ty == "Matmul") {
+      const int r = g.rank_of(p->inputs[0]);
+      if (r < 2 || g.rank_of(p->inputs[1]) != r || j >= r) break;
+      auto perm = [&](const char* k) {
+        std::vector<int64_t> v = p->attr_ints(k);
+        if (v.empty())
+          for (int i = 0; i < r; ++i) v.push_back(i);
+        return v;
+      };
+      std::vector<int64_t> pd = perm("dst_perm"), p0 = perm("src0_perm"), p1 = perm("src1_perm");
+      if (int(pd.size()) != r || int(p0.size()) != r || int(p1.size()) != r) break;
+      const int64_t jp = pd.at(size_t(j));
+      if (jp == r - 2) {
+        t = p->inputs[0], j = p0.at(size_t(jp));
+      } else if (jp == r - 1) {
+        t = p->inputs[1], j = p1.at(size_t(jp));
+      } else {
+        auto a = dim_root(g, p->inputs[0], p0.at(size_t(jp)), depth + 1);
+        auto b = dim_root(g, p->inputs[1], p1.at(size_t(jp)), depth + 1);
+        if (a != b) break;
+        return a;
+      }
+    } else {
+      break;
+    }
+  }
+  return {t, j};
 }
 
 }  // namespace
@@ -165,7 +252,8 @@ int fold_shapes(Model& m) {
         if (e.v == -1) has_infer = true;
         if (e.v == 0 && allowzero) {}  // literal zero: kept
         dst.push_back(e.v);
-      } else if (e.t == op.inputs[0] && e.idx == int64_t(i) && !allowzero) {
+      } else if (!allowzero && ((e.t == op.inputs[0] && e.idx == int64_t(i)) ||
+                                dim_root(g, e.t, e.idx) == dim_root(g, op.inputs[0], int64_t(i)))) {
         dst.push_back(0);
       } else {
         dst.push_back(-1);
