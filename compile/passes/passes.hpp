@@ -16,6 +16,9 @@ int fold_constants(Model& m, size_t max_bytes = size_t(64) << 20);
 // Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains become Reshape `dst_shape` (0 = copy
 // the input dim, -1 = infer); other shape values made of one tensor's dims become Shape(start,end).
 int fold_shapes(Model& m);
+// Pure cheap ops (Reshape, Where, BinaryOp, Shape, ...) equal to an earlier one in type, inputs
+// and attributes: their readers read the earlier op's outputs (cse.cpp; remove_dead_ops drops them).
+int eliminate_common_subexpressions(Model& m);
 // Removes operators whose outputs nobody reads, Identity ops, and weights nobody uses.
 int remove_dead_ops(Model& m);
 // ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add -> LayerNorm.
