@@ -228,6 +228,10 @@ struct Lowerer {
   std::map<std::string, std::vector<std::string>> unsupported;  // "Type (why)" -> node names
   std::map<std::string, int> ranks;  // tensor ranks known from ONNX shape inference
   int tmp_counter = 0;
+  // Identity of a weight (torch's reads of a shared parameter: ALBERT's one layer used by every
+  // layer) -> its readers read the weight itself, so it is stored once (not folded into copies).
+  std::map<std::string, std::string> weight_alias;
+  std::set<std::string> graph_outputs;
 
   Lowerer(const onnx::ModelProto& mp_, const std::string& p, const CompileOptions& o)
       : mp(mp_), path(p), dir(dir_of(p)), opt(o) {}
@@ -242,8 +246,19 @@ struct Lowerer {
   }
   std::string tmp(const std::string& base) { return base + "__ne" + std::to_string(tmp_counter++); }
 
+  const std::string& resolve(const std::string& t) const {
+    auto it = weight_alias.find(t);
+    return it == weight_alias.end() ? t : it->second;
+  }
+  // Identity (or inference Dropout) of in -> out: an alias when `in` is a weight.
+  void identity(const std::string& nm, const std::string& in, const std::string& out) {
+    if (m.is_weight(in) && !graph_outputs.count(out)) weight_alias[out] = resolve(in);
+    else emit(nm, "Identity", {in}, {out});
+  }
+
   OpInfo& emit(const std::string& name, const std::string& type, std::vector<std::string> in,
                std::vector<std::string> out) {
+    for (auto& i : in) i = resolve(i);
     while (!in.empty() && in.back().empty()) in.pop_back();  // trailing optional inputs
     OpInfo op;
     op.name = unique_op_name(name, type);
@@ -329,6 +344,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   auto a = attrs_of(n);
   const std::string& t = n.op_type();
   std::vector<std::string> in(n.input().begin(), n.input().end());
+  for (auto& i : in) i = resolve(i);
   std::vector<std::string> out(n.output().begin(), n.output().end());
   const std::string& nm = n.name();
   // Arity and attribute types against ONNX's own schema for this opset, before any in[k]/out[k].
@@ -539,7 +555,11 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     if (a.count("max")) op.set_attr("max", OpInfo::attr_str(A_FLOAT("max", 0)));
     return true;
   }
-  if (t == "Where" || t == "Expand" || t == "Tile" || t == "Identity" || t == "Range") {
+  if (t == "Identity") {
+    identity(nm, in[0], out[0]);
+    return true;
+  }
+  if (t == "Where" || t == "Expand" || t == "Tile" || t == "Range") {
     emit(nm, t, in, out);
     return true;
   }
@@ -552,7 +572,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
         return false;
       }
     }
-    emit(nm, "Identity", {in[0]}, out);
+    identity(nm, in[0], out[0]);
     return true;
   }
   if (t == "Cast") {
@@ -866,6 +886,7 @@ void Lowerer::run() {
   NE_CHECK(opset > 0, path, ": the model imports no default-domain opset");
   m.name = g.name().empty() ? "model" : g.name();
   m.source = path;
+  for (auto& o : g.output()) graph_outputs.insert(o.name());
   for (auto& n : g.node())
     if (n.op_type() == "Softmax" || n.op_type() == "LogSoftmax") {
       if (opset < 13) infer_ranks();

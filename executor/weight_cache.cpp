@@ -13,6 +13,7 @@
 #include <cstring>
 #include <cstdint>
 #include <mutex>
+#include <map>
 #include <set>
 
 #include "common/error.hpp"
@@ -37,6 +38,18 @@ struct Header {
 std::mutex g_mu;
 std::atomic<size_t> g_private_bytes{0};
 std::set<std::string> g_paths;
+// Without WEIGHT_SHARING: the private buffers alive in this process, by key, so operators reading
+// one weight (ALBERT's shared layer: one weight, every layer) hold one packed copy.
+std::map<std::string, std::weak_ptr<const PackedBuffer>> g_private;
+
+std::shared_ptr<const PackedBuffer> live_private(const std::string& key, size_t size) {
+  std::lock_guard<std::mutex> g(g_mu);
+  auto it = g_private.find(key);
+  if (it == g_private.end()) return nullptr;
+  auto b = it->second.lock();
+  if (!b) g_private.erase(it);
+  return b && (size == SIZE_MAX || b->size() == size) ? b : nullptr;
+}
 
 class PrivateBuffer : public PackedBuffer {
  public:
@@ -160,8 +173,11 @@ std::string weight_cache_dir() {
 std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t size,
                                                const std::function<void(uint8_t*)>& build) {
   if (!weight_sharing_enabled()) {
+    if (auto live = live_private(key, size)) return live;
     auto b = std::make_shared<PrivateBuffer>(size);
     build(b->mut());
+    std::lock_guard<std::mutex> g(g_mu);
+    g_private[key] = b;
     return b;
   }
   std::string dir = weight_cache_dir();
@@ -223,7 +239,7 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
 }
 
 std::shared_ptr<const PackedBuffer> find_packed(const std::string& key) {
-  if (!weight_sharing_enabled()) return nullptr;
+  if (!weight_sharing_enabled()) return live_private(key, SIZE_MAX);
   std::string path = weight_cache_dir() + "/" + hex64(hash_bytes(key.data(), key.size())) + ".pack";
   const char* v = std::getenv("NE_CACHE_VERIFY");
   auto b = try_map(path, key, SIZE_MAX, !(v && std::string(v) == "0"));

@@ -6,7 +6,9 @@
 // private temp file (name carries its pid), then publishes it with an atomic rename: a process
 // killed while packing leaves only a temp file, which later starts ignore and remove. Each file
 // carries a header (magic, version, key, payload size, checksum); a stale or corrupt file is
-// detected and rebuilt. Without WEIGHT_SHARING the buffer is private, aligned memory.
+// detected and rebuilt. Without WEIGHT_SHARING the buffer is private, aligned memory, shared
+// within the process by key while any reader holds it (one weight read by several operators,
+// e.g. ALBERT's shared layer, is packed once).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -43,7 +45,7 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
                                                const std::function<void(uint8_t*)>& build);
 
 // The cached buffer for `key` if one was already published (any size), else nullptr. Without
-// WEIGHT_SHARING always nullptr.
+// WEIGHT_SHARING: the private buffer of that key still alive in this process, else nullptr.
 std::shared_ptr<const PackedBuffer> find_packed(const std::string& key);
 
 // Bytes of packed weights held in private memory by this process (no WEIGHT_SHARING, or an

@@ -27,6 +27,8 @@ int fold_constants(Model& m, size_t max_bytes) {
   for (size_t k = 0; k < m.ops.size(); ++k) {
     const OpInfo& op = m.ops[k];
     if (!foldable(m, op)) continue;
+    // Identity of a weight: remove_dead_ops() points its readers at the weight (one copy).
+    if (op.type == "Identity" && op.outputs.size() == 1 && !graph_outputs.count(op.outputs[0])) continue;
     Model sub;
     sub.name = "fold_" + op.name;
     sub.source = m.source + " (constant folding of '" + op.name + "')";
