@@ -68,6 +68,7 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
       changed += pass::fuse_masked_attention(m);
       changed += pass::fuse_attention(m);
       changed += pass::fold_shapes(m);
+      changed += pass::fold_uniform_token_types(m);
       changed += pass::eliminate_common_subexpressions(m);
       changed += pass::remove_dead_ops(m);
       if (!changed) break;

@@ -23,6 +23,15 @@ int eliminate_common_subexpressions(Model& m) {
            size_t>
       seen;
   std::map<std::string, std::string> rename;
+  // Small constants (<= 64 bytes) by value: two layers' copies of one fill value or shape are
+  // the same input for the comparison (the op keeps reading its own).
+  std::map<std::tuple<int, Shape, std::string>, std::string> by_value;
+  auto canonical = [&](const std::string& t) -> std::string {
+    const TensorInfo* w = m.find(t);
+    if (!w || !w->is_weight || !w->data || w->nbytes > 64) return t;
+    auto key = std::make_tuple(int(w->dtype), w->shape, std::string(reinterpret_cast<const char*>(w->data), w->nbytes));
+    return by_value.emplace(key, t).first->second;
+  };
   int n = 0;
   for (size_t k = 0; k < m.ops.size(); ++k) {
     OpInfo& op = m.ops[k];
@@ -31,10 +40,12 @@ int eliminate_common_subexpressions(Model& m) {
       if (r != rename.end()) i = r->second;
     }
     if (!pure.count(op.type) || op.outputs.empty()) continue;
+    std::vector<std::string> ins;
+    for (auto& i : op.inputs) ins.push_back(canonical(i));
     bool output = false;
     for (auto& o : op.outputs) output |= g.is_output(o);
     if (output) continue;
-    auto key = std::make_tuple(op.type, op.inputs, op.attrs, op.outputs.size());
+    auto key = std::make_tuple(op.type, ins, op.attrs, op.outputs.size());
     auto it = seen.find(key);
     if (it == seen.end()) {
       seen[key] = k;

@@ -110,7 +110,7 @@ int Graph::rank_of(const std::string& t, int depth) {
   } else if (p && depth < 64) {
     const std::string& ty = p->type;
     if (ty == "Cast" || ty == "UnaryOp" || ty == "Gelu" || ty == "Softmax" || ty == "LayerNorm" ||
-        ty == "Identity" || ty == "Clip" || ty == "Slice" || ty == "Reorder") {
+        ty == "Identity" || ty == "Clip" || ty == "Slice" || ty == "Reorder" || ty == "CumSum") {
       r = rank_of(p->inputs[0], depth + 1);
     } else if (ty == "Unsqueeze" || ty == "Squeeze") {
       std::vector<int64_t> axes = p->attr_ints("axes");

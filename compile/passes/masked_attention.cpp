@@ -7,7 +7,7 @@
 //
 //  2. masked_fill with a constant:
 //       Where(Cast<bool>?(Expand(m, Shape(scores))), fill, scores)      fill a scalar <= -1e30 (finfo.min, -inf)
-//     -> BinaryAdd(scores, Where(m, fill, 0))
+//     -> BinaryAdd(scores, Cast<fp32>(m) * fill)   (fill = -inf: Where(m, -inf, 0))
 //     m is the [B,1,1,S] boolean mask (mask == 0 reshaped). After the softmax both forms give the
 //     same probabilities: a masked score is fill (or fill + score, which rounds to fill in fp32
 //     for |score| < 1e22 when |fill| >= 1e30, and stays -inf for fill = -inf; so even a row whose
@@ -112,21 +112,41 @@ int fuse_masked_attention(Model& m) {
     for (OpInfo* c : g.consumers(scores))
       if (c != w && !(c->type == "Shape" && !c->has_attr("start"))) others = true;
     if (others) continue;
-    std::string zero = g.add_const(w->outputs[0] + "_zero", DType::fp32, {}, std::vector<float>{0.f});
+    // The additive mask: Cast(m4) * fill as BERT's (finite fill: 0 * fill = 0 where kept), or
+    // Where(m4, -inf, 0) for fill = -inf (0 * -inf would be NaN).
+    std::vector<OpInfo> mask_ops;
     std::string add_mask = g.new_name(w->outputs[0] + "_additive");
-    OpInfo mask_op;
-    mask_op.name = g.new_op_name(w->name + "_additive_mask");
-    mask_op.type = "Where";
-    mask_op.inputs = {cond, w->inputs[1], zero};
-    mask_op.outputs = {add_mask};
+    if (std::isfinite(fill)) {
+      OpInfo cast;
+      cast.name = g.new_op_name(w->name + "_mask_cast");
+      cast.type = "Cast";
+      cast.inputs = {cond};
+      cast.outputs = {g.new_name(w->outputs[0] + "_mask_f32")};
+      cast.set_attr("to", "fp32");
+      OpInfo mul;
+      mul.name = g.new_op_name(w->name + "_additive_mask");
+      mul.type = "BinaryOp";
+      mul.inputs = {cast.outputs[0], w->inputs[1]};
+      mul.outputs = {add_mask};
+      mul.set_attr("algorithm", "mul");
+      mask_ops = {cast, mul};
+    } else {
+      std::string zero = g.add_const(w->outputs[0] + "_zero", DType::fp32, {}, std::vector<float>{0.f});
+      OpInfo where;
+      where.name = g.new_op_name(w->name + "_additive_mask");
+      where.type = "Where";
+      where.inputs = {cond, w->inputs[1], zero};
+      where.outputs = {add_mask};
+      mask_ops = {where};
+    }
     OpInfo add;
     add.name = w->name;
     add.type = "BinaryAdd";
     add.inputs = {scores, add_mask};
     add.outputs = w->outputs;
     m.ops[k] = add;
-    m.ops.insert(m.ops.begin() + long(k), mask_op);
-    ++k;
+    m.ops.insert(m.ops.begin() + long(k), mask_ops.begin(), mask_ops.end());
+    k += mask_ops.size();
     ++n;
     g.rebuild();
   }

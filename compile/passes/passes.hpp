@@ -35,6 +35,9 @@ int fuse_attention(Model& m);
 // masked_fill (Where(Expand(mask4), finfo.min, scores)) into an additive [B,1,1,S] mask, the
 // mask's Reshape off the layer input's Shape (masked_attention.cpp).
 int fuse_masked_attention(Model& m);
+// Add(Gather(word, T), Gather(types, Expand(uniform c, Shape(T)))) -> Add(.., types[c]) (RoBERTa's
+// token types from the zero buffer; token_type_fold.cpp).
+int fold_uniform_token_types(Model& m);
 // Matmul(Q, K[, mask]) -> Softmax(-1) -> Matmul(P, V) -> one Attention op (run last).
 int fuse_attention_op(Model& m);
 // The inverse (for passes that look for the three ops, e.g. slim on a compiled IR).

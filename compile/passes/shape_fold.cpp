@@ -120,6 +120,33 @@ bool resolve_any(Graph& g, const std::string& name, Value* out, int depth) {
     }
     return true;
   }
+  if (ty == "Reshape" && p->inputs.size() == 2) {  // a 1-D value reshaped to [-1] / [n]: itself
+    Value d;
+    std::vector<int64_t> sh;
+    if (!g.const_ints(p->inputs[1], &sh) || sh.size() != 1) return false;
+    if (!resolve(g, p->inputs[0], &d, depth + 1) || d.scalar) return false;
+    if (sh[0] != -1 && sh[0] != int64_t(d.e.size())) return false;
+    *out = d;
+    return true;
+  }
+  if (ty == "Where" && p->inputs.size() == 3) {
+    // torch's expand(): Where(Equal(s, ConstantOfShape(Shape(s)) * -1), ones, s) replaces -1
+    // entries of s by 1; a shape made of dims and non-negative constants has none: s itself.
+    Value d;
+    if (!resolve(g, p->inputs[2], &d, depth + 1) || d.scalar) return false;
+    for (auto& e : d.e)
+      if (e.is_const && e.v < 0) return false;
+    OpInfo* eq = g.prod(p->inputs[0]);
+    if (!is_binary(eq, "equal") || eq->inputs[0] != p->inputs[2]) return false;
+    OpInfo* mul = g.prod(eq->inputs[1]);
+    double c;
+    std::string v;
+    if (!is_binary(mul, "mul") || !split_const(g, mul, &v, &c) || c != -1) return false;
+    OpInfo* cos = g.prod(v, "ConstantOfShape");
+    if (!cos || cos->attr_float("value", 0) != 1) return false;
+    *out = d;
+    return true;
+  }
   if (ty == "Cast") {
     std::string to = p->attr("to");
     if (to != "int64" && to != "int32") return false;
