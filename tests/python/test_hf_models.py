@@ -34,6 +34,8 @@ Across models:
   >= 85% 1x4-sparse, 6 per layer) take the block-sparse kernels (`bsgemm*`) on AVX-512 CPUs; below
   AVX-512 only the scalar reference sparse kernel exists, so they run dense (`onednn*`) and say
   "scalar reference" -- each CPU tests its own branch.
+  --transpose: each family's qa export (opset 11) becomes one feature-major chain (every encoder
+  InnerProduct feature-major, 2 Reorders), outputs within 1e-4 of torch.
 """
 import collections
 import json
@@ -273,3 +275,24 @@ def test_pruned_takes_sparse_kernels(ne, matrix, ir_root, family):
     else:
         bad = {n: kr for n, kr in got.items() if not (kr[0].startswith("onednn") and "scalar reference" in kr[1])}
         assert not bad, f"{name} on {isa}: expected dense (onednn) saying 'scalar reference': {bad}"
+
+
+# ----------------------------------------------------------------------------- transposed mode
+@pytest.mark.parametrize("family", FAMILIES)
+def test_transpose_accepted(ne, matrix, tmp_path, family):
+    """--transpose (feature-major encoder chains) turns every family's encoder into one chain: every
+    layer's InnerProducts run feature-major, with 2 Reorders around the chain; outputs stay within
+    1e-4 of torch (head qa, opset 11: DistilBERT's Shape readers of the layer input folded first)."""
+    m = Model(matrix, f"{family}_qa_o11")
+    g = ne.compile(m.onnx, precision="fp32", transpose=True)
+    ir = str(tmp_path / "ir")
+    g.save(ir)
+    conf = yaml.safe_load(open(os.path.join(ir, "conf.yaml")))["model"]["operator"]
+    ips = [op for op in conf.values() if op["type"] == "InnerProduct"]
+    fm = [op for op in ips if (op.get("attr") or {}).get("layout") == "feature_major"]
+    reorders = sum(1 for op in conf.values() if op["type"] == "Reorder")
+    assert len(fm) == 6 * m.config["layers"] and reorders == 2, (
+        f"{family}: {len(fm)} of {len(ips)} InnerProducts feature-major, {reorders} Reorders")
+    out = g.inference(m.inputs)
+    for k, ref in m.refs.items():
+        assert np.isfinite(out[k]).all() and np.max(np.abs(out[k].astype(np.float64) - ref)) <= FP32_TOL, k
