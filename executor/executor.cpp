@@ -1,5 +1,7 @@
 #include "executor/executor.hpp"
 
+#include "executor/op_attrs.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -101,12 +103,29 @@ struct Executor::Impl {
     return create_op(op);
   }
 
+  // Runs an operator's constructor or init(): its errors name the op and what is wrong; this adds
+  // the file (the IR's conf.yaml, the ONNX model compiled) when the message does not start with it.
+  template <class F>
+  void with_source(F&& f) {
+    try {
+      f();
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      if (model.source.empty() || msg.rfind(model.source, 0) == 0) throw;
+      throw Error(model.source + ": " + msg);
+    }
+  }
+
   void build() {
     validate(model);
-    // Unknown op types: one message listing all of them.
+    // Unknown op types: one message listing all of them. Nothing is constructed before the
+    // attribute check below, so an operator's own checks never run on attributes it does not know.
     std::map<std::string, std::vector<std::string>> unknown;
+    const auto types = registered_op_types();
     for (auto& op : model.ops)
-      if (op.type != "Input" && op.type != "Output" && !make_op(op)) unknown[op.type].push_back(op.name);
+      if (!std::binary_search(types.begin(), types.end(), op.type)) unknown[op.type].push_back(op.name);
     if (!unknown.empty()) {
       std::string msg = model.source + ": unknown operator type(s): ";
       bool first = true;
@@ -119,6 +138,10 @@ struct Executor::Impl {
       }
       fail(msg);
     }
+    // Every attribute of every op is one its type declares, with a value it can honour
+    // (executor/op_attrs.cpp); then the Neural Engine's InnerProduct src1_perm is lowered.
+    check_model_attrs(model);
+    lower_inner_product_src1_perm(model);
     for (auto& kv : model.tensors) {
       const TensorInfo& ti = kv.second;
       if (!ti.is_weight) continue;
@@ -145,7 +168,7 @@ struct Executor::Impl {
       // Operators index their outputs from 0 without checking: a model must give one.
       NE_CHECK(!op.outputs.empty(), model.source, ": operator '", op.name, "' (", op.type, ") has no outputs");
       Node nd;
-      nd.op = make_op(op);
+      with_source([&] { nd.op = make_op(op); });
       nd.op->set_config(opt.op);
       for (auto& n : op.inputs) nd.in.push_back(n.empty() ? -1 : tensor_id(n));
       for (auto& n : op.outputs) nd.out.push_back(tensor_id(n));
@@ -171,7 +194,7 @@ struct Executor::Impl {
         tmp.push_back(base[i]);
         in.push_back(&tmp.back());
       }
-      nd.op->init(in);
+      with_source([&] { nd.op->init(in); });
       nd.prof.kernel = nd.op->kernel();
       nd.prof.reason = nd.op->reason();
     }

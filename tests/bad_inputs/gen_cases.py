@@ -168,7 +168,30 @@ ir("ip_bias_n", sub("fc_b: {dtype: fp32, shape: [3], location: [64, 12]}",
                     "fc_b: {dtype: fp32, shape: [2], location: [64, 8]}"),
    "operator 'fc' (InnerProduct): bias 'fc_b' [2] does not match N = 3")
 ir("ip_append_op", sub("output: {h: {}}\n", "output: {h: {}}\n      attr: {append_op: frobnicate}\n"),
-   "operator 'fc' (InnerProduct): unknown append_op 'frobnicate'")
+   "ip_append_op.yaml: operator 'fc' (InnerProduct): unknown append_op 'frobnicate'")
+# Every operator declares its attributes (executor/op_attrs.cpp): an attribute it does not read, or a value it
+# cannot honour, is an error naming the file, the operator and the attribute -- never ignored.
+IP_ATTR = "output: {h: {}}\n      attr: {%s}\n"
+ir("attr_ip_unknown", sub("output: {h: {}}\n", IP_ATTR % "append_op: relu, src_scle: 0.5"),
+   "attr_ip_unknown.yaml: operator 'fc' (InnerProduct): unknown attribute 'src_scle'")
+ir("attr_ip_append_op_foo", sub("output: {h: {}}\n", IP_ATTR % "append_op: foo"),
+   "attr_ip_append_op_foo.yaml: operator 'fc' (InnerProduct): unknown append_op 'foo'")
+ir("attr_ip_src1_perm", sub("output: {h: {}}\n", IP_ATTR % "src1_perm: '2,0'"),
+   "attr_ip_src1_perm.yaml: operator 'fc' (InnerProduct): attribute src1_perm='2,0' is not supported")
+ir("attr_ip_output_dtype", sub("output: {h: {}}\n", IP_ATTR % "output_dtype: s8"),
+   "attr_ip_output_dtype.yaml: operator 'fc' (InnerProduct): attribute output_dtype='s8' is not supported")
+ir("attr_ip_int8_attr_on_fp32", sub("output: {h: {}}\n", IP_ATTR % "src_scale: 0.5"),
+   "attr_ip_int8_attr_on_fp32.yaml: operator 'fc' (InnerProduct): unknown attribute 'src_scale'",
+   comment="an int8 attribute on an fp32 weight's InnerProduct would be ignored: refused")
+ir("attr_layernorm_epsilon", sub("type: Softmax\n      input: {h: {}}\n      output: {y: {}}\n      attr: {axis: -1}",
+                                 "type: LayerNorm\n      input: {h: {}, fc_b: {}}\n      output: {y: {}}\n"
+                                 "      attr: {epsilon: abc}"),
+   "attr_layernorm_epsilon.yaml: operator 'sm' (LayerNorm): attribute epsilon='abc' is not a number")
+ir("attr_reorder_perm", sub("type: Softmax\n      input: {h: {}}\n      output: {y: {}}\n      attr: {axis: -1}",
+                            "type: Reorder\n      input: {h: {}}\n      output: {y: {}}\n      attr: {perm: '0,0'}"),
+   "attr_reorder_perm.yaml: operator 'sm' (Reorder): attribute perm='0,0' is not a permutation")
+ir("attr_softmax_unknown", sub("attr: {axis: -1}", "attr: {axis: -1, transpose_mode: '1,0'}"),
+   "attr_softmax_unknown.yaml: operator 'sm' (Softmax): unknown attribute 'transpose_mode'")
 ir("ip_weight_rank", sub("fc_w: {dtype: fp32, shape: [4, 3], location: [0, 48]}",
                          "fc_w: {dtype: fp32, shape: [12], location: [0, 48]}"),
    "operator 'fc' (InnerProduct): weight 'fc_w' must be 2-D")

@@ -408,6 +408,13 @@ TEST(BadInputsCli, ExitOneWithAnErrorLine) {
        "Fortran-order"},
       {"--config " + kDir + "/ir/small.yaml --weight " + kDir + "/ir/small.bin --input x=" + kData +
            "/hand_ir/input_ids.npy", "input 'x': dtype int32 given, the model expects fp32"},
+      // attributes: the file, the operator and the attribute in one line
+      {"--config " + kDir + "/ir/attr_ip_unknown.yaml --weight " + kDir + "/ir/small.bin",
+       "attr_ip_unknown.yaml: operator 'fc' (InnerProduct): unknown attribute 'src_scle'"},
+      {"--config " + kDir + "/ir/attr_ip_append_op_foo.yaml --weight " + kDir + "/ir/small.bin",
+       "attr_ip_append_op_foo.yaml: operator 'fc' (InnerProduct): unknown append_op 'foo'"},
+      {"--config " + kDir + "/ir/attr_layernorm_epsilon.yaml --weight " + kDir + "/ir/small.bin",
+       "attr_layernorm_epsilon.yaml: operator 'sm' (LayerNorm): attribute epsilon='abc' is not a number"},
   };
 #ifdef NE_HAVE_COMPILE
   cs.push_back({"--model " + kDir + "/onnx/ext_dotdot.onnx", "leaves the model's directory"});
@@ -421,6 +428,7 @@ TEST(BadInputsCli, ExitOneWithAnErrorLine) {
     ASSERT_NE(e, std::string::npos) << c.args << "\n" << out;
     EXPECT_TRUE(e == 0 || out[e - 1] == '\n') << "error: must start a line\n" << out;
     EXPECT_NE(out.find(c.expect, e), std::string::npos) << c.args << "\n" << out;
+    EXPECT_EQ(out.find("error: ", e + 1), std::string::npos) << "exactly one error: line\n" << out;
   }
 }
 

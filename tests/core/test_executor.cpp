@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "executor/executor.hpp"
+#include "executor/op_attrs.hpp"
 
 namespace {
 
@@ -69,6 +70,11 @@ class TScaleByShape : public ne::Operator {
   }
 };
 NE_REGISTER_OP("T_AddConst", TAddConst);
+static const bool t_add_const_attrs = ne::declare_op_attrs({"T_AddConst", {{"c", ne::AttrKind::number}}});
+static const bool t_no_attrs = [] {
+  for (const char* t : {"T_AddInplace", "T_View", "T_Shape", "T_ScaleByShape"}) ne::declare_op_attrs({t, {}});
+  return true;
+}();
 NE_REGISTER_OP("T_AddInplace", TAddInplace);
 NE_REGISTER_OP("T_View", TView);
 NE_REGISTER_OP("T_Shape", TShape);
