@@ -84,6 +84,27 @@ inline double max_abs_diff(const ne::HostTensor& a, const ne::HostTensor& b) {
   return d;
 }
 
+inline bool all_finite(const ne::HostTensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(t.ptr<float>()[i])) return false;
+  return true;
+}
+
+// Smallest cosine similarity over the rows (last dim) of two fp32 tensors of one shape.
+inline double min_cosine(const ne::HostTensor& a, const ne::HostTensor& b) {
+  const int64_t H = a.shape.empty() ? 1 : a.shape.back(), T = a.numel() / H;
+  double mn = 1;
+  for (int64_t t = 0; t < T; ++t) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t h = 0; h < H; ++h) {
+      const double x = a.ptr<float>()[t * H + h], y = b.ptr<float>()[t * H + h];
+      ab += x * y, aa += x * x, bb += y * y;
+    }
+    mn = std::min(mn, ab / std::sqrt(aa * bb + 1e-30));
+  }
+  return mn;
+}
+
 inline std::map<std::string, int> op_counts(const ne::Model& m) {
   std::map<std::string, int> c;
   for (auto& op : m.ops) c[op.type]++;

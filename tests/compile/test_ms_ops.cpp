@@ -25,26 +25,6 @@ ne::HostTensor ref_of(const std::string& f) {
   return to_host(ne::read_npy(fixture_dir(f) + "/ref/last_hidden_state.npy"));
 }
 
-bool all_finite(const ne::HostTensor& t) {
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(t.ptr<float>()[i])) return false;
-  return true;
-}
-
-double min_cosine(const ne::HostTensor& a, const ne::HostTensor& b) {
-  const int64_t H = a.shape.back(), T = a.numel() / H;
-  double mn = 1;
-  for (int64_t t = 0; t < T; ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < H; ++h) {
-      const double x = a.ptr<float>()[t * H + h], y = b.ptr<float>()[t * H + h];
-      ab += x * y, aa += x * x, bb += y * y;
-    }
-    mn = std::min(mn, ab / std::sqrt(aa * bb + 1e-30));
-  }
-  return mn;
-}
-
 class MsVariant : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MsVariant, MatchesOrtWithTheUnoptimizedFusedOps) {

@@ -30,17 +30,9 @@ Cmp compare(const ne::HostTensor& a, const ne::HostTensor& b) {
     c.finite = false;
     return c;
   }
-  const int64_t n = a.numel(), d = a.shape.empty() ? 1 : a.shape.back();
-  const float *x = a.ptr<float>(), *y = b.ptr<float>();
-  for (int64_t r = 0; r < n / d; ++r) {
-    double xy = 0, xx = 0, yy = 0;
-    for (int64_t i = r * d; i < (r + 1) * d; ++i) {
-      if (!std::isfinite(x[i]) || !std::isfinite(y[i])) c.finite = false;
-      c.max_abs = std::max(c.max_abs, std::fabs(double(x[i]) - y[i]));
-      xy += double(x[i]) * y[i], xx += double(x[i]) * x[i], yy += double(y[i]) * y[i];
-    }
-    c.min_cos = std::min(c.min_cos, xy / std::max(std::sqrt(xx * yy), 1e-30));
-  }
+  c.finite = ne_test::all_finite(a) && ne_test::all_finite(b);
+  c.max_abs = ne_test::max_abs_diff(a, b);
+  c.min_cos = ne_test::min_cosine(a, b);
   return c;
 }
 

@@ -104,20 +104,13 @@ void check_outputs(const std::string& dir, const ne::Model& m, bool exact, const
     ASSERT_EQ(int(a.dtype), int(ne::DType::fp32)) << what << " " << names[i];
     const float* x = a.ptr<float>();
     const float* y = b.ptr<float>();
-    const int64_t n = a.numel(), row = a.shape.back(), rows = n / row;
-    double maxd = 0, worst_cos = 1;
+    const int64_t n = a.numel();
+    double maxd = 0;
     for (int64_t k = 0; k < n; ++k) {
       ASSERT_TRUE(std::isfinite(x[k])) << what << " " << names[i] << "[" << k << "] = " << x[k];
       maxd = std::max(maxd, double(std::fabs(x[k] - y[k])));
     }
-    for (int64_t t = 0; t < rows; ++t) {
-      double xy = 0, xx = 0, yy = 0;
-      for (int64_t j = 0; j < row; ++j) {
-        double p = x[t * row + j], q = y[t * row + j];
-        xy += p * q, xx += p * p, yy += q * q;
-      }
-      worst_cos = std::min(worst_cos, xy / std::sqrt(std::max(xx * yy, 1e-30)));
-    }
+    const double worst_cos = ne_test::min_cosine(a, b);
     if (exact) EXPECT_LE(maxd, 1e-4) << what << " " << names[i] << ": " << ne_test::counts_str(m);
     else EXPECT_GE(worst_cos, 0.99) << what << " " << names[i] << " (max |d| " << maxd << ")";
     std::cout << "  " << what << " " << names[i] << ": max |d| " << maxd << ", worst cosine " << worst_cos << "\n";

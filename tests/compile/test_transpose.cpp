@@ -49,20 +49,6 @@ int count_attr(const ne::Model& m, const std::string& type, const std::string& k
   return n;
 }
 
-double min_cosine(const ne::HostTensor& a, const ne::HostTensor& b) {
-  const int64_t H = a.shape.back(), T = a.numel() / H;
-  double mn = 1;
-  for (int64_t t = 0; t < T; ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < H; ++h) {
-      const double x = a.ptr<float>()[t * H + h], y = b.ptr<float>()[t * H + h];
-      ab += x * y, aa += x * x, bb += y * y;
-    }
-    mn = std::min(mn, ab / std::sqrt(aa * bb + 1e-30));
-  }
-  return mn;
-}
-
 struct Case {
   std::string fixture;
   int layers;  // encoder layers of the fixture
