@@ -733,24 +733,36 @@ void Lowerer::lower_softmax_v1(const std::string& nm, const std::string& x, cons
   emit(nm + "_restore", "Reshape", {sm, shape}, {y}).set_attr("allowzero", "0");
 }
 
-// Ranks of the graph's tensors from ONNX's own shape inference (on a copy without the weights'
-// big weights' bytes): they decide how opset < 13 Softmax lowers. A model shape inference cannot handle just
+// Ranks of the graph's tensors from ONNX's own shape inference (on a copy without the big
+// weights' bytes): they decide how opset < 13 Softmax lowers. A model shape inference cannot handle just
 // leaves ranks unknown (the general lowering is then used).
 void Lowerer::infer_ranks() {
+  // The model without its initializers' bytes (copying a BERT-base's weights would cost ~440 MB),
+  // then each initializer's name, type and dims, with the data only where it may be shape data.
   onnx::ModelProto copy;
-  copy.CopyFrom(mp);
-  for (auto& init : *copy.mutable_graph()->mutable_initializer()) {
+  copy.set_ir_version(mp.ir_version());
+  *copy.mutable_opset_import() = mp.opset_import();
+  *copy.mutable_functions() = mp.functions();
+  {
+    const onnx::GraphProto& g = mp.graph();
+    onnx::GraphProto* cg = copy.mutable_graph();
+    cg->set_name(g.name());
+    *cg->mutable_node() = g.node();
+    *cg->mutable_input() = g.input();
+    *cg->mutable_output() = g.output();
+    *cg->mutable_value_info() = g.value_info();
+  }
+  for (auto& init : mp.graph().initializer()) {
     int64_t n = 1;
     for (auto d : init.dims()) n *= d;
-    if (n <= 64) continue;  // small constants may be shape data; weights are not
-    init.clear_raw_data();
-    init.clear_float_data();
-    init.clear_int32_data();
-    init.clear_int64_data();
-    init.clear_double_data();
-    init.clear_uint64_data();
-    init.clear_data_location();
-    init.clear_external_data();
+    onnx::TensorProto* t = copy.mutable_graph()->add_initializer();
+    if (n <= 64 && init.data_location() != onnx::TensorProto::EXTERNAL) {
+      t->CopyFrom(init);  // small constants may be shape data; weights are not
+      continue;
+    }
+    t->set_name(init.name());
+    t->set_data_type(init.data_type());
+    *t->mutable_dims() = init.dims();
   }
   try {
     onnx::shape_inference::InferShapes(copy);
