@@ -24,6 +24,12 @@
 #include "bin/run_report.hpp"
 #include "common/cli_flags.hpp"
 #include "executor/executor.hpp"
+#ifdef NE_HAVE_COMPILE
+#include "compile/ne_dialect.hpp"  // load_model_ir: our IRs and the Neural Engine's dialect
+#define NE_LOAD_IR ne::load_model_ir
+#else
+#define NE_LOAD_IR ne::load_ir
+#endif
 #include "executor/input_gen.hpp"
 #include "executor/weight_cache.hpp"
 #ifdef NE_HAVE_COMPILE
@@ -81,7 +87,7 @@ int run() {
 #endif
   } else {
     NE_CHECK(!FLAGS_config.empty(), "give --config conf.yaml --weight model.bin, or --model model.onnx");
-    model = ne::load_ir(FLAGS_config, FLAGS_weight);
+    model = NE_LOAD_IR(FLAGS_config, FLAGS_weight);
     mapped_path = FLAGS_weight;
   }
   ne::ExecOptions eo;

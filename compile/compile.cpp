@@ -44,6 +44,14 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
   validate(m);
+  return compile_model(std::move(m), opt, onnx_path);
+}
+
+Model compile_model(Model m, const CompileOptions& opt, const std::string& where,
+                    const std::map<std::string, std::pair<float, float>>* preset_ranges) {
+  std::string precision = opt.precision, int8_mode = opt.int8_mode;
+  if (precision == "int8_dynamic") precision = "int8", int8_mode = "dynamic";
+  const std::string& onnx_path = where;
   // QOperator forms (QLinearMatMul, MatMulInteger with zero points, com.microsoft QGemm /
   // DynamicQuantizeMatMul / MatMulIntegerToFloat) -> s8 InnerProducts; then
   // QDQ / MatMulInteger forms -> s8 InnerProducts, Quantize / Dequantize (always: the raw
@@ -93,7 +101,9 @@ Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
     q.src_dtype = opt.int8_src == "s8" ? DType::s8 : DType::u8;
     q.calib_method = opt.calib_method;
     std::map<std::string, ActRange> ranges;
-    if (!q.dynamic) {
+    if (!q.dynamic && preset_ranges) {  // ranges the model came with (a Neural Engine IR's min/max)
+      for (auto& kv : *preset_ranges) ranges[kv.first] = ActRange{kv.second.first, kv.second.second};
+    } else if (!q.dynamic) {
       pass::finalize_inputs(m);
       auto srcs = quantizable_srcs(m);
       if (!srcs.empty()) {

@@ -53,6 +53,12 @@ struct CompileOptions {
 // the names of its nodes.
 Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt = {});
 
+// The passes after import, on a model of IR operators (an imported ONNX graph, or a lowered
+// Neural Engine IR): fold, fuse, quantize / convert, transpose, finalize. `where` names the
+// source in messages. int8 static: `preset_ranges` (tensor -> [min, max]) replace calibration.
+Model compile_model(Model m, const CompileOptions& opt, const std::string& where,
+                    const std::map<std::string, std::pair<float, float>>* preset_ranges = nullptr);
+
 // Names of the graph inputs of an ONNX model that feed positions whose values decide shapes
 // (Reshape's shape, Slice's starts/ends/axes/steps, Unsqueeze/Squeeze/Reduce axes, Expand /
 // Tile / ConstantOfShape shapes, Split sizes, Range). Bind them with CompileOptions.

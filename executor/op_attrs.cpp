@@ -293,26 +293,28 @@ int lower_inner_product_src1_perm(Model& m) {
     const std::string perm = normalise(op.attr("src1_perm"));
     const std::string where = (m.source.empty() ? std::string("<in-memory model>") : m.source) + ": operator '" +
                               op.name + "' (" + op.type + "): ";
-    if (perm == "0,1") {
+    // The Neural Engine's meaning (its InnerProduct reads the weight as oneDNN's [N, K] and
+    // transposes it when src1_perm is 1,0): "1,0" = stored [K, N], ours; "0,1" = stored [N, K].
+    if (perm == "1,0") {
       op.erase_attr("src1_perm");
       continue;
     }
-    if (perm != "1,0")
+    if (perm != "0,1")
       fail(where, "attribute src1_perm='", op.attr("src1_perm"), "' is not supported (expected one of: ",
            joined(kIpSrc1Perm()), ")");
-    if (op.inputs.size() < 2) fail(where, "attribute src1_perm='1,0' needs a weight (input 1)");
+    if (op.inputs.size() < 2) fail(where, "attribute src1_perm='0,1' needs a weight (input 1)");
     const std::string wname = op.inputs[1];
     auto it = done.find(wname);
     if (it == done.end()) {
       const TensorInfo* w = m.find(wname);
       if (!w || !w->is_weight)
-        fail(where, "attribute src1_perm='1,0' needs a constant weight; '", wname, "' is computed at run time");
+        fail(where, "attribute src1_perm='0,1' needs a constant weight; '", wname, "' is computed at run time");
       if (w->shape.size() != 2)
-        fail(where, "attribute src1_perm='1,0': weight '", wname, "' ", shape_str(w->shape), " must be 2-D");
+        fail(where, "attribute src1_perm='0,1': weight '", wname, "' ", shape_str(w->shape), " must be 2-D");
       const int64_t N = w->shape[0], K = w->shape[1];
       const size_t es = dtype_size(w->dtype);
       if (w->nbytes != uint64_t(N * K) * es || !w->data)
-        fail(where, "attribute src1_perm='1,0': weight '", wname, "' has ", w->nbytes, " bytes, shape ",
+        fail(where, "attribute src1_perm='0,1': weight '", wname, "' has ", w->nbytes, " bytes, shape ",
              shape_str(w->shape), " x ", dtype_name(w->dtype), " needs ", uint64_t(N * K) * es);
       std::vector<uint8_t> t(w->nbytes);
       const uint8_t* src = w->data;

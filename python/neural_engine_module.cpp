@@ -39,6 +39,7 @@
 #include "common/error.hpp"
 #include "common/ir.hpp"
 #include "common/npy.hpp"
+#include "compile/ne_dialect.hpp"
 #include "compile/compile.hpp"
 #include "executor/executor.hpp"
 #include "executor/input_gen.hpp"
@@ -429,7 +430,7 @@ std::unique_ptr<Graph> load_model(const std::string& conf, const std::string& bi
   py::gil_scoped_release release;
   ne::Model m;
   try {
-    m = ne::load_ir(conf, bin);
+    m = ne::load_model_ir(conf, bin);
   } catch (const ne::Error& e) {
     throw LoadError(e.what());
   }
@@ -444,7 +445,7 @@ py::object inspect_any(py::object what, py::object weight, py::object sparse_thr
   } else {
     std::string p = py::str(what).cast<std::string>();
     try {
-      if (!weight.is_none()) owned = ne::load_ir(p, py::str(weight).cast<std::string>());
+      if (!weight.is_none()) owned = ne::load_model_ir(p, py::str(weight).cast<std::string>());
       else owned = ne::compile_onnx(p, {});
     } catch (const ne::Error& e) {
       throw LoadError(e.what());

@@ -37,6 +37,12 @@
 #include <thread>
 
 #include "bin/server/batcher.hpp"
+#ifdef NE_HAVE_COMPILE
+#include "compile/ne_dialect.hpp"  // load_model_ir: our IRs and the Neural Engine's dialect
+#define NE_LOAD_IR ne::load_model_ir
+#else
+#define NE_LOAD_IR ne::load_ir
+#endif
 #include "bin/server/codec.hpp"
 #include "bin/server/frame.hpp"
 #include "bin/server/metrics.hpp"
@@ -216,7 +222,7 @@ void Server::load_models() {
              "' must be non-empty and contain no '/'");
     for (auto& o : models_)
       NE_CHECK(&o == &m || o.name != m.name, "two models are named '", m.name, "': name them with name=path");
-    m.model = load_ir(m.conf, m.weight);
+    m.model = NE_LOAD_IR(m.conf, m.weight);
     // The front end reads only the model's metadata: drop the pages the load's checksum touched
     // (the workers map the same file; the page cache keeps one copy).
     if (m.model.blob) m.model.blob->release_resident();

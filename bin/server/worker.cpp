@@ -20,6 +20,12 @@
 
 #include "bin/server/frame.hpp"
 #include "executor/input_gen.hpp"
+#ifdef NE_HAVE_COMPILE
+#include "compile/ne_dialect.hpp"  // load_model_ir: our IRs and the Neural Engine's dialect
+#define NE_LOAD_IR ne::load_model_ir
+#else
+#define NE_LOAD_IR ne::load_ir
+#endif
 
 DEFINE_int32(worker, -1, "internal: run as a worker on this socket fd (started by the front end)");
 
@@ -73,7 +79,7 @@ int worker_main(int fd) {
       ExecOptions eo;
       if (thr >= 0) eo.op.sparse_threshold = float(thr);
       eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
-      models.push_back(std::make_unique<Executor>(load_ir(confs[i], weights[i]), eo));
+      models.push_back(std::make_unique<Executor>(NE_LOAD_IR(confs[i], weights[i]), eo));
       std::mt19937 rng(1);
       for (auto& bs : warm) models.back()->run(generate_inputs(models.back()->model(), bs.first, bs.second, rng));
     }

@@ -1,7 +1,7 @@
 // Every operator declares its attributes (executor/op_attrs.cpp): the table covers every registered
 // op type, its values construct their ops, docs/OPS.md names the same attributes; a model whose op
 // carries an unknown attribute or a value it cannot honour is refused naming file, op and attribute;
-// the Neural Engine's InnerProduct `src1_perm: 1,0` (weight stored [N, K]) is honoured.
+// the Neural Engine's InnerProduct `src1_perm: 0,1` (weight stored [N, K]) is honoured.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -239,7 +239,7 @@ std::vector<float> run_ir(const std::string& d, const std::vector<float>& x, int
   return std::vector<float>(p, p + out.at(0).numel());
 }
 
-// W[K, N] in `dt`, written [K, N] plainly and [N, K] with src1_perm: 1,0; outputs must agree.
+// W[K, N] in `dt`, written [K, N] plainly and [N, K] with src1_perm: 0,1; outputs must agree.
 void check_src1_perm(const std::string& dt, int64_t K, int64_t N) {
   SCOPED_TRACE(dt + " K=" + std::to_string(K) + " N=" + std::to_string(N));
   std::mt19937 rng(1234);  // seed printed by SCOPED_TRACE's shape; fixed
@@ -267,7 +267,7 @@ void check_src1_perm(const std::string& dt, int64_t K, int64_t N) {
   auto ir = [&](bool transposed) {
     std::vector<HandWeight> ws = {{"w", dt, transposed ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N}, encode(transposed)}};
     std::vector<std::string> in = {"x", "w"};
-    std::string attr = transposed ? "src1_perm: '1,0', append_op: relu" : "append_op: relu";
+    std::string attr = transposed ? "src1_perm: '0,1', append_op: relu" : "append_op: relu";
     if (dt == "s8") {
       ws.push_back({"ws", "fp32", {N}, bytes_of(sc.data(), sc.size() * 4)});
       in.push_back("ws");
@@ -293,14 +293,14 @@ TEST(OpAttrs, InnerProductSrc1PermHonoured) {
 }
 
 TEST(OpAttrs, InnerProductSrc1PermIdentityAndSharedWeight) {
-  // "0,1" is our layout: accepted, nothing to do.
+  // "1,0" is our layout [K, N] (the Neural Engine writes it on MatMul weights): nothing to do.
   std::vector<float> w = {1, 2, 3, 4};
   std::string d = write_hand_ir("src1perm_id", 2, {{"w", "fp32", {2, 2}, bytes_of(w.data(), 16)}}, {"x", "w"},
-                                "src1_perm: [0, 1]");
+                                "src1_perm: [1, 0]");
   auto y = run_ir(d, {1, 1}, 1, 2);
   EXPECT_EQ(y, (std::vector<float>{4, 6}));
   // [1,1] · W with W stored [N, K] = [[1,2],[3,4]] -> W[K, N] = [[1,3],[2,4]] -> [3, 7].
-  d = write_hand_ir("src1perm_t", 2, {{"w", "fp32", {2, 2}, bytes_of(w.data(), 16)}}, {"x", "w"}, "src1_perm: '1,0'");
+  d = write_hand_ir("src1perm_t", 2, {{"w", "fp32", {2, 2}, bytes_of(w.data(), 16)}}, {"x", "w"}, "src1_perm: '0,1'");
   y = run_ir(d, {1, 1}, 1, 2);
   EXPECT_EQ(y, (std::vector<float>{3, 7}));
 
@@ -326,9 +326,9 @@ TEST(OpAttrs, InnerProductSrc1PermIdentityAndSharedWeight) {
 TEST(OpAttrs, InnerProductSrc1PermOnARunTimeWeightIsRefused) {
   ne::Model m = softmax_model({}, "InnerProduct");
   m.ops[1].inputs = {"x", "x"};
-  m.ops[1].attrs = {{"src1_perm", "1,0"}};
+  m.ops[1].attrs = {{"src1_perm", "0,1"}};
   const std::string msg = build_error(std::move(m));
-  EXPECT_NE(msg.find("/some/dir/conf.yaml: operator 'sm' (InnerProduct): attribute src1_perm='1,0' needs a constant weight"),
+  EXPECT_NE(msg.find("/some/dir/conf.yaml: operator 'sm' (InnerProduct): attribute src1_perm='0,1' needs a constant weight"),
             std::string::npos) << msg;
 }
 
