@@ -183,6 +183,35 @@ ir("attr_ip_output_dtype", sub("output: {h: {}}\n", IP_ATTR % "output_dtype: s8"
 ir("attr_ip_int8_attr_on_fp32", sub("output: {h: {}}\n", IP_ATTR % "src_scale: 0.5"),
    "attr_ip_int8_attr_on_fp32.yaml: operator 'fc' (InnerProduct): unknown attribute 'src_scale'",
    comment="an int8 attribute on an fp32 weight's InnerProduct would be ignored: refused")
+# IRs in the Neural Engine compiler's dialect (compile/ne_dialect*): lowered at load, with the same rule.
+ir("ne_ip_unknown_attr", sub("output: {h: {}}\n", IP_ATTR % "src1_perm: '1,0', foo: 1"),
+   "ne_ip_unknown_attr.yaml: operator 'fc' (InnerProduct): unknown attribute 'foo' (value '1'): InnerProduct takes")
+ir("ne_ip_append_op", sub("output: {h: {}}\n", IP_ATTR % "src1_perm: '1,0', append_op: swish"),
+   "ne_ip_append_op.yaml: operator 'fc' (InnerProduct): attribute append_op='swish' is not supported")
+NE_MASK = """model:
+  name: ne_mask
+  operator:
+    input_data:
+      type: Input
+      output:
+        input_ids:0: {dtype: s32, shape: [-1, -1]}
+        attention_mask:0: {dtype: s32, shape: [-1, -1]}
+    padding_sequence:
+      type: PaddingSequence
+      input: {attention_mask:0: {}}
+      output: {padding_sequence:0: {}}
+      attr: {dst_shape: '-1,-1', mode: llama}
+    output_data:
+      type: Output
+      input: {padding_sequence:0: {}}
+"""
+ir("ne_padding_mode", NE_MASK,
+   "ne_padding_mode.yaml: operator 'padding_sequence' (PaddingSequence): attribute mode='llama' is not supported")
+ir("ne_unknown_op", NE_MASK.replace("attr: {dst_shape: '-1,-1', mode: llama}", "attr: {dst_shape: '-1,-1'}").replace(
+    "    output_data:", "    conv:\n      type: Convolution\n      input: {padding_sequence:0: {}}\n"
+    "      output: {c:0: {}}\n    output_data:"),
+   "ne_unknown_op.yaml: operator 'conv' (Convolution): operator type 'Convolution' is not in the Neural Engine "
+   "vocabulary")
 ir("attr_layernorm_epsilon", sub("type: Softmax\n      input: {h: {}}\n      output: {y: {}}\n      attr: {axis: -1}",
                                  "type: LayerNorm\n      input: {h: {}, fc_b: {}}\n      output: {y: {}}\n"
                                  "      attr: {epsilon: abc}"),

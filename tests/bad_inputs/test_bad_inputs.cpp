@@ -23,6 +23,7 @@
 #include "executor/executor.hpp"
 #ifdef NE_HAVE_COMPILE
 #include "compile/compile.hpp"
+#include "compile/ne_dialect.hpp"
 #endif
 #define NE_FUZZ_RUN_MODELS 1
 #include "tests/fuzz/fuzz_util.hpp"
@@ -82,7 +83,11 @@ void write_bytes(const std::string& p, const std::vector<uint8_t>& b) {
 
 // The pipelines. Each throws whatever the engine throws.
 void run_ir(const std::string& conf, const std::string& bin) {
+#ifdef NE_HAVE_COMPILE
+  ne_fuzz::build_and_run(ne::load_model_ir(conf, bin));  // what the front ends load (NE dialect lowered)
+#else
   ne_fuzz::build_and_run(ne::load_ir(conf, bin));
+#endif
 }
 void run_npy(const std::string& path) { (void)ne::read_npy(path); }
 #ifdef NE_HAVE_COMPILE
