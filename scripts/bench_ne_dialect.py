@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Speed of a Neural-Engine-dialect IR against our own compiler's IR of the same model and
+precision (issue 23), in one alternating run.
+
+For each family and precision: scripts/gen_ne_ir.py writes the IR the Neural Engine's compiler
+writes (fp32, bf16 = autocast bf16, dynamic_int8 = autocast dynamic_int8, sparse_int8_transposed
+= its sparse example: static QDQ int8 of a 1x4-pruned model, then transpose_mode_int8); our IR is
+neural_engine_compile of the same ONNX (the QDQ model for the sparse form) with the matching
+precision: fp32, bf16, int8_dynamic, int8 --transpose.
+
+Every round runs each IR once with `neural_engine` (OMP_NUM_THREADS=--threads, --batch_size,
+--seq_len, --iterations, --w 1), alternating the two; the figure is samples/s (" Throughput is").
+Prints best and median per contender and the ratio NE / ours (1.00 = as fast).
+
+  /usr/bin/python3 scripts/bench_ne_dialect.py --families bert --precisions fp32,sparse_int8_transposed
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = "/usr/bin/python3"
+OURS = {"fp32": ["--precision", "fp32"], "bf16": ["--precision", "bf16"],
+        "dynamic_int8": ["--precision", "int8_dynamic"],
+        "sparse_int8_transposed": ["--precision", "int8", "--transpose"]}
+
+
+def run(cmd, env=None):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if r.returncode != 0:
+        sys.exit("failed: %s\n%s" % (" ".join(cmd), r.stdout[-3000:]))
+    return r.stdout
+
+
+def throughput(args, ir):
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    out = run([os.path.join(args.bin, "neural_engine"), "--config", os.path.join(ir, "conf.yaml"), "--weight",
+               os.path.join(ir, "model.bin"), "--batch_size", str(args.batch), "--seq_len", str(args.seq),
+               "--iterations", str(args.iterations), "--w", "1"], env=env)
+    m = re.search(r"Throughput is ([0-9.]+)", out)
+    if not m:
+        sys.exit("no throughput in:\n" + out[-2000:])
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", default="bert,distilbert,roberta,minilm")
+    ap.add_argument("--precisions", default="fp32,bf16,dynamic_int8,sparse_int8_transposed")
+    ap.add_argument("--hidden", type=int, default=256, help="the Neural Engine's head table: 256 -> 4 heads")
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ffn", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--iterations", type=int, default=3)
+    ap.add_argument("--workdir", default="/tmp/ne_bench_dialect")
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    pairs = []
+    for fam in args.families.split(","):
+        for prec in args.precisions.split(","):
+            ne_dir = os.path.join(args.workdir, "ne_%s_%s" % (fam, prec))
+            if not os.path.exists(os.path.join(ne_dir, "conf.yaml")):
+                run([PY, os.path.join(ROOT, "scripts", "gen_ne_ir.py"), "--family", fam, "--precision", prec,
+                     "--hidden", str(args.hidden), "--heads", str(args.heads), "--ffn", str(args.ffn),
+                     "--layers", str(args.layers), "--sparsity", str(args.sparsity), "--no_ref", "--out", ne_dir])
+            src = json.load(open(os.path.join(ne_dir, "meta.json")))["source"]
+            ours = os.path.join(args.workdir, "ours_%s_%s" % (fam, prec))
+            if not os.path.exists(os.path.join(ours, "conf.yaml")):
+                run([os.path.join(args.bin, "neural_engine_compile"), "--model", os.path.join(src, "model.onnx"),
+                     "--output_dir", ours] + OURS[prec])
+            pairs.append(("%s %s" % (fam, prec), ne_dir, ours))
+    res = {name: ([], []) for name, _, _ in pairs}
+    for r in range(args.rounds):
+        for name, a, b in pairs:
+            order = [(0, a), (1, b)] if r % 2 == 0 else [(1, b), (0, a)]
+            for i, ir in order:
+                res[name][i].append(throughput(args, ir))
+        print("  round %d done" % (r + 1), flush=True)
+    cpu = run([os.path.join(args.bin, "neural_engine_cpu")]).strip().splitlines()[0]
+    print("\n%s; hidden %d, %d layers, batch %d, seq %d, %d threads, %d rounds x %d iterations, samples/s\n" % (
+        cpu, args.hidden, args.layers, args.batch, args.seq, args.threads, args.rounds, args.iterations))
+    print("| model, precision | NE IR best / median | our IR best / median | ratio best / median |")
+    print("|---|---|---|---|")
+    for name, _, _ in pairs:
+        a, b = res[name]
+        print("| %s | %.2f / %.2f | %.2f / %.2f | %.3f / %.3f |" % (
+            name, max(a), statistics.median(a), max(b), statistics.median(b), max(a) / max(b),
+            statistics.median(a) / statistics.median(b)))
+
+
+if __name__ == "__main__":
+    main()
