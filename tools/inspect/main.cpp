@@ -12,6 +12,7 @@
 #include "tools/inspect/inspect.hpp"
 #ifdef NE_HAVE_COMPILE
 #include "compile/compile.hpp"
+#include "compile/ne_dialect.hpp"
 #include "compile/passes/slim.hpp"
 #endif
 
@@ -44,7 +45,11 @@ int main(int argc, char** argv) {
     } else {
       NE_CHECK(!FLAGS_config.empty() && !FLAGS_weight.empty(),
                "give --model model.onnx, or --config conf.yaml --weight model.bin");
+#ifdef NE_HAVE_COMPILE
+      m = ne::load_model_ir(FLAGS_config, FLAGS_weight);  // a Neural Engine IR: lowered as the executor runs it
+#else
       m = ne::load_ir(FLAGS_config, FLAGS_weight);
+#endif
       if (m.source.empty()) m.source = FLAGS_config;
     }
     ne::inspect::Options o;
