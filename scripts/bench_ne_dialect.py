@@ -6,7 +6,8 @@ For each family and precision: scripts/gen_ne_ir.py writes the IR the Neural Eng
 writes (fp32, bf16 = autocast bf16, dynamic_int8 = autocast dynamic_int8, sparse_int8_transposed
 = its sparse example: static QDQ int8 of a 1x4-pruned model, then transpose_mode_int8); our IR is
 neural_engine_compile of the same ONNX (the QDQ model for the sparse form) with the matching
-precision: fp32, bf16, int8_dynamic, int8 --transpose.
+precision: fp32, bf16, int8_dynamic, int8 --transpose (for the sparse form both from the QDQ
+model and from the pruned fp32 model with our calibration).
 
 Every round runs each IR once with `neural_engine` (OMP_NUM_THREADS=--threads, --batch_size,
 --seq_len, --iterations, --w 1), alternating the two; the figure is samples/s (" Throughput is").
@@ -74,11 +75,15 @@ def main():
                      "--hidden", str(args.hidden), "--heads", str(args.heads), "--ffn", str(args.ffn),
                      "--layers", str(args.layers), "--sparsity", str(args.sparsity), "--no_ref", "--out", ne_dir])
             src = json.load(open(os.path.join(ne_dir, "meta.json")))["source"]
-            ours = os.path.join(args.workdir, "ours_%s_%s" % (fam, prec))
-            if not os.path.exists(os.path.join(ours, "conf.yaml")):
-                run([os.path.join(args.bin, "neural_engine_compile"), "--model", os.path.join(src, "model.onnx"),
-                     "--output_dir", ours] + OURS[prec])
-            pairs.append(("%s %s" % (fam, prec), ne_dir, ours))
+            srcs = [("", src)]
+            if prec == "sparse_int8_transposed":  # also our own int8 path: the pruned fp32 model, calibrated
+                srcs = [(" (ours from the QDQ model)", src), (" (ours from fp32, calibrated)", os.path.join(ne_dir, "src"))]
+            for tag, sdir in srcs:
+                ours = os.path.join(args.workdir, "ours_%s_%s%s" % (fam, prec, "_fp32src" if "fp32" in tag else ""))
+                if not os.path.exists(os.path.join(ours, "conf.yaml")):
+                    run([os.path.join(args.bin, "neural_engine_compile"), "--model", os.path.join(sdir, "model.onnx"),
+                         "--output_dir", ours] + OURS[prec])
+                pairs.append(("%s %s%s" % (fam, prec, tag), ne_dir, ours))
     res = {name: ([], []) for name, _, _ in pairs}
     for r in range(args.rounds):
         for name, a, b in pairs:

@@ -6,6 +6,7 @@
 // Accuracy (tests/kernels/test_eltwise.cpp states the bounds it checks):
 //   __avx512: exp is a Cody-Waite reduction + degree-5 polynomial (1-2 ulp on [-104, 88.7]);
 //   erf the piecewise rational approximations of fdlibm's s_erff.c: gelu within a few ulp.
+//   __avx2: gelu_tanh as __avx512's, 2^n built in the exponent bits (same polynomial).
 //   __generic: libm (erfcf, expf).
 //
 // The lists are eltwise_kernels.inc (best first, generic last), read by dispatch.cpp, the tests
