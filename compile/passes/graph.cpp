@@ -133,6 +133,21 @@ int Graph::rank_of(const std::string& t, int depth) {
     } else if (ty == "Matmul") {
       int a = rank_of(p->inputs[0], depth + 1), b = rank_of(p->inputs[1], depth + 1);
       if (a >= 2 && b >= 2) r = std::max(a, b);
+    } else if (ty == "Expand" && p->inputs.size() == 2) {
+      // rank max(rank x, length of the shape): a constant shape, or Shape(T)[start:end]
+      int a = rank_of(p->inputs[0], depth + 1), n = -1;
+      std::vector<int64_t> s;
+      if (const_ints(p->inputs[1], &s)) {
+        n = int(s.size());
+      } else if (OpInfo* sh = prod(p->inputs[1], "Shape")) {
+        const int rt = rank_of(sh->inputs[0], depth + 1);
+        if (rt >= 0) {
+          auto clampi = [rt](int64_t v) { return int(std::min<int64_t>(rt, std::max<int64_t>(0, v < 0 ? v + rt : v))); };
+          const int b = clampi(sh->attr_int("start", 0)), e = clampi(sh->has_attr("end") ? sh->attr_int("end", rt) : rt);
+          n = std::max(0, e - b);
+        }
+      }
+      if (a >= 0 && n >= 0) r = std::max(a, n);
     } else if (ty == "Shape") {
       r = 1;
     } else if (ty == "Where") {
