@@ -18,34 +18,18 @@ Prints best and median per contender and the ratio NE / ours (1.00 = as fast).
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_export_forms import run, throughput  # noqa: E402  (one runner for the alternating benchmarks)
+
 PY = "/usr/bin/python3"
 OURS = {"fp32": ["--precision", "fp32"], "bf16": ["--precision", "bf16"],
         "dynamic_int8": ["--precision", "int8_dynamic"],
         "sparse_int8_transposed": ["--precision", "int8", "--transpose"]}
-
-
-def run(cmd, env=None):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    if r.returncode != 0:
-        sys.exit("failed: %s\n%s" % (" ".join(cmd), r.stdout[-3000:]))
-    return r.stdout
-
-
-def throughput(args, ir):
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    out = run([os.path.join(args.bin, "neural_engine"), "--config", os.path.join(ir, "conf.yaml"), "--weight",
-               os.path.join(ir, "model.bin"), "--batch_size", str(args.batch), "--seq_len", str(args.seq),
-               "--iterations", str(args.iterations), "--w", "1"], env=env)
-    m = re.search(r"Throughput is ([0-9.]+)", out)
-    if not m:
-        sys.exit("no throughput in:\n" + out[-2000:])
-    return float(m.group(1))
 
 
 def main():
