@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "common/error.hpp"
 #include "compile/ne_dialect_lower.hpp"
@@ -394,7 +395,13 @@ NeLowered Lowerer::run() {
       emit("Output", op.name, outs, {});
       continue;
     }
-    lower_op(*this);
+    try {
+      lower_op(*this);
+    } catch (const std::invalid_argument&) {  // std::stoll / stof on an attribute that is not a number
+      error("an attribute that must be a number is not one");
+    } catch (const std::out_of_range&) {
+      error("an attribute number is out of range");
+    }
   }
   cur = nullptr;
   return std::move(res);

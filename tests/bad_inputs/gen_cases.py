@@ -207,6 +207,8 @@ NE_MASK = """model:
 """
 ir("ne_padding_mode", NE_MASK,
    "ne_padding_mode.yaml: operator 'padding_sequence' (PaddingSequence): attribute mode='llama' is not supported")
+ir("ne_padding_value", NE_MASK.replace("mode: llama", "padding_value: abc"),
+   "ne_padding_value.yaml: operator 'padding_sequence' (PaddingSequence): an attribute that must be a number is not one")
 ir("ne_unknown_op", NE_MASK.replace("attr: {dst_shape: '-1,-1', mode: llama}", "attr: {dst_shape: '-1,-1'}").replace(
     "    output_data:", "    conv:\n      type: Convolution\n      input: {padding_sequence:0: {}}\n"
     "      output: {c:0: {}}\n    output_data:"),
