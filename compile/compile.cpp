@@ -26,9 +26,27 @@ int64_t max_positions(const Model& m) {
     }
   return r;
 }
+
+// The options' values and combinations, checked before any work (an unknown precision is refused
+// before the model is read).
+void check_options(const CompileOptions& opt, const std::string& onnx_path) {
+  std::string precision = opt.precision, int8_mode = opt.int8_mode;
+  if (precision == "int8_dynamic") precision = "int8", int8_mode = "dynamic";
+  NE_CHECK(precision == "fp32" || precision == "int8" || precision == "bf16", onnx_path,
+           ": precision '", opt.precision, "' is unknown (fp32 | int8 | int8_dynamic | bf16)");
+  NE_CHECK(int8_mode == "static" || int8_mode == "dynamic", onnx_path, ": int8 mode '", int8_mode,
+           "' is unknown (static | dynamic)");
+  NE_CHECK(opt.int8_src == "u8" || opt.int8_src == "s8", onnx_path, ": int8 activation type '",
+           opt.int8_src, "' is unknown (u8 | s8)");
+  NE_CHECK(!opt.transpose || opt.fuse, onnx_path, ": --transpose works on the fused graph (drop --no_fuse)");
+  NE_CHECK(!opt.slim || opt.fuse, onnx_path, ": --slim works on the fused graph (drop --no_fuse)");
+  NE_CHECK(!opt.group_channels || opt.fuse, onnx_path,
+           ": --group_channels works on the fused graph (drop --no_fuse)");
+}
 }  // namespace
 
 Model compile_onnx(const std::string& onnx_path, const CompileOptions& opt) {
+  check_options(opt, onnx_path);
   onnx::ModelProto mp = read_onnx_model(onnx_path);
   Model m = lower_onnx(mp, onnx_path, opt);
   validate(m);
@@ -40,16 +58,7 @@ Model compile_model(Model m, const CompileOptions& opt, const std::string& where
   std::string precision = opt.precision, int8_mode = opt.int8_mode;
   if (precision == "int8_dynamic") precision = "int8", int8_mode = "dynamic";
   const std::string& onnx_path = where;
-  NE_CHECK(precision == "fp32" || precision == "int8" || precision == "bf16", onnx_path,
-           ": precision '", opt.precision, "' is unknown (fp32 | int8 | int8_dynamic | bf16)");
-  NE_CHECK(int8_mode == "static" || int8_mode == "dynamic", onnx_path, ": int8 mode '", int8_mode,
-           "' is unknown (static | dynamic)");
-  NE_CHECK(opt.int8_src == "u8" || opt.int8_src == "s8", onnx_path, ": int8 activation type '",
-           opt.int8_src, "' is unknown (u8 | s8)");
-  NE_CHECK(!opt.transpose || opt.fuse, onnx_path, ": --transpose works on the fused graph (drop --no_fuse)");
-  NE_CHECK(!opt.slim || opt.fuse, onnx_path, ": --slim works on the fused graph (drop --no_fuse)");
-  NE_CHECK(!opt.group_channels || opt.fuse, onnx_path,
-           ": --group_channels works on the fused graph (drop --no_fuse)");
+  check_options(opt, where);
   // QOperator forms (QLinearMatMul, MatMulInteger with zero points, com.microsoft QGemm /
   // DynamicQuantizeMatMul / MatMulIntegerToFloat) -> s8 InnerProducts; then
   // QDQ / MatMulInteger forms -> s8 InnerProducts, Quantize / Dequantize (always: the raw
