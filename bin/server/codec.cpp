@@ -22,6 +22,16 @@ template <class... A>
 
 const char* type_name(const json& v) { return v.type_name(); }
 
+// Request JSON deeper than this is refused while parsing (before anything recurses over it).
+constexpr int kMaxJsonDepth = 32;
+
+// A request value in an error message: at most 120 characters of it.
+std::string brief(const json& v) {
+  std::string d = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return d.size() <= 120 ? d : d.substr(0, 117) + "...";
+}
+
+
 // Counts the scalars of a (possibly nested) data array; fails past `depth` levels.
 int64_t count_leaves(const json& v, int depth, int max_depth, const std::string& input) {
   if (!v.is_array()) return 1;
@@ -43,7 +53,7 @@ void store(const json& v, DType dt, uint8_t* dst, int64_t i, const std::string& 
     else if (v.is_number_integer() && (v.get<int64_t>() == 0 || v.get<int64_t>() == 1))
       put<uint8_t>(dst, i, uint8_t(v.get<int64_t>()));
     else
-      bad("input '", input, "': element ", i, " is ", v.dump(), ", expected true or false (datatype BOOL)");
+      bad("input '", input, "': element ", i, " is ", brief(v), ", expected true or false (datatype BOOL)");
     return;
   }
   if (dt == DType::fp32 || dt == DType::bf16 || dt == DType::fp16) {
@@ -56,7 +66,7 @@ void store(const json& v, DType dt, uint8_t* dst, int64_t i, const std::string& 
   }
   // Integers: exact JSON integers within the datatype's range.
   if (!v.is_number_integer())
-    bad("input '", input, "': element ", i, " is ", v.is_number() ? v.dump() : std::string("a JSON ") + type_name(v),
+    bad("input '", input, "': element ", i, " is ", v.is_number() ? brief(v) : std::string("a JSON ") + type_name(v),
         ", expected an integer (datatype ", dtype_to_kserve(dt), ")");
   int64_t x;
   if (v.is_number_unsigned()) {
@@ -103,7 +113,7 @@ bool bool_param(const json* params, const char* k, bool def, const std::string& 
   if (!params) return def;
   const json* v = member(*params, k);
   if (!v) return def;
-  if (!v->is_boolean()) bad(where, ": parameter \"", k, "\" must be true or false, got ", v->dump());
+  if (!v->is_boolean()) bad(where, ": parameter \"", k, "\" must be true or false, got ", brief(*v));
   return v->get<bool>();
 }
 
@@ -194,7 +204,12 @@ InferRequest decode_infer_request(const char* body, size_t size, int64_t json_si
   }
   json j;
   try {
-    j = json::parse(body, body + jlen);
+    // Depth is bounded while parsing: the value is never built (nor later printed or destroyed,
+    // which recurse) past kMaxJsonDepth levels. A KServe request needs 3 + the tensor's rank.
+    j = json::parse(body, body + jlen, [](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxJsonDepth) bad("request JSON nests deeper than ", kMaxJsonDepth, " levels");
+      return true;
+    });
   } catch (const json::exception& e) {
     bad("request JSON does not parse: ", e.what());
   }
@@ -222,7 +237,7 @@ InferRequest decode_infer_request(const char* body, size_t size, int64_t json_si
     if (!dtj || !dtj->is_string()) bad("input '", name, "' has no string \"datatype\"");
     HostTensor t;
     if (!kserve_to_dtype(dtj->get<std::string>(), &t.dtype))
-      bad("input '", name, "': datatype ", dtj->dump(),
+      bad("input '", name, "': datatype ", brief(*dtj),
           " is not supported (supported: FP32, BF16, FP16, INT8, UINT8, INT32, INT64, BOOL)");
     const json* sh = member(in, "shape");
     if (!sh || !sh->is_array()) bad("input '", name, "' has no \"shape\" array");
@@ -230,27 +245,27 @@ InferRequest decode_infer_request(const char* body, size_t size, int64_t json_si
     bool overflow = false;
     for (const auto& d : *sh) {
       if (!d.is_number_integer() || (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0))
-        bad("input '", name, "': shape ", sh->dump(), " must list non-negative integers");
+        bad("input '", name, "': shape ", brief(*sh), " must list non-negative integers");
       if (d.is_number_unsigned() && d.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
-        bad("input '", name, "': shape ", sh->dump(), " has a dimension out of range");
+        bad("input '", name, "': shape ", brief(*sh), " has a dimension out of range");
       const int64_t v = d.get<int64_t>();
       t.shape.push_back(v);
       if (v != 0 && numel > std::numeric_limits<int64_t>::max() / v) overflow = true;
       else numel *= v;
     }
-    if (overflow) bad("input '", name, "': shape ", sh->dump(), " has more elements than int64 counts");
+    if (overflow) bad("input '", name, "': shape ", brief(*sh), " has more elements than int64 counts");
     const uint64_t esz = dtype_size(t.dtype);
     const std::string where = "input '" + name + "'";
     const json* params = params_of(in, where);
     const json* bsz = params ? member(*params, "binary_data_size") : nullptr;
     if (bsz) {
       if (!bsz->is_number_unsigned() && !(bsz->is_number_integer() && bsz->get<int64_t>() >= 0))
-        bad(where, ": binary_data_size must be a non-negative integer, got ", bsz->dump());
+        bad(where, ": binary_data_size must be a non-negative integer, got ", brief(*bsz));
       if (member(in, "data")) bad(where, ": has both \"data\" and binary_data_size");
       if (json_size < 0) bad(where, ": binary_data_size given, but no Inference-Header-Content-Length header");
       const uint64_t n = bsz->get<uint64_t>();
       if (uint64_t(numel) > std::numeric_limits<uint64_t>::max() / esz || n != uint64_t(numel) * esz)
-        bad(where, ": binary_data_size ", n, " does not match shape ", sh->dump(), " x ", dtj->get<std::string>(),
+        bad(where, ": binary_data_size ", n, " does not match shape ", brief(*sh), " x ", dtj->get<std::string>(),
             " (", uint64_t(numel) * esz, " bytes)");
       if (n > size - bin_off)
         bad(where, ": binary data is truncated: needs ", n, " bytes at offset ", bin_off - jlen, ", only ",
@@ -262,12 +277,12 @@ InferRequest decode_infer_request(const char* body, size_t size, int64_t json_si
       const json* data = member(in, "data");
       if (!data) bad(where, " has neither \"data\" nor parameters.binary_data_size");
       if (numel > lim.max_json_elements)
-        bad(where, ": shape ", sh->dump(), " has ", numel, " elements, more than ", lim.max_json_elements,
+        bad(where, ": shape ", brief(*sh), " has ", numel, " elements, more than ", lim.max_json_elements,
             " allowed in JSON (use the binary tensor extension)");
       const int64_t leaves = count_leaves(*data, 0, lim.max_data_depth, name);
       if (!data->is_array()) bad(where, ": \"data\" must be an array, got a JSON ", type_name(*data));
       if (leaves != numel)
-        bad(where, ": \"data\" has ", leaves, " elements, shape ", sh->dump(), " needs ", numel);
+        bad(where, ": \"data\" has ", leaves, " elements, shape ", brief(*sh), " needs ", numel);
       t.bytes.resize(size_t(numel) * esz);
       int64_t i = 0;
       fill(*data, t.dtype, t.bytes.data(), &i, name);

@@ -96,6 +96,26 @@ TEST(ServerCodec, ErrorsNameTheInput) {
   }
 }
 
+TEST(ServerCodec, DeepNestingRefusedWhileParsingAndMessagesStayShort) {
+  // 100,000 levels in "shape": refused by the parser's depth limit (nothing recurses over it).
+  const std::string deep = R"({"inputs":[{"name":"x","datatype":"FP32","shape":)" + std::string(100000, '[') + "1" +
+                           std::string(100000, ']') + R"(,"data":[1]}]})";
+  std::string e = dec_error(deep);
+  EXPECT_NE(e.find("nests deeper than 32 levels"), std::string::npos) << e.substr(0, 200);
+  EXPECT_LT(e.size(), 300u);
+  // A shallow but long bad shape is printed as a bounded prefix.
+  std::string shape = "[-1";
+  for (int i = 0; i < 20000; ++i) shape += ",1";
+  e = dec_error(R"({"inputs":[{"name":"x","datatype":"FP32","shape":)" + shape + R"(],"data":[1]}]})");
+  EXPECT_NE(e.find("non-negative"), std::string::npos) << e.substr(0, 200);
+  EXPECT_LT(e.size(), 400u);
+  // 32 levels are fine (a rank-29 tensor's nested data).
+  std::string ok = R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":)" + std::string(28, '[') + "1" +
+                   std::string(28, ']') + "}]}";
+  e = dec_error(ok);
+  EXPECT_EQ(e.find("nests deeper"), std::string::npos) << e;
+}
+
 TEST(ServerCodec, EncodeJsonRoundTripsEveryFloat) {
   HostTensor t = HostTensor::make<float>(DType::fp32, {2, 3}, {0.1f, -1e-30f, 3.4028235e38f, 1.0f / 3, -0.0f, 7.0f});
   HostTensor i = HostTensor::make<int64_t>(DType::int64, {2}, {-5, 1LL << 60});

@@ -409,6 +409,12 @@ def group_bad_requests():
         check(st0 == 200 and still_serving("start"), "a good request -> 200")
         bad("malformed JSON", b'{"inputs": [', J, contains="does not parse")
         bad("JSON not an object", b'[1,2]', J)
+        # ~190 KB of nesting in "shape": refused while parsing (it used to crash every worker:
+        # the value was printed back recursively); the message stays short.
+        deep = b'{"inputs":[{"name":"input_ids","datatype":"INT64","shape":' + b"[" * 95000 + b"1" + \
+            b"]" * 95000 + b',"data":[1]}]}'
+        m = bad("deeply nested shape", deep, J, contains="nests deeper than 32")
+        check(m is not None and len(m) < 500, "the nesting error is short (%d chars)" % len(m or ""))
         bad("no inputs", b'{"id":"x"}', J)
         req = json.loads(good_body)
         r = json.loads(good_body); r["inputs"][0]["name"] = "input_idz"
