@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "compile/ne_dialect_lower.hpp"
+#include "compile/passes/graph.hpp"
 
 namespace ne {
 namespace ne_dialect {
@@ -110,14 +111,8 @@ std::string Lowerer::fresh(const std::string& base) {
 
 OpInfo& Lowerer::emit(const std::string& type, const std::string& name, std::vector<std::string> ins,
                       std::vector<std::string> outs, std::vector<std::pair<std::string, std::string>> attrs) {
-  OpInfo op;
-  op.type = type;
-  op.name = name;
-  op.inputs = std::move(ins);
-  op.outputs = std::move(outs);
-  op.attrs = std::move(attrs);
-  for (auto& o : op.outputs) names_.insert(o);
-  out.ops.push_back(std::move(op));
+  for (auto& o : outs) names_.insert(o);
+  out.ops.push_back(pass::make_op(name, type, std::move(ins), std::move(outs), std::move(attrs)));
   return out.ops.back();
 }
 

@@ -60,6 +60,30 @@ def throughput(args, ir):
     return float(m.group(1))
 
 
+def alternate(args, pairs):
+    """Every round runs each (name, a, b) pair's two IRs once, alternating which goes first;
+    returns {name: (samples/s of a per round, of b per round)}."""
+    res = {name: ([], []) for name, _, _ in pairs}
+    for r in range(args.rounds):
+        for name, a, b in pairs:
+            order = [(0, a), (1, b)] if r % 2 == 0 else [(1, b), (0, a)]
+            for i, ir in order:
+                res[name][i].append(throughput(args, ir))
+        print("  round %d done" % (r + 1), flush=True)
+    return res
+
+
+def print_ratios(res, names, head_a, head_b):
+    """The markdown table: best / median of each contender and their ratio a / b."""
+    print("| %s | %s best / median | %s best / median | ratio best / median |" % (names[0], head_a, head_b))
+    print("|---|---|---|---|")
+    for name in names[1]:
+        a, b = res[name]
+        print("| %s | %.2f / %.2f | %.2f / %.2f | %.3f / %.3f |" % (
+            name, max(a), statistics.median(a), max(b), statistics.median(b), max(a) / max(b),
+            statistics.median(a) / statistics.median(b)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default="distilbert,roberta,ortopt")
@@ -101,23 +125,11 @@ def main():
             sys.exit("unknown pair " + p)
     print("compiling (%s)" % args.precision)
     irs = [(name, compile_ir(args, a), compile_ir(args, b)) for name, a, b in pairs]
-    res = {name: ([], []) for name, _, _ in irs}
-    for r in range(args.rounds):
-        for name, a, b in irs:
-            order = [(0, a), (1, b)] if r % 2 == 0 else [(1, b), (0, a)]
-            for i, ir in order:
-                res[name][i].append(throughput(args, ir))
-        print("  round %d done" % (r + 1), flush=True)
+    res = alternate(args, irs)
     cpu = run([os.path.join(args.bin, "neural_engine_cpu")]).strip()
     print("\n%s; %s, batch %d, seq %d, %d threads, %d rounds x %d iterations, samples/s\n" % (
         cpu, args.precision, args.batch, args.seq, args.threads, args.rounds, args.iterations))
-    print("| pair | form best / median | reference best / median | ratio best / median |")
-    print("|---|---|---|---|")
-    for name, _, _ in irs:
-        a, b = res[name]
-        print("| %s | %.2f / %.2f | %.2f / %.2f | %.3f / %.3f |" % (
-            name, max(a), statistics.median(a), max(b), statistics.median(b), max(a) / max(b),
-            statistics.median(a) / statistics.median(b)))
+    print_ratios(res, ("pair", [n for n, _, _ in irs]), "form", "reference")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ Prints best and median per contender and the ratio NE / ours (1.00 = as fast).
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from bench_export_forms import run, throughput  # noqa: E402  (one runner for the alternating benchmarks)
+from bench_export_forms import alternate, print_ratios, run  # noqa: E402  (one runner for the alternating benchmarks)
 
 PY = "/usr/bin/python3"
 OURS = {"fp32": ["--precision", "fp32"], "bf16": ["--precision", "bf16"],
@@ -68,23 +66,11 @@ def main():
                     run([os.path.join(args.bin, "neural_engine_compile"), "--model", os.path.join(sdir, "model.onnx"),
                          "--output_dir", ours] + OURS[prec])
                 pairs.append(("%s %s%s" % (fam, prec, tag), ne_dir, ours))
-    res = {name: ([], []) for name, _, _ in pairs}
-    for r in range(args.rounds):
-        for name, a, b in pairs:
-            order = [(0, a), (1, b)] if r % 2 == 0 else [(1, b), (0, a)]
-            for i, ir in order:
-                res[name][i].append(throughput(args, ir))
-        print("  round %d done" % (r + 1), flush=True)
+    res = alternate(args, pairs)
     cpu = run([os.path.join(args.bin, "neural_engine_cpu")]).strip().splitlines()[0]
     print("\n%s; hidden %d, %d layers, batch %d, seq %d, %d threads, %d rounds x %d iterations, samples/s\n" % (
         cpu, args.hidden, args.layers, args.batch, args.seq, args.threads, args.rounds, args.iterations))
-    print("| model, precision | NE IR best / median | our IR best / median | ratio best / median |")
-    print("|---|---|---|---|")
-    for name, _, _ in pairs:
-        a, b = res[name]
-        print("| %s | %.2f / %.2f | %.2f / %.2f | %.3f / %.3f |" % (
-            name, max(a), statistics.median(a), max(b), statistics.median(b), max(a) / max(b),
-            statistics.median(a) / statistics.median(b)))
+    print_ratios(res, ("model, precision", [n for n, _, _ in pairs]), "NE IR", "our IR")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,18 @@ class Graph {
   int counter_ = 0;
 };
 
+// An operator from its parts (passes that build new ops: transpose.cpp, the NE dialect lowering).
+inline OpInfo make_op(const std::string& name, const std::string& type, std::vector<std::string> in,
+                      std::vector<std::string> out, std::vector<std::pair<std::string, std::string>> attrs = {}) {
+  OpInfo o;
+  o.name = name;
+  o.type = type;
+  o.inputs = std::move(in);
+  o.outputs = std::move(out);
+  o.attrs = std::move(attrs);
+  return o;
+}
+
 // Binary op helpers. `is_binary(op, "add")` accepts BinaryAdd (2 inputs) and BinaryOp add.
 bool is_binary(const OpInfo* op, const std::string& algo);
 bool is_unary(const OpInfo* op, const std::string& algo);

@@ -212,16 +212,6 @@ std::string join(const std::vector<int64_t>& v) {
   return r;
 }
 
-OpInfo make_op(const std::string& name, const std::string& type, std::vector<std::string> in,
-               std::vector<std::string> out, std::vector<std::pair<std::string, std::string>> attrs = {}) {
-  OpInfo o;
-  o.name = name;
-  o.type = type;
-  o.inputs = std::move(in);
-  o.outputs = std::move(out);
-  o.attrs = std::move(attrs);
-  return o;
-}
 
 }  // namespace
 
