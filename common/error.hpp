@@ -19,6 +19,13 @@ class InputError : public Error {
   explicit InputError(const std::string& msg) : Error(msg) {}
 };
 
+// A call would need more than a configured limit allows (the executor's max_activation_bytes):
+// nothing was allocated or run. The server answers 413 for it.
+class ResourceError : public Error {
+ public:
+  explicit ResourceError(const std::string& msg) : Error(msg) {}
+};
+
 namespace detail {
 inline void cat(std::ostringstream&) {}
 template <class T, class... R>

@@ -20,6 +20,11 @@ struct AlignedBuf {
   explicit AlignedBuf(size_t bytes) { reserve(bytes); }
   AlignedBuf(const AlignedBuf&) = delete;
   AlignedBuf(AlignedBuf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; o.n = 0; }
+  AlignedBuf& operator=(AlignedBuf&& o) noexcept {
+    std::swap(p, o.p);
+    std::swap(n, o.n);
+    return *this;
+  }
   ~AlignedBuf() { std::free(p); }
   void reserve(size_t bytes) {
     if (bytes <= n && p) return;
@@ -39,8 +44,9 @@ constexpr uint64_t kMaxTensorBytes = uint64_t(1) << 40;
 // yields an error naming the tensor instead of a wrapped size or a huge allocation).
 size_t checked_nbytes(const Tensor& t, uint64_t limit, const std::string& who) {
   uint64_t n = uint64_t(shape_numel(t.shape)), es = dtype_size(t.dtype);
-  NE_CHECK(n <= limit / es, who, "tensor '", t.name, "' of shape ", shape_str(t.shape), " x ",
-           dtype_name(t.dtype), " exceeds the activation memory limit of ", limit, " bytes");
+  if (n > limit / es)
+    throw ResourceError(str_cat(who, "tensor '", t.name, "' of shape ", shape_str(t.shape), " x ",
+           dtype_name(t.dtype), " exceeds the activation memory limit of ", limit, " bytes"));
   return size_t(n * es);
 }
 
@@ -71,10 +77,19 @@ struct Executor::Impl {
     std::vector<AlignedBuf> const_store;
     std::vector<int64_t> offset;  // arena offset per tensor, -1 if not in arena
     size_t arena = 0, peak_live = 0;
+    uint64_t used = 0;  // when it last ran (LRU)
   };
+  // Plans by input shapes, at most opt.max_plans (the least recently used goes first): a client
+  // that sends every sequence length cannot grow the executor without bound.
   std::map<std::string, std::unique_ptr<Plan>> plans;
+  uint64_t tick = 0;
   Plan* last_plan = nullptr;
   AlignedBuf arena;
+  // The arena follows the largest plan of the last kArenaWindow calls: it shrinks when it is more
+  // than twice that (and 1 MiB more), so one long sequence does not hold its memory forever.
+  static constexpr int kArenaWindow = 32;
+  size_t window_max = 0;
+  int window_calls = 0;
 
   int tensor_id(const std::string& n) {
     auto it = id.find(n);
@@ -210,11 +225,13 @@ struct Executor::Impl {
   }
 
   // Planning fails only for input shapes the model cannot take (its ops' shape checks): an
-  // input error, with the operator's message unchanged.
+  // input error, with the operator's message unchanged; a configured limit stays a ResourceError.
   std::unique_ptr<Plan> make_plan_checked(const std::map<std::string, TensorView>& in) {
     try {
       return make_plan(in);
     } catch (const InputError&) {
+      throw;
+    } catch (const ResourceError&) {
       throw;
     } catch (const Error& e) {
       throw InputError(e.what());
@@ -256,8 +273,9 @@ struct Executor::Impl {
         } else {
           for (Tensor* o : outs) {
             const_bytes += align64(o->nbytes());
-            NE_CHECK(const_bytes <= limit, who, "'", o->name, "': tensors computed at plan time need ",
-                     const_bytes, " bytes, over the activation memory limit of ", limit);
+            if (const_bytes > limit)
+              throw ResourceError(str_cat(who, "'", o->name, "': tensors computed at plan time need ", const_bytes,
+                                          " bytes, over the activation memory limit of ", limit));
             p->const_store.emplace_back(o->nbytes());
             o->data = p->const_store.back().p;
           }
@@ -267,8 +285,9 @@ struct Executor::Impl {
       }
     }
     plan_memory(*p);
-    NE_CHECK(!opt.max_activation_bytes || p->arena <= opt.max_activation_bytes, "the activation arena for input shapes ",
-             shape_key(in), " needs ", p->arena, " bytes, over the limit of ", opt.max_activation_bytes);
+    if (opt.max_activation_bytes && p->arena > opt.max_activation_bytes)
+      throw ResourceError(str_cat("the activation arena for input shapes ", shape_key(in), " needs ", p->arena,
+                                  " bytes, over the limit of ", opt.max_activation_bytes));
     return p;
   }
 
@@ -385,15 +404,35 @@ struct Executor::Impl {
     check_inputs(in);
     std::string key = shape_key(in);
     auto it = plans.find(key);
-    if (it == plans.end()) it = plans.emplace(key, make_plan_checked(in)).first;
+    if (it == plans.end()) {
+      it = plans.emplace(key, make_plan_checked(in)).first;
+      while (opt.max_plans && plans.size() > opt.max_plans) {
+        auto victim = plans.end();
+        for (auto j = plans.begin(); j != plans.end(); ++j)
+          if (j != it && (victim == plans.end() || j->second->used < victim->second->used)) victim = j;
+        if (victim->second.get() == last_plan) last_plan = nullptr;
+        plans.erase(victim);
+      }
+    }
+    it->second->used = ++tick;
     return *it->second;
+  }
+
+  void size_arena(size_t need) {
+    window_max = std::max(window_max, need);
+    if (++window_calls >= kArenaWindow) {
+      if (arena.n > 2 * window_max + (size_t(1) << 20)) arena = AlignedBuf();
+      window_max = need;
+      window_calls = 0;
+    }
+    arena.reserve(need);
   }
 
   std::vector<HostTensor> run(const std::map<std::string, TensorView>& in) {
     std::lock_guard<std::mutex> lock(call_mu);
     Plan& p = plan_for(in);
     last_plan = &p;
-    arena.reserve(p.arena);
+    size_arena(p.arena);
     uint8_t* a = static_cast<uint8_t*>(arena.p);
     for (size_t i = 0; i < p.t.size(); ++i)
       if (p.offset[i] >= 0) p.t[i].data = a + p.offset[i];

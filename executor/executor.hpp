@@ -44,7 +44,9 @@ struct ExecOptions {
   // Upper bound on the activation memory of one plan (arena + tensors computed at plan time),
   // checked before anything is allocated; 0 = no bound beyond 1 TiB per tensor. Shapes come
   // from untrusted models and inputs: a bad one gets an ne::Error, not a huge allocation.
-  size_t max_activation_bytes = 0;
+  size_t max_activation_bytes = 0;  // over it: ne::ResourceError
+  // Plans cached by input shapes, least recently used dropped beyond it (0: unbounded).
+  size_t max_plans = 8;
 };
 
 struct OpProfile {

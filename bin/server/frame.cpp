@@ -1,10 +1,12 @@
 #include "bin/server/frame.hpp"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace ne {
@@ -80,9 +82,21 @@ struct Header {
   uint64_t size;
 };
 
-bool read_exact(int fd, void* dst, size_t n) {
+// deadline: wait for each read until then (poll), or forever when null; *late is set when it passed.
+bool read_exact(int fd, void* dst, size_t n, const std::chrono::steady_clock::time_point* deadline = nullptr,
+                bool* late = nullptr) {
   char* p = static_cast<char*>(dst);
   while (n) {
+    if (deadline) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+      pollfd pf{fd, POLLIN, 0};
+      const int r = ::poll(&pf, 1, int(std::max<int64_t>(0, std::min<int64_t>(ms.count(), 1 << 30))));
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) {
+        *late = true;
+        return false;
+      }
+    }
     ssize_t k = ::read(fd, p, n);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) return false;
@@ -120,13 +134,20 @@ bool write_frame(int fd, FrameType type, const std::string& payload) {
 }
 
 bool read_frame(int fd, FrameType* type, std::string* payload) {
+  bool late = false;
+  return read_frame_until(fd, type, payload, nullptr, &late);
+}
+
+bool read_frame_until(int fd, FrameType* type, std::string* payload, const std::chrono::steady_clock::time_point* deadline,
+                      bool* late) {
+  *late = false;
   Header h;
-  if (!read_exact(fd, &h, sizeof h)) return false;
+  if (!read_exact(fd, &h, sizeof h, deadline, late)) return false;
   NE_CHECK(h.magic == kFrameMagic, "worker frame: bad magic 0x", std::hex, h.magic);
   NE_CHECK(h.size <= kMaxFramePayload, "worker frame: payload of ", h.size, " bytes is too large");
   *type = FrameType(h.type);
   payload->resize(size_t(h.size));
-  return read_exact(fd, payload->data(), payload->size());
+  return read_exact(fd, payload->data(), payload->size(), deadline, late);
 }
 
 }  // namespace server

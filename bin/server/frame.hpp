@@ -5,17 +5,20 @@
 //   tensor  = name string | dtype u8 | rank u8 | dims i64[rank] | nbytes u64 | bytes
 //
 //   load   (front end -> worker)  n u32, n x (name string, conf string, weight string),
-//                                 sparse_threshold f64, warmup string ("BxS,BxS")
+//                                 sparse_threshold f64, warmup string ("BxS,BxS"),
+//                                 max_activation_bytes u64 (0: none)
 //   ready  (worker -> front end)  pid u32, n u32, n x (m u32, m x output (name string, dtype u8
 //                                 (255 unknown), rank u8 (255 unknown), dims i64[rank]))
 //   run    (front end -> worker)  batch id u64, model u32, n u32, n x tensor
-//   result (worker -> front end)  batch id u64, status u32 (0 ok, 1 ne::Error, 2 other), then
+//   result (worker -> front end)  batch id u64, status u32 (0 ok, 1 ne::Error, 2 other, 3 over a
+//                                 limit: ne::ResourceError), then
 //                                 n u32, n x tensor (ok) or message string (error)
 //   fatal  (worker -> front end)  message string (load failed; the worker exits)
 // All integers little-endian (the host's order: both ends are the same binary on one machine).
 // A reader checks every size against the bytes it has and throws ne::Error on a short or bad
 // frame; a peer that closes mid-frame reads as end of stream.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -69,6 +72,9 @@ bool write_frame(int fd, FrameType type, const std::string& payload);
 // Reads one frame; false at end of stream (the peer closed or died, also mid-frame). Throws
 // ne::Error on a bad magic or an oversized payload.
 bool read_frame(int fd, FrameType* type, std::string* payload);
+// The same within a deadline (null: none): false with *late set when it passed first.
+bool read_frame_until(int fd, FrameType* type, std::string* payload, const std::chrono::steady_clock::time_point* deadline,
+                      bool* late);
 
 }  // namespace server
 }  // namespace ne

@@ -32,7 +32,7 @@ struct ModelMetrics {
   std::atomic<uint64_t> success{0};          // answered 200
   std::atomic<uint64_t> fail_client{0};      // 4xx: bad request (decode, checks, engine error)
   std::atomic<uint64_t> fail_overload{0};    // 503: queue full or draining
-  std::atomic<uint64_t> fail_worker{0};      // 500: the worker died while running it
+  std::atomic<uint64_t> fail_worker{0};      // 500/503: the worker died or hung while running it
   std::atomic<uint64_t> fail_internal{0};    // 500: other server errors
   Histogram latency;                         // seconds, request received -> response ready
   Histogram queue_time;                      // seconds, queued -> sent to a worker
@@ -44,6 +44,7 @@ struct InstanceMetrics {
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> busy_ns{0};     // time with a batch in the worker
   std::atomic<uint64_t> restarts{0};    // worker processes started after the first
+  std::atomic<uint64_t> timeouts{0};    // workers killed by the watchdog (no answer in time)
   std::atomic<int64_t> pid{0};
   std::atomic<int> up{0};
 };

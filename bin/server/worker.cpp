@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include <oneapi/dnnl/dnnl.hpp>
+
 #include "bin/server/frame.hpp"
 #include "executor/input_gen.hpp"
 #ifdef NE_HAVE_COMPILE
@@ -33,6 +35,8 @@ namespace ne {
 namespace server {
 
 int worker_fd_flag() { return FLAGS_worker; }
+
+constexpr int kWorkerPrimitiveCache = 64;
 
 namespace {
 
@@ -60,6 +64,10 @@ int worker_main(int fd) {
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
+  // oneDNN keeps up to 1024 primitives (JIT code) in its process-wide cache by default; the
+  // operators keep their own per-shape ones (ShapeCache), so a worker that sees every sequence
+  // length would hold ~1024 more for nothing. ONEDNN_PRIMITIVE_CACHE_CAPACITY still overrides.
+  if (!std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")) dnnl::set_primitive_cache_capacity(kWorkerPrimitiveCache);
   FrameType type;
   std::string payload;
   std::vector<std::unique_ptr<Executor>> models;
@@ -75,10 +83,12 @@ int worker_main(int fd) {
     }
     const double thr = rd.f64();
     const auto warm = parse_warmup(rd.str());
+    const uint64_t max_act = rd.u64();
     for (uint32_t i = 0; i < n; ++i) {
       ExecOptions eo;
       if (thr >= 0) eo.op.sparse_threshold = float(thr);
       eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
+      eo.max_activation_bytes = size_t(max_act);
       models.push_back(std::make_unique<Executor>(NE_LOAD_IR(confs[i], weights[i]), eo));
       std::mt19937 rng(1);
       for (auto& bs : warm) models.back()->run(generate_inputs(models.back()->model(), bs.first, bs.second, rng));
@@ -154,6 +164,11 @@ int worker_main(int fd) {
       w.u32(0);
       w.u32(uint32_t(outs.size()));
       for (size_t i = 0; i < outs.size(); ++i) w.tensor(names[i], outs[i]);
+    } catch (const ResourceError& e) {
+      w = FrameWriter();
+      w.u64(batch_id);
+      w.u32(3);
+      w.str(e.what());
     } catch (const Error& e) {
       w = FrameWriter();
       w.u64(batch_id);

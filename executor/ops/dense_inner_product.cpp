@@ -1,5 +1,6 @@
 // InnerProduct: the op (attributes, shapes, residual) and the dense oneDNN strategy.
 // See dense_inner_product.hpp for the strategy list (where a sparse path plugs in).
+#include "executor/ops/shape_cache.hpp"
 #include "executor/ops/dense_inner_product.hpp"
 
 #include <omp.h>
@@ -215,8 +216,7 @@ class OnednnIp : public IpStrategy {
 
   Entry& entry(int64_t M) {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = cache_.find(M);
-    if (it != cache_.end()) return it->second;
+    if (Entry* hit = cache_.find(M)) return *hit;
     Entry e;
     if (!p_.weight_const) {
       auto pd = make_pd(M, plain_w_);
@@ -229,7 +229,7 @@ class OnednnIp : public IpStrategy {
       e.prim = dnnl::matmul(pd);
     }
     if (split_) e.add = dnnl::binary(binary_pd(M));
-    return cache_.emplace(M, std::move(e)).first->second;
+    return cache_.emplace(M, std::move(e));
   }
 
   IpProblem p_;
@@ -242,7 +242,7 @@ class OnednnIp : public IpStrategy {
   memory::desc plain_w_, bias_md_;
   std::shared_ptr<const PackedBuffer> buf_;  // backs packed_.front()
   std::deque<memory> packed_;  // deque: stable addresses for Entry::weights
-  std::map<int64_t, Entry> cache_;
+  ShapeCache<int64_t, Entry> cache_;
   std::mutex mu_;
   std::string kernel_;
 };

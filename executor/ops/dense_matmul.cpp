@@ -23,6 +23,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "executor/ops/shape_cache.hpp"
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
 #include "kernels/attention/attention.hpp"
@@ -124,7 +125,7 @@ class MatmulOp : public Operator {
   friend class AttentionOp;
   std::vector<int64_t> perm0_, perm1_, permd_;
   float scale_ = 1.f;
-  std::map<std::vector<int64_t>, Plan> cache_;
+  ShapeCache<std::vector<int64_t>, Plan> cache_;
   std::mutex mu_;
   std::string kernel_, reason_;
   bool bf16_ = false;  // compute_dtype: bf16 (products rounded to bf16, fp32 accumulation)
@@ -152,8 +153,7 @@ class MatmulOp : public Operator {
   Plan& plan(const TensorList& in) {
     const std::vector<int64_t> key = shape_key(in);
     std::lock_guard<std::mutex> g(mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
+    if (Plan* hit = cache_.find(key)) return *hit;
     Plan p = make_plan(in);
     build_offsets(p);
     try_primitive(p);
@@ -174,7 +174,7 @@ class MatmulOp : public Operator {
       if (bf16_ && !bf16_runs())
         reason_ += "; compute_dtype bf16 asked, but " + ne::cpu::why_not(ne::cpu::Isa::avx512_core_bf16) + ": fp32 products";
     }
-    return cache_.emplace(key, std::move(p)).first->second;
+    return cache_.emplace(key, std::move(p));
   }
 
   Plan make_plan(const TensorList& in) const {
@@ -600,7 +600,7 @@ class AttentionOp : public Operator {
     attention::Args args;
   };
   MatmulOp qk_, pv_;
-  std::map<std::vector<int64_t>, Plans> cache_;
+  ShapeCache<std::vector<int64_t>, Plans> cache_;
   std::mutex mu_;
   std::string kernel_, reason_;
 
@@ -632,8 +632,7 @@ class AttentionOp : public Operator {
   Plans& plans(const TensorList& in) {
     const std::vector<int64_t> key = shape_key(in);
     std::lock_guard<std::mutex> g(mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
+    if (Plans* hit = cache_.find(key)) return *hit;
     Plans p;
     TensorList qk_in{in[0], in[1]};
     if (in.size() == 4) qk_in.push_back(in[3]);
@@ -696,7 +695,7 @@ class AttentionOp : public Operator {
                                            "): scores through a temporary, products on oneDNN's sgemm"
                                      : "views do not fit the small GEMM: scores through a temporary";
     }
-    return cache_.emplace(key, std::move(p)).first->second;
+    return cache_.emplace(key, std::move(p));
   }
 };
 

@@ -39,6 +39,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "executor/ops/shape_cache.hpp"
 #include "executor/ops/dense_common.hpp"
 #include "executor/ops/dense_inner_product.hpp"
 #include "executor/ops/feature_major.hpp"
@@ -331,8 +332,7 @@ class OnednnQIp : public QStrategy {
   Entry& entry(int64_t M, ddt odt) {
     std::lock_guard<std::mutex> g(mu_);
     const auto key = std::make_pair(M, int(odt));
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
+    if (Entry* hit = cache_.find(key)) return *hit;
     Entry e;
     auto pd = make_pd(M, odt, tag::any);
     e.weights = dense::find_packed_weights(packed_, pd.weights_desc());
@@ -354,7 +354,7 @@ class OnednnQIp : public QStrategy {
     }
     e.impl = pd.impl_info_str();
     e.prim = dnnl::matmul(pd);
-    return cache_.emplace(key, std::move(e)).first->second;
+    return cache_.emplace(key, std::move(e));
   }
 
   QProblem p_;
@@ -366,7 +366,7 @@ class OnednnQIp : public QStrategy {
   memory::desc plain_w_, bias_md_;
   std::vector<std::shared_ptr<const PackedBuffer>> bufs_;  // back the packed_ layouts made at init
   std::deque<memory> packed_;
-  std::map<std::pair<int64_t, int>, Entry> cache_;
+  ShapeCache<std::pair<int64_t, int>, Entry> cache_;
   std::mutex mu_;
   std::string kernel_;
 };

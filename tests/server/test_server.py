@@ -40,6 +40,7 @@ class Server:
     def __init__(self, args, env_extra=None, name="srv"):
         self.log = os.path.join(ARGS.workdir, name + ".log")
         env = dict(os.environ, NE_DISPATCH="threshold", GLOG_minloglevel="1")
+        env.update(json.loads(os.environ.get("NE_TEST_SERVER_ENV", "{}")))
         env.update(env_extra or {})
         self.p = subprocess.Popen([ARGS.server, "--port", "0"] + args, stdout=subprocess.PIPE,
                                   stderr=open(self.log, "w"), env=env, text=True)
