@@ -56,6 +56,12 @@ std::vector<std::string> MsOpLowerer::supported() {
 
 bool MsOpLowerer::lower(const onnx::NodeProto& n, std::string* why) {
   const std::string& t = n.op_type();
+  // ONNX's library has no schemas for com.microsoft ops: each lowering checks the inputs it reads
+  // (in_at: "" past the node's inputs); all of them write output 0.
+  if (out_at(n, 0).empty()) {
+    *why = "no output";
+    return false;
+  }
   if (t == "Attention") return attention(n, why);
   if (t == "EmbedLayerNormalization") return embed_layer_norm(n, why);
   if (t == "SkipLayerNormalization") return skip_layer_norm(n, why);
@@ -102,9 +108,9 @@ int MsOpLowerer::rank_of(const std::string& t, int depth) const {
   auto p = producer_.find(t);
   if (p == producer_.end()) return -1;
   const onnx::NodeProto& n = *p->second;
-  if (n.op_type() == "Cast" || n.op_type() == "Identity") return rank_of(n.input(0), depth + 1);
+  if (n.op_type() == "Cast" || n.op_type() == "Identity") return rank_of(in_at(n, 0), depth + 1);
   if (n.op_type() == "ReduceSum" || n.op_type() == "Unsqueeze" || n.op_type() == "Squeeze") {
-    int r0 = rank_of(n.input(0), depth + 1);
+    int r0 = rank_of(in_at(n, 0), depth + 1);
     if (r0 < 0) return -1;
     int64_t keep = 1;
     int64_t naxes = -1;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <algorithm>
 #include <functional>
@@ -41,10 +42,15 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string&
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// Path of external data, checked to stay inside the model's directory.
-std::string external_path(const std::string& model_dir, const std::string& loc,
+// Path of external data, checked to stay inside the model's directory: first the location as text
+// (relative, no '..', no backslash), then as the file system resolves it (symlinks included, with
+// std::filesystem::weakly_canonical): the resolved path must lie under the model's directory, or
+// under the directory the model file itself resolves to (a model and its data both linked into one
+// place, as Hugging Face's hub cache links them into blobs/). Returns the resolved path.
+std::string external_path(const std::string& model_dir, const std::string& model_file, const std::string& loc,
                           const std::string& what) {
   NE_CHECK(!loc.empty(), what, ": external data without a location");
+  NE_CHECK(loc.find('\0') == std::string::npos, what, ": external data location contains a NUL byte");
   NE_CHECK(loc[0] != '/', what, ": external data location '", loc,
            "' is an absolute path (must be relative to the model's directory)");
   std::stringstream ss(loc);
@@ -54,7 +60,29 @@ std::string external_path(const std::string& model_dir, const std::string& loc,
              "' leaves the model's directory ('..' is not allowed)");
   NE_CHECK(loc.find('\\') == std::string::npos, what, ": external data location '", loc,
            "' contains a backslash");
-  return model_dir + "/" + loc;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::canonical(fs::path(model_dir.empty() ? "." : model_dir), ec);
+  NE_CHECK(!ec, what, ": cannot resolve the model's directory '", model_dir, "': ", ec.message());
+  const fs::path target = fs::weakly_canonical(dir / loc, ec);
+  NE_CHECK(!ec, what, ": cannot resolve external data location '", loc, "' in '", dir.string(), "': ",
+           ec.message());
+  auto inside = [&](const fs::path& root) {
+    const fs::path rel = target.lexically_relative(root);
+    return !rel.empty() && *rel.begin() != ".." && rel != ".";
+  };
+  bool ok = inside(dir);
+  if (!ok && !model_file.empty()) {
+    const fs::path real_model = fs::weakly_canonical(fs::path(model_file), ec);
+    if (!ec) ok = inside(real_model.parent_path());
+  }
+  NE_CHECK(ok, what, ": external data location '", loc, "' resolves to '", target.string(),
+           "', outside the model's directory '", dir.string(), "' (symbolic links are followed)");
+  NE_CHECK(fs::exists(target, ec), what, ": cannot open external data file '", target.string(), "' (location '",
+           loc, "'): no such file");
+  NE_CHECK(fs::is_regular_file(target, ec), what, ": external data file '", target.string(), "' (location '", loc,
+           "') is not a regular file");
+  return target.string();
 }
 
 }  // namespace
@@ -99,7 +127,7 @@ onnx::ModelProto read_onnx_model(const std::string& path) {
 }
 
 BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& model_dir,
-                              const std::string& what0) {
+                              const std::string& what0, const std::string& model_file) {
   std::string what = what0 + " tensor '" + t.name() + "'";
   BoundTensor r;
   NE_CHECK(onnx_dtype(t.data_type(), &r.dtype), what, ": data type ", onnx_dtype_name(t.data_type()),
@@ -135,7 +163,7 @@ BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& mod
       else if (kv.key() == "offset") offset = uint64_t(number("offset", kv.value()));
       else if (kv.key() == "length") length = number("length", kv.value());
     }
-    std::string p = external_path(model_dir, loc, what);
+    std::string p = external_path(model_dir, model_file, loc, what);
     std::ifstream f(p, std::ios::binary);
     NE_CHECK(f.good(), what, ": cannot open external data file '", p, "'");
     f.seekg(0, std::ios::end);
@@ -212,7 +240,7 @@ BoundTensor read_onnx_tensor_file(const std::string& path, std::string* name) {
   NE_CHECK(t.ParseFromArray(bytes.data(), int(bytes.size())), path,
            ": not a valid ONNX TensorProto");
   if (name) *name = t.name();
-  return onnx_tensor_value(t, dir_of(path), path + ":");
+  return onnx_tensor_value(t, dir_of(path), path + ":", path);
 }
 
 // ---------------------------------------------------------------------------------- lowering
@@ -287,6 +315,7 @@ struct Lowerer {
   }
 
   bool lower_node(const onnx::NodeProto& n, std::string* why);
+  void check_schema(const onnx::NodeProto& n, const std::string& node_name) const;
   void infer_ranks();
   int rank_of(const std::string& t) const {
     auto it = ranks.find(t);
@@ -340,6 +369,15 @@ const std::set<std::string>& simple_ops() {
   return t;
 }
 
+bool is_lowered(const std::string& t) {
+  return simple_ops().count(t) || binary_ops().count(t) || unary_ops().count(t);
+}
+
+// A node's name in messages: its name, or "Type(first output)" for an unnamed node.
+std::string node_name_of(const onnx::NodeProto& n) {
+  return n.name().empty() ? n.op_type() + "(" + (n.output_size() ? n.output(0) : "") + ")" : n.name();
+}
+
 bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   auto a = attrs_of(n);
   const std::string& t = n.op_type();
@@ -347,16 +385,8 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   for (auto& i : in) i = resolve(i);
   std::vector<std::string> out(n.output().begin(), n.output().end());
   const std::string& nm = n.name();
-  // Arity and attribute types against ONNX's own schema for this opset, before any in[k]/out[k].
-  if (n.domain().empty() || n.domain() == "ai.onnx") {
-    if (const onnx::OpSchema* s = onnx::OpSchemaRegistry::Schema(t, int(opset), "")) {
-      try {
-        s->Verify(n);
-      } catch (const std::exception& e) {
-        fail(path, ": node '", nm, "' (", t, "): does not match the ONNX schema: ", e.what());
-      }
-    }
-  }
+  // Arity and attribute types were checked against ONNX's schema for this opset (check_schema, for
+  // every node before any is read): in[k] / out[k] below stay within the schema's minimum counts.
   auto need_outputs = [&](size_t k) {
     for (size_t i = k; i < out.size(); ++i)
       if (!out[i].empty()) {
@@ -370,7 +400,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   if (t == "Constant") {
     NE_CHECK(out.size() == 1, path, ": Constant node '", nm, "' must have one output");
     if (a.count("value")) {
-      add_weight(out[0], onnx_tensor_value(a.at("value")->t(), dir, path + ": Constant '" + nm + "'"));
+      add_weight(out[0], onnx_tensor_value(a.at("value")->t(), dir, path + ": Constant '" + nm + "'", path));
     } else if (a.count("value_float")) {
       m.add_weight(out[0], DType::fp32, {}, std::vector<float>{a.at("value_float")->f()});
     } else if (a.count("value_floats")) {
@@ -559,6 +589,10 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     identity(nm, in[0], out[0]);
     return true;
   }
+  if (t == "Tile" && in.size() > 2) {  // Tile-1 (opset < 6): tiles and axis inputs
+    *why = "'tiles' and 'axis' inputs (opset < 6)";
+    return false;
+  }
   if (t == "Where" || t == "Expand" || t == "Tile" || t == "Range") {
     emit(nm, t, in, out);
     return true;
@@ -586,6 +620,10 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     return true;
   }
   if (t == "Reshape") {
+    if (a.count("shape")) {  // Reshape-1 (opset < 5): the shape is an attribute
+      *why = "'shape' attribute (opset < 5)";
+      return false;
+    }
     emit(nm, "Reshape", in, out).set_attr("allowzero", std::to_string(A_INT("allowzero", 0)));
     return true;
   }
@@ -604,7 +642,8 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     return true;
   }
   if (t == "Concat") {
-    emit(nm, "Concat", in, out).set_attr("axis", std::to_string(A_INT("axis", 0)));
+    // Concat-1 (opset < 4) defaults axis to 1; it is required from Concat-4 on.
+    emit(nm, "Concat", in, out).set_attr("axis", std::to_string(A_INT("axis", opset < 4 ? 1 : 0)));
     return true;
   }
   if (t == "Split") {
@@ -618,6 +657,10 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     return true;
   }
   if (t == "Slice") {
+    if (a.count("starts") || a.count("ends")) {  // Slice-1 (opset < 10): attributes, one input
+      *why = "'starts' / 'ends' attributes (opset < 10)";
+      return false;
+    }
     if (in.size() >= 5 && !in[4].empty() && (in[3].empty())) {
       // axes omitted but steps given: materialise axes = 0..n-1 from the starts' length.
       const TensorInfo* s = m.find(in[1]);
@@ -646,7 +689,7 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
     double v = 0;
     DType dt = DType::fp32;
     if (a.count("value")) {
-      auto b = onnx_tensor_value(a.at("value")->t(), dir, path + ": node '" + nm + "' value");
+      auto b = onnx_tensor_value(a.at("value")->t(), dir, path + ": node '" + nm + "' value", path);
       NE_CHECK(b.bytes.size() == dtype_size(b.dtype), path, ": node '", nm,
                "': ConstantOfShape value must hold one element");
       dt = b.dtype;
@@ -683,6 +726,41 @@ bool Lowerer::lower_node(const onnx::NodeProto& n, std::string* why) {
   }
   *why = "";
   return false;
+}
+
+// A default-domain node the compiler reads, against ONNX's schema of it for the model's opset
+// (input and output counts, attribute names and types): before anything reads the node's inputs,
+// outputs or attributes. An op the opset does not define yet (CastLike in an opset-13 model) or no
+// longer defines is an error naming the node, the op and the opset, never a skipped check.
+void Lowerer::check_schema(const onnx::NodeProto& n, const std::string& node_name) const {
+  const std::string& t = n.op_type();
+  auto where = [&] { return str_cat(path, ": node '", node_name, "' (", t, "): "); };
+  const onnx::OpSchema* s = onnx::OpSchemaRegistry::Schema(t, int(std::min<int64_t>(opset, INT32_MAX)), "");
+  if (!s) {
+    const onnx::OpSchema* latest = onnx::OpSchemaRegistry::Schema(t, "");
+    NE_CHECK(latest, where(), "not an operator of ai.onnx (no ONNX schema)");
+    int since = latest->since_version();  // the earliest version: the first opset that finds one
+    for (int v = int(opset) + 1; v <= latest->since_version(); ++v)
+      if (const onnx::OpSchema* e = onnx::OpSchemaRegistry::Schema(t, v, "")) {
+        since = e->since_version();
+        break;
+      }
+    fail(where(), "not defined in opset ", opset, " of ai.onnx (since opset ", since, ")");
+  }
+  NE_CHECK(!s->deprecated(), where(), "deprecated in opset ", opset, " of ai.onnx (since opset ",
+           s->since_version(), ")");
+  try {
+    s->Verify(n);
+  } catch (const std::exception& e) {
+    // A model newer than this build's ONNX library is checked against the newest schema it knows.
+    const auto& range = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
+    auto it = range.find(onnx::ONNX_DOMAIN);
+    std::string note;
+    if (it != range.end() && opset > it->second.second)
+      note = str_cat(" (checked against ", t, "-", s->since_version(), ": the model's opset ", opset,
+                     " is newer than the ", it->second.second, " this build's ONNX library knows)");
+    fail(where(), "does not match the ONNX schema of opset ", opset, ": ", e.what(), note);
+  }
 }
 
 // com.microsoft QGemm / DynamicQuantizeMatMul / MatMulIntegerToFloat: lowered 1:1 (ONNX inputs,
@@ -795,12 +873,14 @@ void Lowerer::infer_ranks() {
   std::set<std::string> avail;
   for (auto& init : copy.graph().initializer()) avail.insert(init.name());
   for (auto& vi : copy.graph().input()) avail.insert(vi.name());
+  // A node's k-th input, "" past its inputs (an older opset's form has fewer: Reshape-1).
+  auto in_at = [](const onnx::NodeProto& n, int k) { return k < n.input_size() ? n.input(k) : std::string(); };
   for (auto* n : topo_order(copy.graph(), avail)) {
     const std::string& t = n->op_type();
     if (n->output_size() == 0) continue;
     const std::string& o = n->output(0);
     int r = -1;
-    const int r0 = n->input_size() ? R(n->input(0)) : -1;
+    const int r0 = n->input_size() ? R(in_at(*n, 0)) : -1;
     if (t == "Constant") {
       for (auto& a : n->attribute())
         if (a.name() == "value") {
@@ -822,20 +902,20 @@ void Lowerer::infer_ranks() {
       if (r == 1 && sum >= 0) len[o] = sum;
     } else if (t == "Unsqueeze") {
       int k = ints(*n, "axes");
-      if (k < 0 && n->input_size() > 1) k = L(n->input(1));
+      if (k < 0 && n->input_size() > 1) k = L(in_at(*n, 1));
       if (r0 >= 0 && k >= 0) r = r0 + k;
       if (r == 1 && r0 == 0 && k == 1) len[o] = 1;
     } else if (t == "Squeeze") {
       int k = ints(*n, "axes");
-      if (k < 0 && n->input_size() > 1) k = L(n->input(1));
+      if (k < 0 && n->input_size() > 1) k = L(in_at(*n, 1));
       if (r0 >= 0 && k >= 0) r = r0 - k;
     } else if (t == "Reshape" || t == "Expand" || t == "ConstantOfShape") {
-      const int k = L(n->input(t == "ConstantOfShape" ? 0 : 1));
+      const int k = L(in_at(*n, t == "ConstantOfShape" ? 0 : 1));
       r = t == "Expand" ? (k >= 0 && r0 >= 0 ? std::max(k, r0) : -1) : k;
     } else if (t == "Gather") {
-      const int ri = n->input_size() > 1 ? R(n->input(1)) : -1;
+      const int ri = n->input_size() > 1 ? R(in_at(*n, 1)) : -1;
       if (r0 >= 0 && ri >= 0) r = r0 - 1 + ri;
-      if (r == 1 && len.count(n->input(0)) && ri == 1) len[o] = L(n->input(1));
+      if (r == 1 && len.count(in_at(*n, 0)) && ri == 1) len[o] = L(in_at(*n, 1));
     } else if (t == "MatMul" || t == "Add" || t == "Sub" || t == "Mul" || t == "Div" || t == "Pow" ||
                t == "Equal" || t == "Where" || t == "And" || t == "Or" || t == "Less" || t == "Greater" ||
                t == "Max" || t == "Min" || t == "Sum") {
@@ -856,8 +936,8 @@ void Lowerer::infer_ranks() {
                t == "Dropout" || t == "LayerNormalization" || t == "Transpose" || t == "Slice" ||
                t == "CumSum" || t == "Split" || t == "Exp" || t == "Log" || t == "Abs" || t == "Clip") {
       r = r0;
-      if ((t == "Cast" || t == "Identity" || t == "Slice") && len.count(n->input(0)) && t != "Slice")
-        len[o] = L(n->input(0));
+      if ((t == "Cast" || t == "Identity" || t == "Slice") && len.count(in_at(*n, 0)) && t != "Slice")
+        len[o] = L(in_at(*n, 0));
     }
     for (auto& out : n->output())
       if (!out.empty() && !ranks.count(out) && r >= 0) ranks[out] = r;
@@ -896,6 +976,12 @@ void Lowerer::run() {
   for (auto& o : mp.opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
   NE_CHECK(opset > 0, path, ": the model imports no default-domain opset");
+  // Every default-domain node the compiler reads, checked against ONNX's schema first (rank
+  // inference and the com.microsoft lowering read the graph's nodes too). Ops it does not read are
+  // listed as unsupported below.
+  for (auto& n : g.node())
+    if ((n.domain().empty() || n.domain() == "ai.onnx") && is_lowered(n.op_type()))
+      check_schema(n, node_name_of(n));
   m.name = g.name().empty() ? "model" : g.name();
   m.source = path;
   for (auto& o : g.output()) graph_outputs.insert(o.name());
@@ -908,7 +994,7 @@ void Lowerer::run() {
   // Weights: initializers, then bound inputs.
   std::set<std::string> available;
   for (auto& init : g.initializer()) {
-    add_weight(init.name(), onnx_tensor_value(init, dir, path + ": initializer"));
+    add_weight(init.name(), onnx_tensor_value(init, dir, path + ": initializer", path));
     available.insert(init.name());
   }
   OpInfo input;
@@ -944,7 +1030,7 @@ void Lowerer::run() {
                               std::vector<std::string> out) -> OpInfo& { return emit(nm, type, in, out); },
                  [this](const std::string& base) { return tmp(base); });
   for (auto* n : topo_order(g, available)) {
-    const std::string node_name = n->name().empty() ? n->op_type() + "(" + (n->output_size() ? n->output(0) : "") + ")" : n->name();
+    const std::string node_name = node_name_of(*n);
     if (n->domain() == "com.microsoft" && pass::qop_contrib_ops().count(n->op_type())) {
       lower_qop_contrib(*n, node_name);  // QOperator int8 MatMuls: pass::import_qop
       continue;
@@ -956,7 +1042,7 @@ void Lowerer::run() {
       continue;
     }
     const std::string& t = n->op_type();
-    if (!simple_ops().count(t) && !binary_ops().count(t) && !unary_ops().count(t)) {
+    if (!is_lowered(t)) {
       unsupported[t].push_back(node_name);
       continue;
     }

@@ -13,9 +13,10 @@ namespace ne {
 onnx::ModelProto read_onnx_model(const std::string& path);
 
 // Converts a TensorProto (raw or typed fields, or external data in `model_dir`).
-// `what` names it in errors.
+// `what` names it in errors. External data must resolve (symbolic links followed) inside
+// `model_dir`, or inside the directory `model_file` (the model's path, if given) resolves to.
 BoundTensor onnx_tensor_value(const onnx::TensorProto& t, const std::string& model_dir,
-                              const std::string& what);
+                              const std::string& what, const std::string& model_file = "");
 
 // Lowers every node 1:1 to IR ops of docs/OPS.md. Initializers and Constant nodes become
 // weights; `opt.bound_inputs` replace graph inputs by weights. Throws one ne::Error listing all

@@ -7,11 +7,15 @@
 //
 // Inputs of the model's dtype that are C-contiguous and aligned are read in place (no copy);
 // anything else is converted first (numpy.ascontiguousarray / astype for Python lists and for
-// integer inputs given as another integer type). Outputs are new arrays the caller owns (the
-// executor's output buffer is handed to numpy, not copied again). The GIL is released while the
-// engine runs. One Graph used from several threads is safe: calls are serialised (one activation
-// arena per Graph); for parallel calls use one Graph per thread (weight_sharing=True shares the
-// packed weights between them).
+// integer inputs given as another integer type, arrays of the other byte order: '>f4', '>i8'). Outputs
+// are new arrays the caller owns (the executor's output buffer is handed to numpy, not copied again).
+// The GIL is released while the engine runs. One Graph used from several threads is safe: calls (and
+// the first computation of Graph.outputs, cached after) are serialised under the Graph's mutex, taken
+// with the GIL released (one activation arena per Graph); for parallel calls use one Graph per thread
+// (weight_sharing=True shares the packed weights between them). threads=N: the Graph's executor is
+// built and every call runs with N OpenMP threads, whichever Python thread calls it (OpenMP's thread
+// count is a per-thread setting: it is set for the call and restored after); 0: the calling thread's
+// OpenMP default (OMP_NUM_THREADS).
 //
 // Errors: ne::InputError (bad input names, dtypes, ranks, shapes) and errors reading files or
 // models -> ValueError; other engine errors -> RuntimeError; the message is the one line the
@@ -25,6 +29,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -109,6 +114,33 @@ py::array to_numpy(ne::HostTensor&& h) {
   return py::array(dt, shape, strides, bytes->data(), owner);
 }
 
+// OpenMP threads for one call: omp_set_num_threads sets the calling thread's count (each thread has
+// its own), so it is set in the thread that runs and the previous value restored after.
+class OmpThreads {
+ public:
+  explicit OmpThreads(int n) : prev_(omp_get_max_threads()), set_(n > 0) {
+    if (set_) omp_set_num_threads(n);
+  }
+  ~OmpThreads() {
+    if (set_) omp_set_num_threads(prev_);
+  }
+  OmpThreads(const OmpThreads&) = delete;
+  OmpThreads& operator=(const OmpThreads&) = delete;
+
+ private:
+  int prev_;
+  bool set_;
+};
+
+// Arrays of the other byte order ('>f4', '>i8' on x86) as native-order copies: the engine reads
+// native (little-endian) values, so such an array would be misread in place.
+py::array native_byte_order(py::array a) {
+  py::dtype dt = a.dtype();
+  if (dt.attr("isnative").cast<bool>()) return a;
+  return a.attr("astype")(dt.attr("newbyteorder")("=")).cast<py::array>();
+}
+
+// A temporary directory (mkdtemp), removed with everything in it (std::filesystem) when done.
 struct TempDir {
   std::string path;
   TempDir() {
@@ -120,15 +152,21 @@ struct TempDir {
     path = b.data();
   }
   ~TempDir() {
-    std::string cmd = "rm -rf '" + path + "'";
-    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "warning: could not remove %s\n", path.c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec) std::fprintf(stderr, "warning: could not remove %s: %s\n", path.c_str(), ec.message().c_str());
   }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
 };
 
 class Graph {
  public:
-  Graph(ne::Model model, ne::ExecOptions eo, std::string mapped_path)
-      : mapped_path_(std::move(mapped_path)), eo_(eo) {
+  // Called with the GIL released. The executor picks kernels and thread splits for the thread
+  // count it sees when built (omp_get_max_threads): built under the Graph's.
+  Graph(ne::Model model, ne::ExecOptions eo, std::string mapped_path, int threads)
+      : mapped_path_(std::move(mapped_path)), eo_(eo), threads_(threads) {
+    OmpThreads t(threads_);
     ex_ = std::make_unique<ne::Executor>(std::move(model), eo_);
   }
 
@@ -156,26 +194,14 @@ class Graph {
 
   // Outputs: dtype and shape from the declared info where the IR has it, else from planning two
   // generated input shapes (batch 1 x seq 8 and batch 2 x seq 5): a dimension that differs
-  // between them is dynamic (-1). Computed once.
+  // between them is dynamic (-1). Computed once, by the first caller (others wait on mu_, taken
+  // with the GIL released so that the one computing never waits for the GIL it does not need).
   py::list outputs() {
     const std::vector<std::string> names = model().output_names();
-    if (!out_known_) {
+    {
       py::gil_scoped_release release;
-      try {
-        std::mt19937 r1{1}, r2{2};
-        auto a = ex_->output_types(ne::generate_inputs(model(), 1, 8, r1));
-        auto b = ex_->output_types(ne::generate_inputs(model(), 2, 5, r2));
-        for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-          ne::Shape s = a[i].second;
-          if (b[i].second.size() != s.size()) s.assign(s.size(), -1);
-          for (size_t d = 0; d < s.size() && d < b[i].second.size(); ++d)
-            if (s[d] != b[i].second[d]) s[d] = -1;
-          out_types_.emplace_back(a[i].first, s);
-        }
-      } catch (const std::exception&) {
-        out_types_.clear();  // inputs cannot be generated for this model: declared info only
-      }
-      out_known_ = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!out_known_) compute_out_types();
     }
     py::list l = io_list(names);
     for (size_t i = 0; i < names.size() && i < out_types_.size(); ++i) {
@@ -187,6 +213,28 @@ class Graph {
     return l;
   }
 
+ private:
+  // Under mu_, without the GIL. out_types_ is written here only, once; read after out_known_.
+  void compute_out_types() {
+    OmpThreads t(threads_);
+    try {
+      std::mt19937 r1{1}, r2{2};
+      auto a = ex_->output_types(ne::generate_inputs(model(), 1, 8, r1));
+      auto b = ex_->output_types(ne::generate_inputs(model(), 2, 5, r2));
+      for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+        ne::Shape s = a[i].second;
+        if (b[i].second.size() != s.size()) s.assign(s.size(), -1);
+        for (size_t d = 0; d < s.size() && d < b[i].second.size(); ++d)
+          if (s[d] != b[i].second[d]) s[d] = -1;
+        out_types_.emplace_back(a[i].first, s);
+      }
+    } catch (const std::exception&) {
+      out_types_.clear();  // inputs cannot be generated for this model: declared info only
+    }
+    out_known_ = true;
+  }
+
+ public:
   // Runs on numpy inputs (list in model input order, or dict by name); dict of outputs.
   py::dict inference(py::object inputs) {
     const std::vector<std::string> names = model().input_names();
@@ -220,7 +268,7 @@ class Graph {
       const ne::TensorInfo* ti = model().find(g.first);
       py::array a;
       if (py::isinstance<py::array>(g.second)) {
-        a = g.second.cast<py::array>();
+        a = native_byte_order(g.second.cast<py::array>());
       } else {
         // A Python list / scalar: the model's dtype.
         py::object want = ti ? py::object(numpy_dtype(ti->dtype)) : py::object(py::none());
@@ -256,6 +304,8 @@ class Graph {
     std::vector<ne::HostTensor> outs;
     {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mu_);
+      OmpThreads t(threads_);
       outs = ex_->run_views(views);
     }
     copied_ = std::move(copied);
@@ -285,7 +335,11 @@ class Graph {
     auto in = generated(batch, seq, seed);
     nlohmann::ordered_json j;
     {
+      // The whole sequence under mu_: another thread's call must not land among the timed runs
+      // or switch profiling between them.
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mu_);
+      OmpThreads t(threads_);
       ex_->set_profile(profile);
       for (int i = 0; i < warmup; ++i) ex_->run(in);
       ex_->reset_profile();
@@ -315,26 +369,32 @@ class Graph {
 
   std::vector<std::string> copied_inputs() const { return copied_; }
   std::string source() const { return model().source; }
+  int threads() const { return threads_; }
 
  private:
   std::unique_ptr<ne::Executor> ex_;
   std::string mapped_path_;
   ne::ExecOptions eo_;
-  std::vector<std::string> copied_;
-  bool out_known_ = false;
-  std::vector<std::pair<ne::DType, ne::Shape>> out_types_;
+  int threads_ = 0;  // OpenMP threads of this Graph's calls; 0: the calling thread's default
+  std::vector<std::string> copied_;  // written and read with the GIL held
+  // Serialises the Graph's calls, benchmark sequences and the lazy outputs below. Always taken
+  // after releasing the GIL (never wait for it while holding the GIL: the holder may need the GIL).
+  std::mutex mu_;
+  bool out_known_ = false;  // under mu_
+  std::vector<std::pair<ne::DType, ne::Shape>> out_types_;  // written once under mu_
 };
 
 // A model the executor refuses (unknown operators, inconsistent shapes) is a bad file: ValueError.
-std::unique_ptr<Graph> make_graph(ne::Model m, const ne::ExecOptions& eo, const std::string& mapped) {
+std::unique_ptr<Graph> make_graph(ne::Model m, const ne::ExecOptions& eo, const std::string& mapped, int threads) {
   try {
-    return std::make_unique<Graph>(std::move(m), eo, mapped);
+    return std::make_unique<Graph>(std::move(m), eo, mapped, threads);
   } catch (const ne::Error& e) {
     throw LoadError(e.what());
   }
 }
 
-ne::ExecOptions exec_options(py::object sparse_threshold, int max_threads) {
+ne::ExecOptions exec_options(py::object sparse_threshold, int threads) {
+  if (threads < 0) throw ne::InputError("threads must be >= 0 (0: OMP_NUM_THREADS), got " + std::to_string(threads));
   ne::ExecOptions eo;
   if (!sparse_threshold.is_none()) {
     double t = sparse_threshold.cast<double>();
@@ -344,7 +404,6 @@ ne::ExecOptions exec_options(py::object sparse_threshold, int max_threads) {
     eo.op.sparse_threshold = float(std::atof(e));
   }
   eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
-  if (max_threads > 0) omp_set_num_threads(max_threads);
   return eo;
 }
 
@@ -362,7 +421,9 @@ void write_calib(const py::list& sets, const std::string& dir) {
     ::mkdir(sd.c_str(), 0755);
     for (auto kv : s.cast<py::dict>()) {
       std::string name = kv.first.cast<std::string>();
-      np.attr("save")(sd + "/" + name + ".npy", np.attr("ascontiguousarray")(kv.second));
+      // Native byte order: the engine's .npy reader takes little-endian arrays only.
+      py::array a = native_byte_order(np.attr("ascontiguousarray")(kv.second).cast<py::array>());
+      np.attr("save")(sd + "/" + name + ".npy", a);
     }
   }
 }
@@ -410,6 +471,7 @@ std::unique_ptr<Graph> compile_model(py::object src, const std::string& precisio
   ne::Model m;
   {
     py::gil_scoped_release release;
+    OmpThreads t(threads);  // int8 calibration runs the model
     try {
       m = ne::compile_onnx(path, co);
     } catch (const ne::InputError&) {
@@ -420,7 +482,7 @@ std::unique_ptr<Graph> compile_model(py::object src, const std::string& precisio
   }
   if (py::isinstance<py::bytes>(src)) m.source = "<onnx bytes>";
   py::gil_scoped_release release;
-  return make_graph(std::move(m), eo, "");
+  return make_graph(std::move(m), eo, "", threads);
 }
 
 std::unique_ptr<Graph> load_model(const std::string& conf, const std::string& bin, bool weight_sharing,
@@ -434,7 +496,7 @@ std::unique_ptr<Graph> load_model(const std::string& conf, const std::string& bi
   } catch (const ne::Error& e) {
     throw LoadError(e.what());
   }
-  return make_graph(std::move(m), eo, bin);
+  return make_graph(std::move(m), eo, bin, threads);
 }
 
 py::object inspect_any(py::object what, py::object weight, py::object sparse_threshold) {
@@ -500,6 +562,8 @@ PYBIND11_MODULE(neural_engine, m) {
       .def_property_readonly("inputs", &Graph::inputs, "[{name, dtype, shape}] (-1 = dynamic)")
       .def_property_readonly("outputs", &Graph::outputs, "[{name, dtype, shape}] (-1 = dynamic)")
       .def_property_readonly("source", &Graph::source)
+      .def_property_readonly("threads", &Graph::threads,
+                             "OpenMP threads of this Graph's calls (threads=); 0: the calling thread's default.")
       .def("__repr__",
            [](const Graph& g) {
              std::string s = "<neural_engine.Graph '" + g.source() + "' inputs:";
@@ -528,12 +592,13 @@ PYBIND11_MODULE(neural_engine, m) {
         py::arg("group_channels") = false,
         "Compiles an ONNX model (a path, or the model's bytes) into a Graph.\n"
         "precision: fp32 | int8 (static, calibrated on calib_dir / calib_inputs or generated inputs) |\n"
-        "int8_dynamic | bf16. threads: OpenMP threads for this process (0: OMP_NUM_THREADS).\n"
+        "int8_dynamic | bf16. threads: OpenMP threads this Graph runs with, whichever Python thread calls it\n"
+        "(0: OMP_NUM_THREADS).\n"
         "group_channels: permute output channels for AMX z16 (neural_engine_compile --group_channels).");
   m.def("load", &load_model, py::arg("config"), py::arg("weight"), py::arg("weight_sharing") = false,
         py::arg("sparse_threshold") = py::none(), py::arg("threads") = 0,
         "Loads an IR (conf.yaml + model.bin). weight_sharing: packed weights in NE_CACHE_DIR, shared between\n"
-        "Graphs and processes (sets WEIGHT_SHARING=1 for this process).");
+        "Graphs and processes (sets WEIGHT_SHARING=1 for this process). threads: as in compile().");
   m.def("inspect", &inspect_any, py::arg("model"), py::arg("weight") = py::none(),
         py::arg("sparse_threshold") = py::none(),
         "The sparsity report's data (as neural_engine_inspect's report.json) of a Graph, an ONNX path, or an\n"

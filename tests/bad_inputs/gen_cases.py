@@ -5,9 +5,10 @@ Run from anywhere: python3 tests/bad_inputs/gen_cases.py [--out DIR]. The output
 script is how they were made (standard library only; ONNX files are encoded with a minimal protobuf writer
 below, so no `onnx` Python package is needed; no randomness, no network). --out DIR writes them under DIR
 instead of next to this script. --check writes them into a temporary directory and fails (exit 1, with a
-diff) unless every file it writes, cases.txt included, is byte-identical to the checked-in one and every
-file cases.txt names exists: ctest runs it (BadInputs.GeneratorMatchesCheckedInCorpus), so the script and
-the corpus cannot drift apart.
+diff) unless every file it writes, cases.txt included, is byte-identical to the checked-in one, every
+symbolic link it makes (link(): external data resolving outside the model's directory) is checked in as a
+link to the same target, and every file cases.txt names exists: ctest runs it
+(BadInputs.GeneratorMatchesCheckedInCorpus), so the script and the corpus cannot drift apart.
 
 cases.txt: one case a line, fields separated by ' | ':
     kind | files (space-separated, relative to tests/bad_inputs; '@' = tests/data) | substring
@@ -38,6 +39,7 @@ ARGS = _ap.parse_args()
 OUT = tempfile.mkdtemp(prefix="ne_bad_inputs_") if ARGS.check else (ARGS.out or HERE)
 cases = []
 written = []  # paths relative to OUT, in the order written
+links = {}  # symbolic links written: path relative to OUT -> target (as os.readlink gives it)
 
 
 def w(rel, data):
@@ -46,6 +48,16 @@ def w(rel, data):
     os.makedirs(os.path.dirname(p), exist_ok=True)
     with open(p, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
+
+
+def link(rel, target):
+    """A symbolic link at rel (relative to OUT) to target (relative to the link's directory)."""
+    links[rel] = target
+    p = os.path.join(OUT, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    if os.path.lexists(p):
+        os.remove(p)
+    os.symlink(target, p)
 
 
 def case(kind, files, expect, comment=None):
@@ -340,9 +352,14 @@ def value_info(name, dims, elem=1):
     return f_bytes(1, name) + f_bytes(2, f_bytes(1, f_varint(1, elem) + f_bytes(2, shape)))
 
 
-def node(op, ins, outs, name):
+def attr_ints(name, vals):
+    """AttributeProto: name, ints, type INTS (7)."""
+    return f_bytes(1, name) + b"".join(f_varint(8, v) for v in vals) + f_varint(20, 7)
+
+
+def node(op, ins, outs, name, attrs=()):
     return b"".join(f_bytes(1, i) for i in ins) + b"".join(f_bytes(2, o) for o in outs) + \
-        f_bytes(3, name) + f_bytes(4, op)
+        f_bytes(3, name) + f_bytes(4, op) + b"".join(f_bytes(5, a) for a in attrs)
 
 
 def model(initializers, nodes=None, ir_version=8, opset=13):
@@ -411,6 +428,43 @@ onnx_case("matmul_one_input", model([tensor("w", [4, 3], raw=WRAW)], [node("MatM
                   "input (out-of-bounds, SEGV); node arity was not checked before lowering (found by the "
                   "generated bit flips of small.onnx)")
 
+# Every default-domain node the compiler reads is checked against ONNX's schema for the model's opset,
+# before anything reads its inputs (issue 24): an op newer than the opset is an error naming node, op and
+# opset (the check used to be skipped when the opset had no schema for the op), and so is a node with
+# fewer inputs than its schema needs.
+onnx_case("castlike_opset13", model([tensor("w", [4, 3], raw=WRAW)], [node("CastLike", ["x", "w"], ["y"], "cl")]),
+          "node 'cl' (CastLike): not defined in opset 13 of ai.onnx (since opset 15)",
+          comment="fixed BUG compile/onnx_import.cpp: the ONNX schema check was skipped for an op the model's "
+                  "opset does not define (Schema(op, opset) is null), so node arity went unchecked")
+onnx_case("castlike_one_input", model([tensor("w", [4, 3], raw=WRAW)], [node("CastLike", ["x"], ["y"], "cl")],
+                                      opset=15),
+          "node 'cl' (CastLike): does not match the ONNX schema of opset 15",
+          comment="fixed BUG compile/onnx_import.cpp Lowerer::lower_node: CastLike read in[1] of a node with one "
+                  "input (in an opset that skipped the schema check)")
+onnx_case("layernorm_opset14", model([tensor("w", [4, 3], raw=WRAW)],
+                                     [node("LayerNormalization", ["x", "w"], ["y"], "ln")], opset=14),
+          "node 'ln' (LayerNormalization): not defined in opset 14 of ai.onnx (since opset 17)")
+onnx_case("reshape_one_input_opset11",
+          model([tensor("w", [4, 3], raw=WRAW)], [node("Reshape", ["x"], ["r"], "rs"), node("Softmax", ["r"], ["y"], "sm")],
+                opset=11),
+          "node 'rs' (Reshape): does not match the ONNX schema of opset 11",
+          comment="fixed BUG compile/onnx_import.cpp Lowerer::infer_ranks (opset < 13 with a Softmax) read "
+                  "Reshape's input 1 before any schema check: every node is now checked first")
+onnx_case("slice_attrs_opset9",
+          model([tensor("w", [4, 3], raw=WRAW)],
+                [node("Slice", ["x"], ["y"], "sl", [attr_ints("starts", [0]), attr_ints("ends", [2])])], opset=9),
+          "Slice ('starts' / 'ends' attributes (opset < 10)): sl",
+          comment="Slice-1 (attributes, one input) was lowered as if it were Slice-10 (inputs), its attributes dropped")
+# External data resolving outside the model's directory through a symbolic link (a file, a directory).
+link("onnx/ext_symlink.data", "../ir/small.bin")
+onnx_case("ext_symlink", model([tensor("w", [4, 3], ext=[("location", "ext_symlink.data")])]),
+          "external data location 'ext_symlink.data' resolves to", extra=["onnx/ext_symlink.data"],
+          comment="fixed BUG compile/onnx_import.cpp external_path: the location was checked as text only, so a "
+                  "symbolic link in the model's directory could read any file")
+link("onnx/ext_linkdir", "../ir")
+onnx_case("ext_symlink_dir", model([tensor("w", [4, 3], ext=[("location", "ext_linkdir/small.bin")])]),
+          "outside the model's directory", extra=["onnx/ext_linkdir"])
+
 # ---------------------------------------------------------------------------- fuzz findings
 # Inputs found by the fuzzers (tests/fuzz), checked in byte for byte as found: this script does not
 # write them, it only lists them (--check verifies they exist).
@@ -427,6 +481,12 @@ w("cases.txt", CASES_TXT)
 def check():
     """Fresh generation (in OUT) vs the checked-in corpus (HERE); returns the problems found."""
     problems = []
+    for rel, target in sorted(links.items()):
+        theirs = os.path.join(HERE, rel)
+        if not os.path.islink(theirs):
+            problems.append(f"{rel}: a symbolic link gen_cases.py makes (to {target}) is not checked in as one")
+        elif os.readlink(theirs) != target:
+            problems.append(f"{rel}: links to {os.readlink(theirs)}, gen_cases.py makes it link to {target}")
     for rel in sorted(set(written)):
         mine, theirs = os.path.join(OUT, rel), os.path.join(HERE, rel)
         if not os.path.isfile(theirs):
@@ -453,7 +513,7 @@ if ARGS.check:
     shutil.rmtree(OUT)
     for p in found:
         print(p)
-    print(f"gen_cases.py --check: {len(written)} files written, {len(found)} problem(s)"
+    print(f"gen_cases.py --check: {len(written)} files and {len(links)} links written, {len(found)} problem(s)"
           + (" (re-run python3 tests/bad_inputs/gen_cases.py, or fix it, and commit both)" if found else ""))
     sys.exit(1 if found else 0)
 print(len([c for c in cases if not c.startswith("#")]), "cases")

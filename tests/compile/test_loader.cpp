@@ -2,6 +2,7 @@
 #include <onnx/onnx_pb.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "helpers.hpp"
@@ -227,6 +228,209 @@ TEST(Loader, ShapeInputsAndBinding) {
   auto out = ne_test::run_model(m, {{"x", ne::HostTensor::make<float>(ne::DType::fp32, {4}, {1, 2, 3, 4})}});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].shape, (ne::Shape{2, 2}));
+}
+
+// ------------------------------------------------------------------ ONNX schema check (issue 24)
+
+onnx::NodeProto* add_node(onnx::ModelProto* mp, const std::string& type, const std::string& name,
+                          const std::vector<std::string>& ins, const std::vector<std::string>& outs) {
+  auto* n = mp->mutable_graph()->add_node();
+  n->set_op_type(type);
+  if (!name.empty()) n->set_name(name);
+  for (auto& i : ins) n->add_input(i);
+  for (auto& o : outs) n->add_output(o);
+  return n;
+}
+
+void add_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (auto x : v) a->add_ints(x);
+}
+
+onnx::ModelProto model_with_opset(int opset) {
+  auto mp = base_model();
+  mp.mutable_opset_import(0)->set_version(opset);
+  return mp;
+}
+
+// An op the model's opset does not define yet used to skip the schema check (the schema lookup for
+// (op, opset) is null); it is an error naming the node, the op, the opset and the op's first opset.
+TEST(Loader, OpNewerThanTheOpsetIsAnErrorNamingNodeOpAndOpset) {
+  {
+    auto mp = model_with_opset(13);
+    add_node(&mp, "CastLike", "cl", {"x", "x"}, {"y"});
+    std::string p = save(mp, tmp_dir("castlike13"));
+    std::string e = error_of(p);
+    EXPECT_NE(e.find(p), std::string::npos) << e;
+    EXPECT_NE(e.find("node 'cl' (CastLike): not defined in opset 13 of ai.onnx (since opset 15)"), std::string::npos)
+        << e;
+  }
+  {
+    auto mp = model_with_opset(14);
+    add_node(&mp, "LayerNormalization", "ln", {"x", "x"}, {"y"});
+    std::string e = error_of(save(mp, tmp_dir("ln14")));
+    EXPECT_NE(e.find("node 'ln' (LayerNormalization): not defined in opset 14 of ai.onnx (since opset 17)"),
+              std::string::npos) << e;
+  }
+  {  // an unnamed node is named by its type and first output
+    auto mp = model_with_opset(13);
+    add_node(&mp, "CastLike", "", {"x", "x"}, {"y"});
+    std::string e = error_of(save(mp, tmp_dir("castlike13u")));
+    EXPECT_NE(e.find("node 'CastLike(y)' (CastLike): not defined in opset 13"), std::string::npos) << e;
+  }
+  {  // the control: CastLike where the opset defines it compiles and runs
+    auto mp = model_with_opset(15);
+    add_node(&mp, "CastLike", "cl", {"x", "x"}, {"y"});
+    ne::Model m = ne::compile_onnx(save(mp, tmp_dir("castlike15")));
+    auto out = ne_test::run_model(m, {{"x", ne::HostTensor::make<float>(ne::DType::fp32, {4}, {1, 2, 3, 4})}});
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].ptr<float>()[3], 4.f);
+  }
+}
+
+// CastLike with one input read in[1] past the node's inputs (its opset skipped the check).
+TEST(Loader, CastLikeWithOneInputIsAnErrorNamingTheNode) {
+  for (int opset : {13, 15, 17}) {
+    auto mp = model_with_opset(opset);
+    add_node(&mp, "CastLike", "cl", {"x"}, {"y"});
+    std::string e = error_of(save(mp, tmp_dir("castlike1_" + std::to_string(opset))));
+    EXPECT_NE(e.find("node 'cl' (CastLike)"), std::string::npos) << e;
+    if (opset >= 15) EXPECT_NE(e.find("does not match the ONNX schema of opset " + std::to_string(opset)),
+                               std::string::npos) << e;
+  }
+}
+
+// Each op the compiler reads, with fewer inputs than it reads: a schema error naming the node, never
+// an out-of-range read (the schema check runs for every node before any is read; rank inference,
+// which runs first for opset < 13 models with a Softmax, included).
+TEST(Loader, TooFewInputsIsAnErrorForEveryOpRead) {
+  struct C { const char* op; int opset; int inputs; };
+  for (C c : {C{"MatMul", 14, 1}, C{"Gemm", 14, 1}, C{"Reshape", 14, 1}, C{"Expand", 14, 1}, C{"Where", 14, 2},
+              C{"Gather", 14, 1}, C{"Slice", 14, 2}, C{"Concat", 14, 0}, C{"Identity", 14, 0}, C{"Add", 14, 1},
+              C{"Sub", 14, 1}, C{"Sqrt", 14, 0}, C{"Softmax", 14, 0}, C{"QuantizeLinear", 14, 1},
+              C{"DequantizeLinear", 14, 1}, C{"MatMulInteger", 14, 1}, C{"QLinearMatMul", 14, 7},
+              C{"LayerNormalization", 17, 1}, C{"CastLike", 15, 1}, C{"Range", 14, 2}, C{"Tile", 14, 1},
+              C{"Reshape", 11, 1}, C{"Expand", 11, 1}, C{"Unsqueeze", 14, 1}, C{"CumSum", 14, 1},
+              C{"Sum", 14, 0}, C{"Mean", 14, 0}, C{"Max", 14, 0}}) {
+    auto mp = model_with_opset(c.opset);
+    std::vector<std::string> ins(size_t(c.inputs), "x");
+    add_node(&mp, c.op, "n1", ins, {"h"});
+    add_node(&mp, "Softmax", "sm", {"h"}, {"y"});  // opset < 13: rank inference runs first
+    std::string e = error_of(save(mp, tmp_dir(std::string("few_") + c.op + std::to_string(c.opset))));
+    EXPECT_NE(e.find(std::string("node 'n1' (") + c.op + "): does not match the ONNX schema of opset " +
+                     std::to_string(c.opset)), std::string::npos) << c.op << ": " << e;
+  }
+}
+
+// Older opsets' attribute forms of ops the compiler lowers in their input form: listed as unsupported
+// (they were lowered as the input form, the attributes dropped), never misread or read past.
+TEST(Loader, LegacyAttributeFormsAreListedAsUnsupported) {
+  {
+    auto mp = model_with_opset(9);
+    auto* n = add_node(&mp, "Slice", "sl", {"x"}, {"y"});
+    add_ints(n, "starts", {0});
+    add_ints(n, "ends", {2});
+    std::string e = error_of(save(mp, tmp_dir("slice1")));
+    EXPECT_NE(e.find("Slice ('starts' / 'ends' attributes (opset < 10)): sl"), std::string::npos) << e;
+  }
+  {  // Reshape-1 (one input) before a Softmax at opset 4: rank inference must not read input 1
+    auto mp = model_with_opset(4);
+    auto* n = add_node(&mp, "Reshape", "rs", {"x"}, {"h"});
+    add_ints(n, "shape", {2, 2});
+    add_node(&mp, "Softmax", "sm", {"h"}, {"y"});
+    std::string e = error_of(save(mp, tmp_dir("reshape1")));
+    EXPECT_NE(e.find("Reshape ('shape' attribute (opset < 5)): rs"), std::string::npos) << e;
+  }
+}
+
+// ------------------------------------------------------- external data through symlinks (issue 24)
+
+namespace fs = std::filesystem;
+
+std::string floats_bytes(std::vector<float> v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path d = fs::path(::testing::TempDir()) / ("ne_compile_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return fs::canonical(d);
+}
+
+TEST(Loader, ExternalDataResolvingOutsideTheModelDirectoryIsRefused) {
+  const fs::path root = fresh_dir("ext_symlink"), m = root / "m";
+  fs::create_directories(m / "dir");
+  write_file((root / "outside.bin").string(), floats_bytes({9, 9, 9, 9}));
+  write_file((m / "inside.bin").string(), floats_bytes({1, 2, 3, 4}));
+  fs::create_symlink("inside.bin", m / "alias.bin");                  // stays inside: fine
+  fs::create_symlink("../outside.bin", m / "escape.bin");             // a file outside
+  fs::create_symlink(root / "outside.bin", m / "absolute.bin");       // absolute target outside
+  fs::create_symlink("..", m / "up");                                 // a directory outside
+  fs::create_symlink("escape.bin", m / "chain.bin");                  // a link to a link outside
+  for (std::string loc : {"escape.bin", "absolute.bin", "up/outside.bin", "chain.bin"}) {
+    auto mp = base_model();
+    external_init(&mp, loc);
+    std::string e = error_of(save(mp, m.string()));
+    EXPECT_NE(e.find("tensor 'w'"), std::string::npos) << loc << ": " << e;
+    EXPECT_NE(e.find("location '" + loc + "' resolves to '" + (root / "outside.bin").string() + "'"),
+              std::string::npos) << loc << ": " << e;
+    EXPECT_NE(e.find("outside the model's directory '" + m.string() + "'"), std::string::npos) << loc << ": " << e;
+  }
+  {
+    auto mp = base_model();
+    external_init(&mp, "dir");
+    std::string e = error_of(save(mp, m.string()));
+    EXPECT_NE(e.find("is not a regular file"), std::string::npos) << e;
+  }
+  for (std::string loc : {"inside.bin", "alias.bin", "./alias.bin"}) {
+    auto mp = base_model();
+    external_init(&mp, loc);
+    ne::Model model = ne::compile_onnx(save(mp, m.string()));
+    auto out = ne_test::run_model(model, {{"x", ne::HostTensor::make<float>(ne::DType::fp32, {4}, {1, 1, 1, 1})}});
+    ASSERT_EQ(out.size(), 1u) << loc;
+    EXPECT_EQ(out[0].ptr<float>()[3], 5.f) << loc;
+  }
+}
+
+// Hugging Face's hub cache links a snapshot's files into blobs/: the data resolves inside the
+// directory the model file itself resolves to, which is accepted; anything else still is not.
+TEST(Loader, ExternalDataOfALinkedModelMayResolveBesideTheModelFile) {
+  const fs::path root = fresh_dir("ext_hub");
+  fs::create_directories(root / "blobs");
+  fs::create_directories(root / "snapshots" / "rev");
+  write_file((root / "blobs" / "data").string(), floats_bytes({1, 2, 3, 4}));
+  write_file((root / "outside.bin").string(), floats_bytes({9, 9, 9, 9}));
+  const fs::path snap = root / "snapshots" / "rev";
+  fs::create_symlink("../../blobs/data", snap / "w.bin");
+  fs::create_symlink("../../outside.bin", snap / "o.bin");
+  for (std::string loc : {"w.bin", "o.bin"}) {
+    auto mp = base_model();
+    external_init(&mp, loc);
+    std::string bytes;
+    mp.SerializeToString(&bytes);
+    write_file((root / "blobs" / ("model_" + loc)).string(), bytes);
+    fs::remove(snap / "model.onnx");
+    fs::create_symlink("../../blobs/model_" + loc, snap / "model.onnx");
+    const std::string p = (snap / "model.onnx").string();
+    if (loc == "w.bin") {
+      ne::Model model = ne::compile_onnx(p);
+      auto out = ne_test::run_model(model, {{"x", ne::HostTensor::make<float>(ne::DType::fp32, {4}, {1, 1, 1, 1})}});
+      ASSERT_EQ(out.size(), 1u);
+      EXPECT_EQ(out[0].ptr<float>()[3], 5.f);
+    } else {
+      std::string e = error_of(p);
+      EXPECT_NE(e.find("outside the model's directory"), std::string::npos) << e;
+    }
+  }
+}
+
+// The fixture with external data still loads (its data file sits beside it).
+TEST(Loader, ExternalDataFixtureLoads) {
+  NE_REQUIRE_FIXTURE("tiny_extdata");
+  EXPECT_NO_THROW(ne::compile_onnx(ne_test::fixture_dir("tiny_extdata") + "/model.onnx"));
 }
 
 }  // namespace
