@@ -22,6 +22,16 @@ void Job::wait() {
   cv_.wait(lk, [&] { return done_; });
 }
 
+bool Job::wait_until(Clock::time_point t) {
+  std::unique_lock<std::mutex> lk(mu_);
+  return cv_.wait_until(lk, t, [&] { return done_; });
+}
+
+bool Job::done() {
+  std::lock_guard<std::mutex> g(mu_);
+  return done_;
+}
+
 bool Batcher::submit(JobPtr j) {
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -35,6 +45,9 @@ bool Batcher::submit(JobPtr j) {
 std::vector<JobPtr> Batcher::next(Clock::time_point until) {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
+    // Jobs already answered (their waiter gave up) are not run.
+    for (size_t i = q_.size(); i-- > 0;)
+      if (q_[i]->done()) q_.erase(q_.begin() + std::ptrdiff_t(i));
     if (q_.empty()) {
       if (closed_ || Clock::now() >= until) return {};
       cv_.wait_until(lk, until);

@@ -35,8 +35,11 @@ struct Job {
   int batch_rows = 0;               // rows of the batch it ran in
   bool worker_died = false;         // failed because its worker died running it
 
+  // The first complete() sets the result; later ones are ignored.
   void complete(int st, std::string err, std::vector<HostTensor> outs = {});
   void wait();
+  bool wait_until(Clock::time_point t);  // false: not complete by then
+  bool done();
 
  private:
   std::mutex mu_;

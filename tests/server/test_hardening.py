@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 import test_server as ts
-from test_server import Server, binary_request, check, fixture_inputs, ir, ir_args, parse_response, rows
+from test_server import Server, binary_request, check, fixture_inputs, ir, ir_args, join_all, parse_response, rows
 
 ARGS = None
 
@@ -143,10 +143,8 @@ def group_limits():
         st, _, _ = srv.post("/v2/models/tiny/infer", good_body, good_hdr, timeout=10)
         dt = time.time() - t0
         check(st == 200 and dt < 2.0, "with 64 clients trickling a byte a second, a 65th request -> %s in %.2f s" % (st, dt))
-        [t.join(30) for t in th]
-        alive = [t for t in th if t.is_alive()]
+        join_all(th, 30, "the trickling clients")
         stop[0] = True
-        check(not alive, "the trickling clients finished (%d still running)" % len(alive))
         times = sorted(v[0] for v in ends.values())
         dropped = [v for v in ends.values() if v[0] < 8]
         n408 = sum(1 for v in ends.values() if b" 408 " in v[1][:20])
@@ -215,6 +213,11 @@ def group_limits():
 
 
 def group_watchdog():
+    watchdog_sigstop()
+    group_no_worker()
+
+
+def watchdog_sigstop():
     conf, weight = ir("tiny")
     x = rows(fixture_inputs("tiny"), 0, 1)
     body, hdr = binary_request(x)
@@ -236,8 +239,7 @@ def group_watchdog():
         t.start()
         time.sleep(0.1)
         os.kill(kids[0], signal.SIGSTOP)  # mid-request
-        t.join(30)
-        check(not t.is_alive(), "the request to the stopped worker returned")
+        join_all([t], 30, "the request to the stopped worker")
         st, rb, _ = res.get("r", (None, b"", None))
         check(st == 503 and b"did not answer" in rb and res.get("t", 99) < 2.0 + 1.5,
               "a worker stopped (SIGSTOP) mid-request: %s after %.1f s: %s" % (st, res.get("t", -1), rb[:200]))
@@ -257,6 +259,44 @@ def group_watchdog():
         except ProcessLookupError:
             gone = True
         check(gone, "the stopped worker (pid %d) is gone" % kids[0])
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "SIGTERM -> exit 0")
+
+
+def group_no_worker():
+    """Workers that cannot start again (the IR moved away under the server): a request is answered
+    503 within the bound (--worker_timeout_ms x (2 + queue / instances)), not held for ever; once
+    the IR is back the worker starts and requests are answered 200."""
+    import shutil
+    conf, weight = ir("tiny")
+    d = os.path.join(ARGS.workdir, "ir_moving")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    shutil.copy(conf, d)
+    shutil.copy(weight, d)
+    x = rows(fixture_inputs("tiny"), 0, 1)
+    body, hdr = binary_request(x)
+    srv = Server(["--config", "tiny=" + os.path.join(d, "conf.yaml"), "--weight", os.path.join(d, "model.bin"),
+                  "--worker_timeout_ms", "1000", "--max_queue_size", "2"], name="no_worker")
+    try:
+        st, _, _ = srv.post("/v2/models/tiny/infer", body, hdr)
+        check(st == 200, "a request -> 200")
+        os.rename(d, d + ".away")
+        os.kill(srv.children()[0], signal.SIGKILL)
+        time.sleep(0.3)
+        t0 = time.time()
+        st, rb, _ = srv.post("/v2/models/tiny/infer", body, hdr, timeout=30)
+        dt = time.time() - t0
+        check(st == 503 and b"not answered within 4000 ms" in rb and dt < 4.0 + 2.0,
+              "no worker can start: a request -> %s after %.1f s: %s" % (st, dt, rb[:160]))
+        os.rename(d + ".away", d)
+        ok = False
+        deadline = time.time() + 20
+        while time.time() < deadline and not ok:
+            st, _, _ = srv.post("/v2/models/tiny/infer", body, hdr, timeout=30)
+            ok = st == 200
+        check(ok, "the IR back: the worker starts again and a request -> 200")
     finally:
         rc = srv.stop()
     check(rc == 0, "SIGTERM -> exit 0")

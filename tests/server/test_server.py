@@ -36,6 +36,15 @@ def check(cond, what):
         FAILS.append(what)
 
 
+def join_all(threads, timeout, what):
+    """Joins the threads within `timeout` seconds in all; one still running fails the test."""
+    deadline = time.time() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.time()))
+    alive = sum(1 for t in threads if t.is_alive())
+    check(alive == 0, "%s: all %d threads finished (%d still running after %d s)" % (what, len(threads), alive, timeout))
+
+
 class Server:
     def __init__(self, args, env_extra=None, name="srv"):
         self.log = os.path.join(ARGS.workdir, name + ".log")
@@ -322,7 +331,7 @@ def group_protocol():
 
         ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
         [t.start() for t in ts]
-        [t.join(60) for t in ts]
+        join_all(ts, 60, "client threads")
         after = srv.metrics()
         ok = all(r and r[0] == 200 for r in res)
         close = ok and all(np.allclose(res[i][1], refs[i % 3], rtol=1e-5, atol=1e-5) for i in range(6))
@@ -348,7 +357,7 @@ def group_protocol():
 
         ts = [threading.Thread(target=two, args=(i,)) for i in range(4)]
         [t.start() for t in ts]
-        [t.join(60) for t in ts]
+        join_all(ts, 60, "client threads")
         check(res2[2][0] == 400 and b"out of range" in res2[2][1] and all(res2[i][0] == 200 for i in (0, 1, 3)),
               "an id out of range in a batch: that request 400, the others 200")
         m = srv.metrics()
@@ -472,7 +481,7 @@ def group_bad_requests():
         check(m['ne_request_failures_total{model="tiny",reason="client"}'] >= 15,
               "/metrics counts the client failures (%g)" % m['ne_request_failures_total{model="tiny",reason="client"}'])
         stop_load.set()
-        [t.join(60) for t in loaders]
+        join_all(loaders, 60, "client threads")
         check(load["ok"] > 0 and not load["bad"],
               "under load from 3 clients meanwhile: %d good requests answered right, %d not (%r)"
               % (load["ok"], len(load["bad"]), load["bad"][:2]))
@@ -581,7 +590,7 @@ def group_workers():
         t.start()
         time.sleep(0.4)
         os.kill(kids[0], signal.SIGKILL)
-        t.join(60)
+        join_all([t], 60, "the request thread")
         st, rb, _ = res["r"]
         check(st == 500 and b"died" in rb and b"signal 9" in rb, "in-flight request of the killed worker -> 500: %s" % rb[:160])
         st, rb, resp = srv.post("/v2/models/tiny/infer", body, hdr)
@@ -606,7 +615,7 @@ def group_workers():
             ts.append(threading.Thread(target=q, args=(i,)))
             ts[-1].start()
             time.sleep(0.05)
-        [t.join(60) for t in ts]
+        join_all(ts, 60, "client threads")
         n503 = [o for o in out if o[0] == 503]
         n200 = [o for o in out if o[0] == 200]
         check(len(n503) >= 2 and len(n200) >= 3 and len(n503) + len(n200) == 6 and all(o[1] < 0.5 for o in n503)
@@ -647,7 +656,7 @@ def group_workers():
         os.kill(kids[0], signal.SIGKILL)
         time.sleep(2.0)
         stop[0] = True
-        [t.join(60) for t in ts]
+        join_all(ts, 60, "client threads")
         m = srv.metrics()
         deadline = time.time() + 30
         while time.time() < deadline and sum(v for k, v in m.items() if k.startswith("ne_worker_up")) < 2:
@@ -687,7 +696,7 @@ def group_drain():
         late = st
     except (ConnectionError, OSError):
         late = "refused"
-    [t.join(60) for t in ts]
+    join_all(ts, 60, "client threads")
     try:
         rc = srv.p.wait(30)
     except subprocess.TimeoutExpired:
