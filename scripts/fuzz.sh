@@ -56,6 +56,20 @@ done < <(find tests/data tests/bad_inputs -name '*.onnx' 2>/dev/null | sort)
 
 seed_dir fuzz_server_request
 cp tests/fuzz/server_request_seeds/* "$BUILD/seeds/fuzz_server_request/"
+# Deeply nested JSON (the decoder must refuse it while parsing, not recurse on it: a ~200 KB nested
+# "shape" once crashed every worker): arrays nested 100, 1000 and 100000 deep in "shape" and in
+# "data", and objects as deep in "parameters". Generated here (the deepest is ~200 KB each).
+# nest N OPEN CLOSE INNER: OPEN N times, INNER, CLOSE N times.
+nest() { printf '%*s' "$1" '' | sed "s/ /$2/g"; printf '%s' "$4"; printf '%*s' "$1" '' | sed "s/ /$3/g"; }
+for d in 100 1000 100000; do
+  sd="$BUILD/seeds/fuzz_server_request"
+  { printf '{"inputs":[{"name":"x","datatype":"FP32","shape":'; nest "$d" '[' ']' 1
+    printf ',"data":[1]}]}'; } > "$sd/deep_shape_$d.json"
+  { printf '{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":'; nest "$d" '[' ']' 1
+    printf '}]}'; } > "$sd/deep_data_$d.json"
+  { printf '{"id":"r","parameters":'; nest "$((d - 1))" '{"p":' '}' '{"a":1}'
+    printf ',"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}]}'; } > "$sd/deep_params_$d.json"
+done
 
 export OMP_NUM_THREADS=1 GLOG_minloglevel=3
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_stack_use_after_return=1:abort_on_error=1"
@@ -64,7 +78,8 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:print_stacktrace=1:halt_on_error=1"
 
 declare -A DICT=([fuzz_ir]=tests/fuzz/ir.dict [fuzz_npy]=tests/fuzz/npy.dict
                  [fuzz_server_request]=tests/fuzz/server_request.dict)
-declare -A MAXLEN=([fuzz_ir]=262144 [fuzz_npy]=65536 [fuzz_onnx]=1100000 [fuzz_server_request]=65536)
+# fuzz_server_request: 1 MiB, room for the 200 KB nested seeds (and inputs past the decoder's limits).
+declare -A MAXLEN=([fuzz_ir]=262144 [fuzz_npy]=65536 [fuzz_onnx]=1100000 [fuzz_server_request]=1048576)
 status=0
 summary=""
 for t in "${TARGETS[@]}"; do

@@ -6,7 +6,9 @@
 #                     VNNI/BF16 kernels, oneDNN without AMX: what an AMX Xeon otherwise never runs)
 #   avx2              NE_MAX_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 (CPUs without AVX-512)
 # A tier runs when this CPU is above it; the last lines say which tiers ran and which were skipped
-# and why (also that the AMX kernels ran, or why not).
+# and why (also that the AMX kernels ran, or why not), and per tier how many tests were skipped and
+# why: GTEST_SKIP cases (ctest "***Skipped"), GoogleTest and pytest skips inside an entry that ran,
+# read from ctest's JUnit file by scripts/ctest_skips.py, each skipped test listed after its tier.
 # Usage: scripts/test.sh [--build-dir DIR] [--no-tiers] [extra ctest args]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,9 @@ summary=()
 failed=0
 total_pass=0
 total_fail=0
+total_skip=0
+JUNIT=0
+[[ "$(ctest --help 2>/dev/null)" == *--output-junit* ]] && JUNIT=1  # ctest >= 3.21
 # run_tier NAME ENV... -- CTEST_ARGS...
 run_tier() {
   local name="$1"; shift
@@ -35,14 +40,26 @@ run_tier() {
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
   echo "== tier $name${envs[*]:+ (${envs[*]})}"
-  (cd "$BUILD" && env "${envs[@]}" ctest --output-on-failure --timeout 600 -j"$(nproc)" "$@") 2>&1 | tee "$LOG/$name.txt"
+  local junit=()
+  [ "$JUNIT" = 1 ] && junit=(--output-junit "$LOG/$name.xml")
+  (cd "$BUILD" && env "${envs[@]}" ctest --output-on-failure --timeout 600 -j"$(nproc)" "${junit[@]}" "$@") 2>&1 | tee "$LOG/$name.txt"
   local rc=${PIPESTATUS[0]}
-  local line n f
+  local line n f s skips
   line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$LOG/$name.txt" | tail -1)
   n=$(echo "$line" | sed -E 's/.* out of ([0-9]+).*/\1/'); f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) tests? failed.*/\1/')
   [ -z "$line" ] && n=0 && f=0
-  total_pass=$((total_pass + n - f)); total_fail=$((total_fail + f))
-  if [ "$rc" -ne 0 ]; then failed=1; summary+=("  $name: FAILED ($line)"); else summary+=("  $name: ran, $line"); fi
+  # ctest counts its skipped entries ("***Skipped") as passed: they are not.
+  s=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*Skipped' "$LOG/$name.txt")
+  total_pass=$((total_pass + n - f - s)); total_fail=$((total_fail + f)); total_skip=$((total_skip + s))
+  if [ "$JUNIT" = 1 ] && [ -f "$LOG/$name.xml" ]; then
+    python3 scripts/ctest_skips.py "$LOG/$name.xml" --list > "$LOG/$name.skips" 2>&1 || echo "skips unknown" > "$LOG/$name.skips"
+    skips=$(head -1 "$LOG/$name.skips")
+    tail -n +2 "$LOG/$name.skips"
+  else
+    skips="$s skipped (reasons unknown: ctest without --output-junit)"
+  fi
+  echo "== tier $name: $skips"
+  if [ "$rc" -ne 0 ]; then failed=1; summary+=("  $name: FAILED ($line); $skips"); else summary+=("  $name: ran, $line; $skips"); fi
 }
 
 NATIVE=$("$CPU" --isa)
@@ -66,5 +83,5 @@ else
   echo "  avx512_core_amx: skipped, the AMX tests did not run here ($why)"
 fi
 printf '%s\n' "${summary[@]}"
-echo "tiers: $total_pass passed, $total_fail failed"
+echo "tiers: $total_pass passed, $total_fail failed, $total_skip skipped"
 exit $failed

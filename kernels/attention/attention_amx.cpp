@@ -18,6 +18,11 @@
 // so the BERT layout [B,S,H,D] and the feature-major [H,D,B,S] views both run here.
 // Threads: problems split over threads; with fewer problems than threads the query blocks of
 // a problem are split too (each thread then packs that problem's K and V itself).
+//
+// GCC 12: _tile_loadd / _tile_stored declare no memory access (kernels/amx_tile.hpp), so
+// tile_gemm() puts compiler barriers between the plain stores of the A / B sources (the Q panel,
+// the packed K and V, P) and the tile loads that read them, and around the C tile stores (the
+// plain reads of S / ot from the previous block before them, the reads after them).
 #include <immintrin.h>
 #include <omp.h>
 
@@ -34,6 +39,7 @@ namespace {
 
 using ne::simd::transpose16x16;
 
+using ne::amx::compiler_barrier;
 using ne::amx::TileConfig;
 
 inline __mmask16 tail16(int64_t n) {
@@ -141,6 +147,7 @@ inline __m512 exp_ps(__m512 x) {
 template <int MR>
 void tile_gemm(const uint16_t* A, int64_t lda, const uint16_t* b0, const uint16_t* b1, int64_t bstride, int64_t nk,
                float* C, int64_t ldc) {
+  compiler_barrier();  // A (pack_a, P) and B (pack_b) are in memory before the tile loads read them
   _tile_zero(0);
   _tile_zero(1);
   if (MR == 2) {
@@ -159,12 +166,14 @@ void tile_gemm(const uint16_t* A, int64_t lda, const uint16_t* b0, const uint16_
       _tile_dpbf16ps(3, 5, 7);
     }
   }
+  compiler_barrier();  // the plain reads of C (the previous block's S / ot) come before the tile stores
   _tile_stored(0, C, ldc * 4);
   _tile_stored(1, C + 16, ldc * 4);
   if (MR == 2) {
     _tile_stored(2, C + 16 * ldc, ldc * 4);
     _tile_stored(3, C + 16 * ldc + 16, ldc * 4);
   }
+  compiler_barrier();  // the C tiles are in memory before the softmax / output pass reads them
 }
 
 // Per-thread buffers, kept between calls (thread_local; they only grow), so a call does not

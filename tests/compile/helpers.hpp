@@ -12,6 +12,7 @@
 #include "common/npy.hpp"
 #include "compile/compile.hpp"
 #include "executor/executor.hpp"
+#include "tests/core/test_util.hpp"  // max_abs_diff, all_finite, min_cosine (NaN fails)
 
 namespace ne_test {
 
@@ -69,40 +70,6 @@ inline std::vector<ne::HostTensor> run_model(const ne::Model& m,
                                              const std::map<std::string, ne::HostTensor>& in) {
   ne::Executor ex(m);
   return ex.run(inputs_for(m, in));
-}
-
-inline double max_abs_diff(const ne::HostTensor& a, const ne::HostTensor& b) {
-  EXPECT_EQ(a.shape, b.shape);
-  EXPECT_EQ(int(a.dtype), int(b.dtype));
-  if (a.shape != b.shape || a.dtype != ne::DType::fp32) return a.bytes == b.bytes ? 0 : 1e30;
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    double x = a.ptr<float>()[i], y = b.ptr<float>()[i];
-    if (std::isnan(x) || std::isnan(y)) return 1e30;
-    d = std::max(d, std::fabs(x - y));
-  }
-  return d;
-}
-
-inline bool all_finite(const ne::HostTensor& t) {
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(t.ptr<float>()[i])) return false;
-  return true;
-}
-
-// Smallest cosine similarity over the rows (last dim) of two fp32 tensors of one shape.
-inline double min_cosine(const ne::HostTensor& a, const ne::HostTensor& b) {
-  const int64_t H = a.shape.empty() ? 1 : a.shape.back(), T = a.numel() / H;
-  double mn = 1;
-  for (int64_t t = 0; t < T; ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < H; ++h) {
-      const double x = a.ptr<float>()[t * H + h], y = b.ptr<float>()[t * H + h];
-      ab += x * y, aa += x * x, bb += y * y;
-    }
-    mn = std::min(mn, ab / std::sqrt(aa * bb + 1e-30));
-  }
-  return mn;
 }
 
 inline std::map<std::string, int> op_counts(const ne::Model& m) {

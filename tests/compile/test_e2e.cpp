@@ -71,6 +71,7 @@ TEST(EndToEnd, SaveLoadIdentical) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].shape, b[i].shape);
+    EXPECT_TRUE(ne_test::all_finite(a[i])) << "output " << i;  // two equal NaNs are bitwise equal
     EXPECT_EQ(a[i].bytes, b[i].bytes) << "outputs differ after save/load";
   }
 }

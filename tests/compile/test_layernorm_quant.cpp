@@ -40,6 +40,7 @@ void expect_bitwise(const std::vector<ne::HostTensor>& a, const std::vector<ne::
   ASSERT_EQ(a.size(), b.size()) << what;
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].shape, b[i].shape) << what;
+    EXPECT_TRUE(all_finite(a[i])) << what << ": output " << i;  // two equal NaNs are bitwise equal
     EXPECT_TRUE(a[i].bytes == b[i].bytes) << what << ": output " << i << " differs (max abs diff "
                                           << max_abs_diff(a[i], b[i]) << ")";
   }

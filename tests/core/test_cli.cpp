@@ -25,13 +25,15 @@ ne::HostTensor load(const std::string& p) {
 }
 
 // Reference is float64; fp32 evaluation of 2 layers of width <= 40 stays well inside 1e-5.
+// A NaN or Inf in the output fails (max_abs_diff is then NaN).
 void expect_close(const ne::HostTensor& got, const ne::NpyArray& ref, double tol) {
   ASSERT_EQ(got.shape, ref.shape);
+  ASSERT_EQ(int(got.dtype), int(ne::DType::fp32));
+  ASSERT_EQ(int(ref.dtype), int(ne::DType::fp32));
   const float* g = got.ptr<float>();
   const float* r = reinterpret_cast<const float*>(ref.bytes.data());
-  double worst = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::fabs(double(g[i]) - r[i]));
-  EXPECT_LE(worst, tol);
+  EXPECT_TRUE(ne_test::all_finite(g, got.numel()));
+  EXPECT_LE(ne_test::max_abs_diff(g, r, got.numel()), tol);
 }
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include "compile/compile.hpp"
 #include "compile/passes/slim.hpp"
 #include "executor/executor.hpp"
+#include "tests/core/test_util.hpp"
 #include "tests/inspect/mini_json.hpp"
 
 namespace {
@@ -44,12 +45,7 @@ std::vector<ne::HostTensor> run(const ne::Model& m, const std::map<std::string, 
   return ex.run(in);
 }
 
-double max_abs_diff(const ne::HostTensor& a, const ne::HostTensor& b) {
-  EXPECT_EQ(a.shape, b.shape);
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(double(a.ptr<float>()[i]) - b.ptr<float>()[i]));
-  return d;
-}
+using ne_test::max_abs_diff;  // NaN (fails EXPECT_LE) if either side holds a NaN / Inf
 
 // Rewrites weight `name` [R, C] (or [R]) through f(r, c, value).
 template <class F>

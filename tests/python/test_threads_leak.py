@@ -45,6 +45,8 @@ def test_one_graph_many_threads(ne):
         x.start()
     for x in th:
         x.join(120)
+    hung = [t for t, x in enumerate(th) if x.is_alive()]
+    assert not hung, f"threads {hung} still running after 120 s (hung in inference?)"
     assert not errors, errors
 
 
@@ -68,20 +70,27 @@ def test_gil_released_while_running(ne):
         done = threading.Event()
 
         def worker():
-            span["t0"] = time.perf_counter()
-            g.inference(f)
-            span["t1"] = time.perf_counter()
-            done.set()
+            try:
+                span["t0"] = time.perf_counter()
+                g.inference(f)
+                span["t1"] = time.perf_counter()
+            except Exception as e:  # noqa: BLE001
+                span["error"] = e
+            finally:
+                done.set()  # also on an error: the loop below must not spin forever
 
         w = threading.Thread(target=worker)
         gaps = []
         w.start()
         last = time.perf_counter()
-        while not done.is_set():
+        deadline = last + 120
+        while not done.is_set() and last < deadline:
             now = time.perf_counter()
             gaps.append(now - last)
             last = now
-        w.join()
+        w.join(max(0.0, deadline - time.perf_counter()) + 5)
+        assert not w.is_alive(), "inference() still running after 120 s (hung?)"
+        assert "error" not in span, f"inference() raised: {span['error']!r}"
         call = span["t1"] - span["t0"]
         if call >= 0.1:
             break

@@ -43,22 +43,10 @@ const ne::OpInfo* op_named(const ne::Model& m, const std::string& n) {
   return nullptr;
 }
 
-// Per-token cosine similarity over the last dim: min and mean.
+// Per-token cosine similarity over the last dim: min and mean; both NaN (so that every EXPECT_GE
+// on them fails) if either tensor holds a NaN or Inf (tests/core/test_util.hpp).
 void cosine(const ne::HostTensor& a, const ne::HostTensor& b, double* mn, double* mean) {
-  ASSERT_EQ(a.shape, b.shape);
-  int64_t H = a.shape.back(), T = a.numel() / H;
-  *mn = 1;
-  *mean = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < H; ++h) {
-      double x = a.ptr<float>()[t * H + h], y = b.ptr<float>()[t * H + h];
-      ab += x * y, aa += x * x, bb += y * y;
-    }
-    double c = ab / std::sqrt(aa * bb + 1e-30);
-    *mn = std::min(*mn, c);
-    *mean += c / double(T);
-  }
+  ne_test::row_cosines(a, b, mn, mean);
 }
 
 ne::Model compile(const std::string& fixture, const std::string& precision,
@@ -169,6 +157,7 @@ TEST(Calibration, RangesMatchTheTensorsOfARun) {
     if (op.type == "Output") op.inputs = srcs;
   auto outs = run_model(c, sets[0]);
   for (size_t i = 0; i < srcs.size(); ++i) {
+    ASSERT_TRUE(all_finite(outs[i])) << srcs[i];  // std::min / std::max below would skip a NaN
     float mn = outs[i].ptr<float>()[0], mx = mn;
     for (int64_t k = 0; k < outs[i].numel(); ++k)
       mn = std::min(mn, outs[i].ptr<float>()[k]), mx = std::max(mx, outs[i].ptr<float>()[k]);
