@@ -1,6 +1,6 @@
 #include "bin/launcher.hpp"
 
-#include <sched.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,21 +13,12 @@
 #include <sstream>
 
 #include "bin/cpu_report.hpp"
+#include "bin/instances.hpp"
 #include "common/error.hpp"
 
 namespace ne {
 
 namespace {
-std::vector<int> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> r;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) r.push_back(c);
-  return r;
-}
-bool have_numactl() { return std::system("numactl --show >/dev/null 2>&1") == 0; }
 std::string read_all(const std::string& p) {
   std::ifstream f(p);
   std::stringstream ss;
@@ -54,64 +45,38 @@ void instance_barrier() { instance_barrier("NE_BARRIER_FDS"); }
 void instance_barrier_end() { instance_barrier("NE_BARRIER_END_FDS"); }
 
 int launch_instances(int n, int c, const std::vector<std::string>& args, const std::string& report_json) {
-  NE_CHECK(n > 0 && c > 0, "--instances and --cores_per_instance must be positive");
-  std::vector<int> cpus = allowed_cpus();
-  NE_CHECK(size_t(n) * size_t(c) <= cpus.size(), "--instances ", n, " x --cores_per_instance ", c, " = ",
-           n * c, " cores, but this process may use only ", cpus.size(), " cores");
-  bool numactl = have_numactl();
+  const std::vector<std::vector<int>> cores = instances::split_cores(n, c);
+  const bool numactl = instances::have_numactl();
+  // The parent's ends are close-on-exec: a child that kept the write end of `go` would never see
+  // the barrier open. The children's ends are passed on (keep_fds).
   int ready[2], go[2], ready2[2], go2[2];
-  NE_CHECK(pipe(ready) == 0 && pipe(go) == 0 && pipe(ready2) == 0 && pipe(go2) == 0, "pipe failed");
-  char self[4096];
-  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-  NE_CHECK(len > 0, "cannot find this binary (/proc/self/exe)");
-  self[len] = 0;
+  NE_CHECK(pipe2(ready, O_CLOEXEC) == 0 && pipe2(go, O_CLOEXEC) == 0 && pipe2(ready2, O_CLOEXEC) == 0 &&
+               pipe2(go2, O_CLOEXEC) == 0,
+           "pipe failed");
+  const std::string self = instances::self_exe();
   std::string tmpdir = "/tmp/ne_launch_" + std::to_string(getpid());
   ::mkdir(tmpdir.c_str(), 0755);
   std::vector<pid_t> pids;
   std::vector<std::string> reports, corelists;
   for (int i = 0; i < n; ++i) {
-    std::string cores;
-    for (int k = 0; k < c; ++k) cores += (k ? "," : "") + std::to_string(cpus[size_t(i * c + k)]);
+    std::string cl;
+    for (size_t k = 0; k < cores[size_t(i)].size(); ++k) cl += (k ? "," : "") + std::to_string(cores[size_t(i)][k]);
     std::string rep = tmpdir + "/instance" + std::to_string(i) + ".json";
     reports.push_back(rep);
-    corelists.push_back(cores);
-    pid_t pid = fork();
-    NE_CHECK(pid >= 0, "fork failed");
-    if (pid == 0) {
-      close(ready[0]);
-      close(go[1]);
-      close(ready2[0]);
-      close(go2[1]);
-      std::string fds2 = std::to_string(go2[0]) + "," + std::to_string(ready2[1]);
-      setenv("NE_BARRIER_END_FDS", fds2.c_str(), 1);
-      setenv("OMP_NUM_THREADS", std::to_string(c).c_str(), 1);
-      const char* ws = std::getenv("WEIGHT_SHARING");
-      if (!ws) setenv("WEIGHT_SHARING", "1", 1);
-      setenv("INST_NUM", std::to_string(n).c_str(), 1);
-      setenv("NE_INSTANCE", std::to_string(i).c_str(), 1);
-      std::string fds = std::to_string(go[0]) + "," + std::to_string(ready[1]);
-      setenv("NE_BARRIER_FDS", fds.c_str(), 1);
-      std::vector<std::string> argv;
-      if (numactl) {
-        argv = {"numactl", "-C", cores};
-      } else {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        for (int k = 0; k < c; ++k) CPU_SET(cpus[size_t(i * c + k)], &set);
-        sched_setaffinity(0, sizeof set, &set);
-      }
-      argv.push_back(self);
-      for (auto& a : args) argv.push_back(a);
-      argv.push_back("--report_json=" + rep);
-      argv.push_back("--instances=0");
-      std::vector<char*> av;
-      for (auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
-      av.push_back(nullptr);
-      execvp(av[0], av.data());
-      std::perror("exec");
-      _exit(127);
-    }
-    pids.push_back(pid);
+    corelists.push_back(cl);
+    instances::Spec sp;
+    sp.argv = {self};
+    sp.argv.insert(sp.argv.end(), args.begin(), args.end());
+    sp.argv.push_back("--report_json=" + rep);
+    sp.argv.push_back("--instances=0");
+    sp.extra_env = {"NE_BARRIER_FDS=" + std::to_string(go[0]) + "," + std::to_string(ready[1]),
+                    "NE_BARRIER_END_FDS=" + std::to_string(go2[0]) + "," + std::to_string(ready2[1])};
+    sp.cpus = cores[size_t(i)];
+    sp.index = i;
+    sp.count = n;
+    sp.numactl = numactl;
+    sp.keep_fds = {go[0], ready[1], go2[0], ready2[1]};
+    pids.push_back(instances::spawn(sp));
   }
   close(ready[1]);
   close(go[0]);

@@ -2,11 +2,8 @@
 // with --worker, pinned to the instance's cores), fed batches over a socketpair (frame.hpp),
 // watched (a worker that does not answer in time is killed), and restarted when they die.
 #include <errno.h>
-#include <fcntl.h>
 #include <glog/logging.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -17,10 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "bin/instances.hpp"
 #include "bin/server/frame.hpp"
 #include "bin/server/server_impl.hpp"
-
-extern char** environ;
 
 namespace ne {
 namespace server {
@@ -47,43 +43,20 @@ bool Server::spawn(Instance& in, std::string* err) {
     *err = std::string("socketpair: ") + std::strerror(errno);
     return false;
   }
-  // Everything the child needs is built before fork: after it only async-signal-safe calls.
-  std::vector<std::string> args = {self_, "--worker=" + std::to_string(sv[1])};
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string s = *e;
-    if (s.rfind("OMP_NUM_THREADS=", 0) == 0 || s.rfind("NE_INSTANCE=", 0) == 0 || s.rfind("INST_NUM=", 0) == 0)
-      continue;
-    env.push_back(s);
-  }
-  env.push_back("OMP_NUM_THREADS=" + std::to_string(in.cpus.size()));
-  env.push_back("NE_INSTANCE=" + std::to_string(in.index));
-  env.push_back("INST_NUM=" + std::to_string(instances_.size()));
-  if (!std::getenv("WEIGHT_SHARING")) env.push_back("WEIGHT_SHARING=1");
-  std::vector<char*> av, ev;
-  for (auto& a : args) av.push_back(const_cast<char*>(a.c_str()));
-  av.push_back(nullptr);
-  for (auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
-  ev.push_back(nullptr);
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int c : in.cpus) CPU_SET(c, &set);
-  pid_t pid = fork();
-  if (pid < 0) {
-    *err = std::string("fork: ") + std::strerror(errno);
+  instances::Spec sp;
+  sp.argv = {self_, "--worker=" + std::to_string(sv[1])};
+  sp.cpus = in.cpus;
+  sp.index = in.index;
+  sp.count = int(instances_.size());
+  sp.keep_fds = {sv[1]};  // the only descriptor the worker keeps
+  pid_t pid = -1;
+  try {
+    pid = instances::spawn(sp);
+  } catch (const std::exception& e) {
+    *err = e.what();
     close(sv[0]);
     close(sv[1]);
     return false;
-  }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    sched_setaffinity(0, sizeof set, &set);
-    fcntl(sv[1], F_SETFD, 0);  // the only descriptor the worker keeps
-    execve(av[0], av.data(), ev.data());
-    _exit(127);
   }
   close(sv[1]);
   in.pid = pid;

@@ -47,6 +47,7 @@
 #endif
 #include "bin/server/codec.hpp"
 #include "bin/server/frame.hpp"
+#include "bin/instances.hpp"
 #include "bin/server/http_conn.hpp"
 #include "bin/server/server_impl.hpp"
 #include "bin/server/worker.hpp"
@@ -260,20 +261,8 @@ int Server::run() {
   co.tls_key = FLAGS_tls_key;
   HttpServer http(co);  // a certificate or key that cannot be used stops the server here
   load_auth_token();
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  NE_CHECK(size_t(FLAGS_instances) * size_t(FLAGS_cores_per_instance) <= cpus.size(), "--instances ",
-           FLAGS_instances, " x --cores_per_instance ", FLAGS_cores_per_instance, " = ",
-           FLAGS_instances * FLAGS_cores_per_instance, " cores, but this process may use only ", cpus.size(), " cores");
-  char self[4096];
-  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-  NE_CHECK(len > 0, "cannot find this binary (/proc/self/exe)");
-  self[len] = 0;
-  self_ = self;
+  const std::vector<std::vector<int>> cores = instances::split_cores(FLAGS_instances, FLAGS_cores_per_instance);
+  self_ = instances::self_exe();
 
   // SIGTERM / SIGINT are taken by sigwait below; threads created from here on inherit the mask.
   sigset_t sigs;
@@ -288,7 +277,7 @@ int Server::run() {
   for (int i = 0; i < FLAGS_instances; ++i) {
     auto in = std::make_unique<Instance>();
     in->index = i;
-    for (int k = 0; k < FLAGS_cores_per_instance; ++k) in->cpus.push_back(cpus[size_t(i * FLAGS_cores_per_instance + k)]);
+    in->cpus = cores[size_t(i)];
     instances_.push_back(std::move(in));
   }
   // The first worker starts alone (it packs the weights into the shared cache; the others map
