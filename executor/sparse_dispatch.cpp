@@ -28,47 +28,13 @@ bool measured_dispatch(const OpConfig& cfg) {
   return true;
 }
 
-const void* canonical_zeros(const void* W, sparse::DType dt, size_t n, std::vector<uint8_t>* storage) {
-  if (dt == sparse::DType::f32) {
-    const uint32_t* u = static_cast<const uint32_t*>(W);
-    size_t i = 0;
-    while (i < n && u[i] != 0x80000000u) ++i;
-    if (i == n) return W;
-    storage->assign(static_cast<const uint8_t*>(W), static_cast<const uint8_t*>(W) + n * 4);
-    uint32_t* c = reinterpret_cast<uint32_t*>(storage->data());
-    for (; i < n; ++i)
-      if (c[i] == 0x80000000u) c[i] = 0;
-    return storage->data();
-  }
-  if (dt == sparse::DType::bf16) {
-    const uint16_t* u = static_cast<const uint16_t*>(W);
-    size_t i = 0;
-    while (i < n && u[i] != 0x8000u) ++i;
-    if (i == n) return W;
-    storage->assign(static_cast<const uint8_t*>(W), static_cast<const uint8_t*>(W) + n * 2);
-    uint16_t* c = reinterpret_cast<uint16_t*>(storage->data());
-    for (; i < n; ++i)
-      if (c[i] == 0x8000u) c[i] = 0;
-    return storage->data();
-  }
-  return W;
-}
-
 SparseDecision decide_sparse(const void* W_in, sparse::DType dt, int K, int N, const OpConfig& cfg) {
   SparseDecision d;
   std::vector<uint8_t> canon;
-  const void* W = canonical_zeros(W_in, dt, size_t(K) * size_t(N), &canon);
+  const void* W = sparse::canonical_zeros(W_in, dt, size_t(K) * size_t(N), &canon);
   for (int p = 0; p < sparse::kNumPatterns; ++p)
     d.sparsity[p] = sparse::block_sparsity(W, dt, K, N, sparse::Pattern(p));
-  int64_t zeros = 0, total = int64_t(K) * N;
-  const size_t es = sparse::dtype_size(dt);
-  const uint8_t* b = static_cast<const uint8_t*>(W);
-  for (int64_t i = 0; i < total; ++i) {
-    bool z = true;
-    for (size_t k = 0; k < es; ++k) z &= b[size_t(i) * es + k] == 0;
-    zeros += z;
-  }
-  d.element_sparsity = total ? double(zeros) / double(total) : 0;
+  d.element_sparsity = sparse::element_sparsity(W, dt, size_t(K) * size_t(N));
   // Kernels exist for 1x4 and 4x1 (2:4 and channel weights run through the 1x4 packing). A 4x1
   // block feeds one dot product per activation load, a 1x4 block four: per non-zero block the
   // 4x1 kernels run at about half the rate (bench_sparse_gemm), so 4x1 is preferred only when

@@ -7,6 +7,7 @@
 
 #include "executor/operator.hpp"
 #include "kernels/sparse_gemm/sparse_gemm.hpp"
+#include "kernels/sparse_gemm/sparsity.hpp"
 
 namespace ne {
 
@@ -24,10 +25,9 @@ struct SparseDecision {
 // kernel choice (it does not change the decision).
 SparseDecision decide_sparse(const void* W, sparse::DType dt, int K, int N, const OpConfig& cfg);
 
-// Pruning tools (torch's prune, mask multiplication) leave -0.0 where negative weights were
-// zeroed; the block-sparse packing counts only bitwise zeros. Returns W itself when it holds no
-// -0.0, else a copy in *storage with every -0.0 made +0.0 (the product is the same).
-const void* canonical_zeros(const void* W, sparse::DType dt, size_t n, std::vector<uint8_t>* storage);
+// -0.0 -> +0.0 before a weight is measured or packed: sparse::canonical_zeros
+// (kernels/sparse_gemm/sparsity.hpp), also reachable as ne::canonical_zeros (tests/core use it).
+using sparse::canonical_zeros;
 
 // Default thresholds per pattern, from the break-even sparsity measured by
 // `bench_sparse_gemm --breakeven` (kernels/bench/RESULTS.md): 1x4 kernels beat oneDNN dense from

@@ -7,6 +7,7 @@
 #include "compile/passes/graph.hpp"
 #include "compile/passes/layer_match.hpp"
 #include "compile/passes/passes.hpp"
+#include "kernels/sparse_gemm/sparsity.hpp"
 
 namespace ne {
 
@@ -51,6 +52,13 @@ int64_t nonzero_rows(const Bits& b, int64_t stride, const std::vector<int64_t>& 
 }
 int64_t groups_of(int64_t units, int64_t per_group) { return (units + per_group - 1) / per_group; }
 
+// All-zero (group, k) rows of output channels c0 .. c0 + n - 1 of the fp32 weight w, `group`
+// channels to a group (the z16 count, kernels/sparse_gemm/sparsity.hpp): the figure before any
+// permutation. The counts after one come from the support bitsets (nonzero_rows).
+int64_t zero_rows(const TensorInfo& w, int64_t c0, int64_t n, int group) {
+  return sparse::zero_group_rows(w.as<float>() + c0, sparse::DType::f32, int(w.shape[0]), int(n), group, w.shape[1]);
+}
+
 std::vector<int64_t> identity(int64_t n) {
   std::vector<int64_t> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = i;
@@ -92,7 +100,7 @@ void group_ffn(Graph& g, OpInfo& ip2, ChannelGroupStats& st, const ChannelGroupO
   Bits b(size_t(U * words));
   supports(*f.w1, 0, U, unit, b, words, 0);
   const int64_t rows = groups_of(U, per_group) * K;
-  const int64_t before = rows - nonzero_rows(b, words, identity(U), per_group, 0, words);
+  const int64_t before = zero_rows(*f.w1, 0, F, opt.group);
   std::vector<int64_t> order = group_order(b, U, words, per_group, opt);
   const int64_t after = rows - nonzero_rows(b, words, order, per_group, 0, words);
   auto& s = st.ffn1;
@@ -130,10 +138,8 @@ void group_attention(Graph& g, OpInfo& pv, ChannelGroupStats& st, const ChannelG
     // Groups would straddle heads, or a head is one group: nothing to gain inside a head.
     ChannelGroupStats::Kind* kinds[3] = {&st.q, &st.k, &st.v};
     for (int i = 0; i < 3; ++i) {
-      const int64_t Ki = a.w[i]->shape[0], U = HD, rows = groups_of(U, opt.group) * Ki, words = (Ki + 63) / 64;
-      Bits b(size_t(U * words));
-      supports(*a.w[i], 0, U, 1, b, words, 0);
-      const int64_t z = rows - nonzero_rows(b, words, identity(U), opt.group, 0, words);
+      const int64_t rows = groups_of(HD, opt.group) * a.w[i]->shape[0];
+      const int64_t z = zero_rows(*a.w[i], 0, HD, opt.group);
       kinds[i]->weights++;
       kinds[i]->rows += rows;
       kinds[i]->zero_before += z;
@@ -156,7 +162,7 @@ void group_attention(Graph& g, OpInfo& pv, ChannelGroupStats& st, const ChannelG
     Bits bv(size_t(UH * wv_w));
     supports(*wv, h * D, UH, unit, bv, wv_w, 0);
     const int64_t rv = gph * Kv;
-    const int64_t v0 = rv - nonzero_rows(bv, wv_w, id, per_group, 0, wv_w);
+    const int64_t v0 = zero_rows(*wv, h * D, D, opt.group);
     std::vector<int64_t> ov = group_order(bv, UH, wv_w, per_group, opt);
     const int64_t v1 = rv - nonzero_rows(bv, wv_w, ov, per_group, 0, wv_w);
     if (v1 > v0) {
@@ -171,8 +177,7 @@ void group_attention(Graph& g, OpInfo& pv, ChannelGroupStats& st, const ChannelG
     Bits bqk(size_t(UH * wqk));
     supports(*wq, h * D, UH, unit, bqk, wqk, 0);
     supports(*wk, h * D, UH, unit, bqk, wqk, wq_w);
-    const int64_t q0 = gph * Kq - nonzero_rows(bqk, wqk, id, per_group, 0, wq_w);
-    const int64_t k0 = gph * Kk - nonzero_rows(bqk, wqk, id, per_group, wq_w, wqk);
+    const int64_t q0 = zero_rows(*wq, h * D, D, opt.group), k0 = zero_rows(*wk, h * D, D, opt.group);
     std::vector<int64_t> oqk = group_order(bqk, UH, wqk, per_group, opt);
     const int64_t q1 = gph * Kq - nonzero_rows(bqk, wqk, oqk, per_group, 0, wq_w);
     const int64_t k1 = gph * Kk - nonzero_rows(bqk, wqk, oqk, per_group, wq_w, wqk);

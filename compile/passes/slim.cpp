@@ -8,6 +8,7 @@
 #include "compile/passes/graph.hpp"
 #include "compile/passes/layer_match.hpp"
 #include "compile/passes/passes.hpp"
+#include "kernels/sparse_gemm/sparsity.hpp"
 
 namespace ne {
 
@@ -183,22 +184,10 @@ int64_t canonicalize_zeros(Model& m) {
     done[op.inputs[1]] = true;
     const TensorInfo* t = m.find(op.inputs[1]);
     if (!t || !t->is_weight || !t->data || (t->dtype != DType::fp32 && t->dtype != DType::bf16)) continue;
-    const int64_t n = t->numel();
+    const sparse::DType sdt = t->dtype == DType::fp32 ? sparse::DType::f32 : sparse::DType::bf16;
+    std::vector<uint8_t> b;
     int64_t c = 0;
-    if (t->dtype == DType::fp32) {
-      for (int64_t i = 0; i < n; ++i) c += t->as<uint32_t>()[i] == 0x80000000u;
-    } else {
-      for (int64_t i = 0; i < n; ++i) c += t->as<uint16_t>()[i] == 0x8000u;
-    }
-    if (!c) continue;
-    std::vector<uint8_t> b(t->data, t->data + t->nbytes);
-    if (t->dtype == DType::fp32) {
-      uint32_t* p = reinterpret_cast<uint32_t*>(b.data());
-      for (int64_t i = 0; i < n; ++i) if (p[i] == 0x80000000u) p[i] = 0;
-    } else {
-      uint16_t* p = reinterpret_cast<uint16_t*>(b.data());
-      for (int64_t i = 0; i < n; ++i) if (p[i] == 0x8000u) p[i] = 0;
-    }
+    if (sparse::canonical_zeros(t->data, sdt, size_t(t->numel()), &b, &c) == t->data) continue;
     const DType dt = t->dtype;
     const Shape s = t->shape;
     m.add_weight(op.inputs[1], dt, s, std::move(b));

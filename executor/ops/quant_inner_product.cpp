@@ -142,7 +142,7 @@ class SparseQIp : public QStrategy {
   static SparseGemmCore make_core(const QProblem& p, sparse::Pattern pat, sparse::Blocking blk) {
     const sparse::DType wdt = p.prec == Prec::s8 ? sparse::DType::s8 : sparse::DType::bf16;
     std::vector<uint8_t> canon;
-    const void* W = canonical_zeros(p.weight, wdt, size_t(p.K) * size_t(p.N), &canon);
+    const void* W = sparse::canonical_zeros(p.weight, wdt, size_t(p.K) * size_t(p.N), &canon);
     return SparseGemmCore(p.op_name, W, wdt, int(p.K), int(p.N), pat, blk, p.weight_hash);
   }
   sparse::GemmArgs args(const QCall& c) const {
@@ -403,8 +403,8 @@ const bool g_kgather = QIpList::add("sparse_amx_kgather", 200, [](const QProblem
   if (!sparse_epilogue(p.post, &act, &sum, &o.note)) return o;
   const sparse::DType wdt = weight_dt(p);
   std::vector<uint8_t> canon;
-  const void* W = canonical_zeros(p.weight, wdt, size_t(p.K) * size_t(p.N), &canon);
-  const double z = z16_of(W, wdt, int(p.K), int(p.N));
+  const void* W = sparse::canonical_zeros(p.weight, wdt, size_t(p.K) * size_t(p.N), &canon);
+  const double z = sparse::z16(W, wdt, int(p.K), int(p.N));
   char b[160];
   if (!forced) {
     if (!cfg.allow_sparse) {

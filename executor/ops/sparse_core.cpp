@@ -1,6 +1,5 @@
 #include "executor/ops/sparse_core.hpp"
 
-#include <algorithm>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -57,23 +56,6 @@ bool sparse_epilogue(const std::vector<IpPostKind>& post, sparse::Act* act, bool
     }
   }
   return true;
-}
-
-double z16_of(const void* W, sparse::DType wdt, int K, int N) {
-  const size_t es = sparse::dtype_size(wdt);
-  const uint8_t* b = static_cast<const uint8_t*>(W);
-  int64_t zero = 0, rows = 0;
-  for (int g = 0; g < N; g += 16) {
-    const int w = std::min(16, N - g);
-    for (int k = 0; k < K; ++k) {
-      const uint8_t* r = b + (size_t(k) * size_t(N) + size_t(g)) * es;
-      bool z = true;
-      for (size_t i = 0; i < size_t(w) * es && z; ++i) z = r[i] == 0;
-      zero += z;
-      ++rows;
-    }
-  }
-  return rows ? double(zero) / double(rows) : 0.0;
 }
 
 }  // namespace ne

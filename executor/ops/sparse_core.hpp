@@ -41,8 +41,4 @@ class SparseGemmCore {
 // returns false with why (another order, sigmoid, two sums).
 bool sparse_epilogue(const std::vector<IpPostKind>& post, sparse::Act* act, bool* sum, std::string* why);
 
-// z16 of W [K, N]: the share of (16-output-channel group, k) rows that are all zero (bitwise,
-// after canonical zeros), the last group partial. What an AMX K-gather kernel skips.
-double z16_of(const void* W, sparse::DType wdt, int K, int N);
-
 }  // namespace ne

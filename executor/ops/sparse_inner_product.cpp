@@ -31,7 +31,7 @@ class SparseIp : public IpStrategy {
  private:
   static SparseGemmCore make_core(const IpProblem& p, const SparseDecision& d) {
     std::vector<uint8_t> canon;
-    const void* W = canonical_zeros(p.weight, sparse::DType::f32, size_t(p.K) * size_t(p.N), &canon);
+    const void* W = sparse::canonical_zeros(p.weight, sparse::DType::f32, size_t(p.K) * size_t(p.N), &canon);
     return SparseGemmCore(p.op_name, W, sparse::DType::f32, int(p.K), int(p.N), d.best, sparse::Blocking::standard,
                           p.weight_hash);
   }

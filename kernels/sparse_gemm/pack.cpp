@@ -1,10 +1,12 @@
-// Sparsity measurement, packing / unpacking of block-sparse weights. No ISA flags.
+// Packing / unpacking of block-sparse weights, names of patterns and dtypes. No ISA flags.
+// (The sparsity measures are in sparsity.cpp.)
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/sparse_gemm/bsgemm_internal.hpp"
+#include "kernels/sparse_gemm/weight_view.hpp"
 
 namespace ne::sparse {
 
@@ -71,94 +73,9 @@ float bf16_to_f32(uint16_t h) {
 
 namespace {
 
-// Bitwise "is non-zero" element accessor over the three weight dtypes.
-struct WView {
-  const uint8_t* p;
-  DType dt;
-  int64_t ld;  // elements
-  size_t es;
-  bool nz(int k, int n) const {
-    const uint8_t* e = p + (size_t(k) * ld + n) * es;
-    switch (es) {
-      case 4: { uint32_t v; std::memcpy(&v, e, 4); return v != 0; }
-      case 2: { uint16_t v; std::memcpy(&v, e, 2); return v != 0; }
-      default: return *e != 0;
-    }
-  }
-};
-
-void check_dtype(DType dt) {
-  if (dt != DType::f32 && dt != DType::bf16 && dt != DType::s8)
-    throw std::invalid_argument(std::string("sparse weight dtype must be f32, bf16 or s8, got ") +
-                                dtype_name(dt));
-}
-
-// Non-zero blocks / total blocks of the pattern (2:4: groups with <=2 nz / groups;
-// channel: zero rows / K). Returns {count, total} where sparsity = count / total.
-void count_blocks(const WView& w, int K, int N, Pattern p, int64_t* zero, int64_t* total) {
-  int64_t z = 0, t = 0;
-  switch (p) {
-    case Pattern::p1x4:
-      for (int k = 0; k < K; ++k)
-        for (int n0 = 0; n0 < N; n0 += 4) {
-          bool any = false;
-          for (int n = n0; n < n0 + 4 && n < N && !any; ++n) any = w.nz(k, n);
-          z += !any;
-          ++t;
-        }
-      break;
-    case Pattern::p4x1:
-      for (int k0 = 0; k0 < K; k0 += 4)
-        for (int n = 0; n < N; ++n) {
-          bool any = false;
-          for (int k = k0; k < k0 + 4 && k < K && !any; ++k) any = w.nz(k, n);
-          z += !any;
-          ++t;
-        }
-      break;
-    case Pattern::p2of4:
-      for (int k0 = 0; k0 < K; k0 += 4)
-        for (int n = 0; n < N; ++n) {
-          int c = 0;
-          for (int k = k0; k < k0 + 4 && k < K; ++k) c += w.nz(k, n);
-          z += c <= 2;
-          ++t;
-        }
-      break;
-    case Pattern::channel:
-      for (int k = 0; k < K; ++k) {
-        bool any = false;
-        for (int n = 0; n < N && !any; ++n) any = w.nz(k, n);
-        z += !any;
-        ++t;
-      }
-      break;
-  }
-  *zero = z;
-  *total = t;
-}
-
 constexpr int64_t align64(int64_t x) { return (x + 63) & ~int64_t(63); }
 
 }  // namespace
-
-double block_sparsity(const void* W, DType dt, int K, int N, Pattern p, int64_t ldw) {
-  check_dtype(dt);
-  if (K <= 0 || N <= 0) return 0.0;
-  WView w{static_cast<const uint8_t*>(W), dt, ldw ? ldw : N, dtype_size(dt)};
-  int64_t z, t;
-  count_blocks(w, K, N, p, &z, &t);
-  return t ? double(z) / double(t) : 0.0;
-}
-double block_sparsity(const float* W, int K, int N, Pattern p, int64_t ldw) {
-  return block_sparsity(W, DType::f32, K, N, p, ldw);
-}
-double block_sparsity(const uint16_t* W, int K, int N, Pattern p, int64_t ldw) {
-  return block_sparsity(W, DType::bf16, K, N, p, ldw);
-}
-double block_sparsity(const int8_t* W, int K, int N, Pattern p, int64_t ldw) {
-  return block_sparsity(W, DType::s8, K, N, p, ldw);
-}
 
 void pattern_blocking(Pattern p, DType dt, int* nb, int* kq) {
   const int kq_by_dt = dt == DType::f32 ? 1 : dt == DType::bf16 ? 2 : 4;
@@ -235,7 +152,7 @@ PackedWeight PackedWeight::pack(const void* Wv, DType dt, int K, int N, Pattern 
   h.kg_rows = kg_rows;
   {
     int64_t z, t;
-    count_blocks(w, K, N, p, &z, &t);
+    count_zero_blocks(Wv, dt, K, N, p, ldw, &z, &t);
     h.total_blocks = t;
     h.nonzero_blocks = t - z;
   }

@@ -3,7 +3,7 @@
 // Weight naming (ARCHITECTURE.md): W[K, N] row-major, K = input channels (rows),
 // N = output channels (columns).
 //
-// Patterns and how their sparsity is measured (block_sparsity):
+// Patterns and how their sparsity is measured (block_sparsity, sparsity.hpp):
 //   "1x4"     block = 1 input channel x 4 consecutive output channels (W[k, 4j..4j+3]).
 //   "4x1"     block = 4 consecutive input channels x 1 output channel (W[4i..4i+3, n]).
 //   "2:4"     NOT a block ratio: fraction of the 4-groups along K (per output column,
@@ -68,23 +68,17 @@
 #include <vector>
 
 #include "kernels/cpu_features.hpp"
+#include "kernels/sparse_gemm/sparsity.hpp"
 
 namespace ne::sparse {
 
-enum class Pattern : uint8_t { p1x4 = 0, p4x1 = 1, p2of4 = 2, channel = 3 };
-constexpr int kNumPatterns = 4;
+// Pattern, kNumPatterns, DType and the sparsity measures (block_sparsity, z16, negative zeros):
+// kernels/sparse_gemm/sparsity.hpp.
 const char* pattern_name(Pattern p);             // "1x4", "4x1", "2:4", "channel"
 bool parse_pattern(const char* s, Pattern* out);
 
-enum class DType : uint8_t { f32 = 0, bf16 = 1, s8 = 2, u8 = 3, s32 = 4 };
 const char* dtype_name(DType d);
 size_t dtype_size(DType d);
-
-// Sparsity of W[K, N] (row-major, row stride ldw elements; 0 = N) under a pattern.
-double block_sparsity(const float* W, int K, int N, Pattern p, int64_t ldw = 0);
-double block_sparsity(const uint16_t* W_bf16, int K, int N, Pattern p, int64_t ldw = 0);
-double block_sparsity(const int8_t* W, int K, int N, Pattern p, int64_t ldw = 0);
-double block_sparsity(const void* W, DType dt, int K, int N, Pattern p, int64_t ldw = 0);
 
 // bf16 helpers (round to nearest even; NaN kept quiet).
 uint16_t f32_to_bf16(float f);

@@ -12,6 +12,7 @@
 
 #include "common/error.hpp"
 #include "kernels/cpu_features.hpp"
+#include "kernels/sparse_gemm/sparsity.hpp"
 
 namespace ne::inspect {
 
@@ -46,15 +47,6 @@ float value_at(const TensorInfo& t, int64_t i) {
 bool is_zero(const TensorInfo& t, int64_t i) {
   if (t.dtype == DType::fp32) return (t.as<uint32_t>()[i] & 0x7FFFFFFFu) == 0;
   if (t.dtype == DType::bf16) return (t.as<uint16_t>()[i] & 0x7FFFu) == 0;
-  size_t es = dtype_size(t.dtype);
-  const uint8_t* p = t.data + size_t(i) * es;
-  for (size_t k = 0; k < es; ++k)
-    if (p[k]) return false;
-  return true;
-}
-
-// Bitwise zero: the executor's and the packing's rule (-0.0 is a non-zero).
-bool is_bit_zero(const TensorInfo& t, int64_t i) {
   size_t es = dtype_size(t.dtype);
   const uint8_t* p = t.data + size_t(i) * es;
   for (size_t k = 0; k < es; ++k)
@@ -124,43 +116,31 @@ std::vector<uint8_t> block_map(const TensorInfo& t, int K, int N, sparse::Patter
   return m;
 }
 
-// -0.0 counted as zero: block_sparsity (the kernels' own measure) on a copy with +0.0 there.
+// z16 by bitwise zeros, and the figures with -0.0 counted as zero: the same measures
+// (kernels/sparse_gemm/sparsity.hpp) on a copy with +0.0 there.
 void value_figures(const TensorInfo& t, sparse::DType sdt, WeightEntry& e) {
   const int64_t n = int64_t(e.K) * e.N;
-  e.negative_zeros = 0;
-  if (t.dtype == DType::fp32)
-    for (int64_t i = 0; i < n; ++i) e.negative_zeros += t.as<uint32_t>()[i] == 0x80000000u;
-  if (t.dtype == DType::bf16)
-    for (int64_t i = 0; i < n; ++i) e.negative_zeros += t.as<uint16_t>()[i] == 0x8000u;
+  std::vector<uint8_t> copy;
+  const void* v = sparse::canonical_zeros(t.data, sdt, size_t(n), &copy, &e.negative_zeros);
+  e.z16 = sparse::z16(t.data, sdt, e.K, e.N);
+  e.value_z16 = e.negative_zeros ? sparse::z16(v, sdt, e.K, e.N) : e.z16;
   for (int p = 0; p < sparse::kNumPatterns; ++p) e.value_sparsity[p] = e.decision.sparsity[p];
   e.value_element_sparsity = e.decision.element_sparsity;
   if (!e.negative_zeros) return;
-  std::vector<uint8_t> copy(t.data, t.data + t.nbytes);
-  if (t.dtype == DType::fp32)
-    for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint32_t*>(copy.data())[i] &= 0xFFFFFFFFu * (reinterpret_cast<uint32_t*>(copy.data())[i] != 0x80000000u);
-  else
-    for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(copy.data())[i] &= 0xFFFFu * (reinterpret_cast<uint16_t*>(copy.data())[i] != 0x8000u);
   for (int p = 0; p < sparse::kNumPatterns; ++p)
-    e.value_sparsity[p] = sparse::block_sparsity(copy.data(), sdt, e.K, e.N, sparse::Pattern(p));
+    e.value_sparsity[p] = sparse::block_sparsity(v, sdt, e.K, e.N, sparse::Pattern(p));
   e.value_element_sparsity = e.decision.element_sparsity + double(e.negative_zeros) / double(n);
 }
 
 }  // namespace
 
 double group_zero_rows(const TensorInfo& t, int K, int N, bool by_value) {
-  const int G = (N + kZGroup - 1) / kZGroup;
-  if (K <= 0 || G <= 0) return 0.0;
-  int64_t zero_rows = 0;
-  for (int g = 0; g < G; ++g)
-    for (int k = 0; k < K; ++k) {
-      bool all = true;
-      for (int n = g * kZGroup; n < std::min(N, (g + 1) * kZGroup) && all; ++n) {
-        const int64_t i = int64_t(k) * N + n;
-        all = by_value ? is_zero(t, i) : is_bit_zero(t, i);
-      }
-      zero_rows += all;
-    }
-  return double(zero_rows) / (double(G) * double(K));
+  sparse::DType sdt;
+  NE_CHECK(to_sparse_dtype(t.dtype, &sdt), "group_zero_rows: ", dtype_name(t.dtype),
+           " is not a weight dtype (fp32, bf16, s8)");
+  std::vector<uint8_t> copy;
+  const void* w = by_value ? sparse::canonical_zeros(t.data, sdt, size_t(K) * size_t(N), &copy) : t.data;
+  return sparse::z16(w, sdt, K, N);
 }
 
 namespace {
@@ -314,8 +294,6 @@ Report inspect_model(const Model& m, const Options& opt) {
     e.decision = decide_sparse(t->data, sdt, e.K, e.N, cfg);
     if (!ip) e.decision.kernel = "";
     value_figures(*t, sdt, e);
-    e.z16 = group_zero_rows(*t, e.K, e.N, false);
-    e.value_z16 = e.negative_zeros ? group_zero_rows(*t, e.K, e.N, true) : e.z16;
     if (ip) e.ranges = channel_ranges(*t, e.K, e.N, opt.spread_threshold);
     e.heatmap_pattern = e.value_sparsity[1] > e.value_sparsity[0] ? sparse::Pattern::p4x1 : sparse::Pattern::p1x4;
     std::vector<uint8_t> map = block_map(*t, e.K, e.N, e.heatmap_pattern, &e.grid_rows, &e.grid_cols);
@@ -569,7 +547,7 @@ std::string summary_text(const Report& r, const std::string& dir) {
       if (d.sparse) ++nsp, (d.best == sparse::Pattern::p4x1 ? n41 : n14)++;
       double eb = double(e.K) * e.N * dtype_size(e.dtype);
       bytes += eb, nzbytes += eb * (1 - d.element_sparsity);
-      const double rows = double((e.N + kZGroup - 1) / kZGroup) * e.K;
+      const double rows = double((e.N + sparse::kZGroup - 1) / sparse::kZGroup) * e.K;
       zrows_all += rows, zrows_zero += rows * e.z16;
       if (e.ranges.risky) ++nrisky, risky.push_back(e.op.empty() ? e.tensor : e.op);
     }

@@ -69,10 +69,9 @@ struct Report {
   std::string isa;  // CPU the kernel choice was made for
 };
 
-// Output channels per group of the z figure (one AMX tile's 16 rows).
-constexpr int kZGroup = 16;
-// z of W[K, N] (row-major, dtype fp32 / bf16 / s8 as in TensorInfo): all-zero (group, k) rows /
-// (ceil(N / kZGroup) * K); 0 for an empty weight. by_value: -0.0 counts as zero.
+// z16 of W[K, N] (row-major, dtype fp32 / bf16 / s8 as in TensorInfo; sparse::z16): all-zero
+// (16-channel group, k) rows / (ceil(N / 16) * K); 0 for an empty weight. by_value: -0.0 counts
+// as zero.
 double group_zero_rows(const TensorInfo& t, int K, int N, bool by_value);
 
 // The heatmap's layout, shared with the tests: the map starts at (kMapX, kMapY); colour of a
