@@ -12,7 +12,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "bin/cpu_report.hpp"
+#include "report/cpu_report.hpp"
 #include "bin/instances.hpp"
 #include "common/error.hpp"
 

@@ -19,9 +19,9 @@
 
 #include "common/npy.hpp"
 #include "common/proc_mem.hpp"
-#include "bin/cpu_report.hpp"
+#include "report/cpu_report.hpp"
 #include "bin/launcher.hpp"
-#include "bin/run_report.hpp"
+#include "report/run_report.hpp"
 #include "common/cli_flags.hpp"
 #include "executor/executor.hpp"
 #ifdef NE_HAVE_COMPILE

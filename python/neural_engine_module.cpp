@@ -39,8 +39,8 @@
 #include <string>
 #include <vector>
 
-#include "bin/cpu_report.hpp"
-#include "bin/run_report.hpp"
+#include "report/cpu_report.hpp"
+#include "report/run_report.hpp"
 #include "common/error.hpp"
 #include "common/ir.hpp"
 #include "common/npy.hpp"

@@ -7,7 +7,7 @@
 #                         [--iterations 10] [--build build] [--work build/models/slim_bench]
 #
 # Needs /usr/bin/python3 with torch + onnx (gen_bert.py, zero_channels.py) and a build with
-# neural_engine and neural_engine_slim (tools/inspect). Threads: OMP_NUM_THREADS as usual.
+# neural_engine and neural_engine_compile (--slim). Threads: OMP_NUM_THREADS as usual.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PRESET=bert-base FFN=0.5 HEADS=0.25 BATCH=1 SEQ=128 ITERS=10 WARM=3 BUILD="$ROOT/build" WORK=""
@@ -28,7 +28,7 @@ done
 WORK=${WORK:-$BUILD/models/slim_bench}
 PY=/usr/bin/python3
 BIN="$BUILD/bin"
-for b in neural_engine neural_engine_slim; do
+for b in neural_engine neural_engine_compile; do
   [ -x "$BIN/$b" ] || { echo "error: $BIN/$b not built (cmake --build $BUILD --target $b)" >&2; exit 1; }
 done
 mkdir -p "$WORK"
@@ -39,8 +39,8 @@ fi
 echo "== zeroing ${FFN} of FFN channels and ${HEADS} of heads"
 $PY "$ROOT/scripts/zero_channels.py" --model_dir "$WORK/dense" --ffn "$FFN" --heads "$HEADS" --seed 0 --out "$WORK/zeroed"
 echo "== compiling without and with slim"
-"$BIN/neural_engine_slim" --model "$WORK/zeroed/model.onnx" --output_dir "$WORK/ir_plain" --slim=false
-"$BIN/neural_engine_slim" --model "$WORK/zeroed/model.onnx" --output_dir "$WORK/ir_slim"
+"$BIN/neural_engine_compile" --model "$WORK/zeroed/model.onnx" --output_dir "$WORK/ir_plain"
+"$BIN/neural_engine_compile" --model "$WORK/zeroed/model.onnx" --output_dir "$WORK/ir_slim" --slim
 ls -l "$WORK/ir_plain/model.bin" "$WORK/ir_slim/model.bin" | awk '{print "   " $5 " bytes  " $NF}'
 
 run() {  # $1 = ir dir, $2 = label

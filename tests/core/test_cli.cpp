@@ -140,7 +140,7 @@ TEST(HandIR, ReportNamesTheCpu) {
 TEST(CommandLineHelp, OwnFlagsOnlyAndHelpfullForAll) {
   const std::string src = std::string(NE_TEST_DATA) + "/../../";
   for (auto tool : {std::make_pair("neural_engine", "bin/neural_engine.cpp"),
-                    std::make_pair("neural_engine_compile", "compile/main.cpp")}) {
+                    std::make_pair("neural_engine_compile", "bin/neural_engine_compile.cpp")}) {
     std::string code = ne_test::read_file(src + tool.second);
     ASSERT_FALSE(code.empty()) << tool.second;
     std::vector<std::string> names;

@@ -1,23 +1,18 @@
-// The run summary shared by bin/neural_engine (--report_json) and the Python module
-// (Graph.benchmark): one JSON layout for both.
-#pragma once
-#include <nlohmann/json.hpp>
+#include "report/run_report.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
-#include <string>
-#include <vector>
 
-#include "bin/cpu_report.hpp"
 #include "common/proc_mem.hpp"
-#include "executor/executor.hpp"
 #include "executor/weight_cache.hpp"
+#include "report/cpu_report.hpp"
 
 namespace ne {
 
 // Nearest-rank percentile (p in 0..100) of v; 0 for an empty v.
-inline double percentile(std::vector<double> v, double p) {
+double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   size_t i = size_t(std::ceil(p / 100.0 * double(v.size())));
@@ -25,14 +20,14 @@ inline double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-inline double mean_of(const std::vector<double>& v) {
+double mean_of(const std::vector<double>& v) {
   double m = 0;
   for (double x : v) m += x;
   return v.empty() ? 0 : m / double(v.size());
 }
 
 // The per-operator table (kernel that ran, why, ms per iteration).
-inline nlohmann::ordered_json profile_json(const std::vector<OpProfile>& prof, int iterations) {
+nlohmann::ordered_json profile_json(const std::vector<OpProfile>& prof, int iterations) {
   const int iters = std::max(1, iterations);
   double total = 0;
   for (auto& p : prof) total += p.total_ms;
@@ -49,7 +44,7 @@ inline nlohmann::ordered_json profile_json(const std::vector<OpProfile>& prof, i
 
 // The --report_json record of a timed run: `lat` holds one batch latency (ms) per iteration;
 // `mapped_path` is the model.bin the weights were mapped from ("" for an in-memory model).
-inline nlohmann::ordered_json run_report(const Executor& ex, int batch, int seq, int iterations,
+nlohmann::ordered_json run_report(const Executor& ex, int batch, int seq, int iterations,
                                          const std::vector<double>& lat, const std::string& mapped_path) {
   const double mean = mean_of(lat);
   MemoryStats ms = ex.memory();
