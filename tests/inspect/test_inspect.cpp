@@ -437,6 +437,10 @@ TEST(InspectZ, HandBuiltWeights) {
       const bool signed_zero = dt != ne::DType::s8;
       EXPECT_NEAR(e.z16, signed_zero ? c.z : c.value_z, 1e-12);
       EXPECT_NEAR(e.value_z16, c.value_z, 1e-12);
+      // Element sparsity by value, each -0.0 counted once (it was counted twice: 135% and more).
+      int64_t zeros = 0;
+      for (float x : c.w) zeros += x == 0.f;
+      EXPECT_NEAR(e.value_element_sparsity, double(zeros) / double(c.w.size()), 1e-12);
       // The JSON and the terminal carry them.
       ne::inspect::Report r;
       r.weights.push_back(e);

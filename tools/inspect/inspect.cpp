@@ -124,12 +124,10 @@ void value_figures(const TensorInfo& t, sparse::DType sdt, WeightEntry& e) {
   const void* v = sparse::canonical_zeros(t.data, sdt, size_t(n), &copy, &e.negative_zeros);
   e.z16 = sparse::z16(t.data, sdt, e.K, e.N);
   e.value_z16 = e.negative_zeros ? sparse::z16(v, sdt, e.K, e.N) : e.z16;
+  // The decision measured the weight by value already (decide_sparse counts -0.0 as zero): its
+  // figures are the value figures; adding the -0.0 count again counted them twice.
   for (int p = 0; p < sparse::kNumPatterns; ++p) e.value_sparsity[p] = e.decision.sparsity[p];
   e.value_element_sparsity = e.decision.element_sparsity;
-  if (!e.negative_zeros) return;
-  for (int p = 0; p < sparse::kNumPatterns; ++p)
-    e.value_sparsity[p] = sparse::block_sparsity(v, sdt, e.K, e.N, sparse::Pattern(p));
-  e.value_element_sparsity = e.decision.element_sparsity + double(e.negative_zeros) / double(n);
 }
 
 }  // namespace
@@ -473,7 +471,7 @@ std::string html_report(const Report& r) {
       << (e.inner_product && e.ranges.spread > 0 ? fmt("%.1f&#215;", e.ranges.spread) : "") << "</td><td class='l'>";
     if (e.negative_zeros)
       o << "<b style='color:#c82828'>" << pct(double(e.negative_zeros) / (double(e.K) * e.N))
-        << " of elements are -0.0</b> (counted non-zero by the executor); by value: 1x4 " << pct(e.value_sparsity[0])
+        << " of elements are -0.0</b> (the executor counts them as zero, as here); by value: 1x4 " << pct(e.value_sparsity[0])
         << ", 4x1 " << pct(e.value_sparsity[1]) << ", 2:4 " << pct(e.value_sparsity[2]) << ", channel "
         << pct(e.value_sparsity[3]) << ", z " << pct(e.value_z16);
     o << "</td></tr>\n";
@@ -535,7 +533,7 @@ std::string summary_text(const Report& r, const std::string& dir) {
     o << b;
     if (e.negative_zeros) {
       ++nneg;
-      std::snprintf(b, sizeof b, "%*s   ^ %.1f%% of elements are -0.0, which the executor counts as non-zero; by value: "
+      std::snprintf(b, sizeof b, "%*s   ^ %.1f%% of elements are -0.0, which the executor counts as zero; by value: "
                     "elem0 %.1f%%, 1x4 %.1f%%, 4x1 %.1f%%, 2:4 %.1f%%, channel %.1f%%, z16 %.1f%%\n", int(wt), "",
                     100.0 * double(e.negative_zeros) / (double(e.K) * e.N), 100 * e.value_element_sparsity,
                     100 * e.value_sparsity[0], 100 * e.value_sparsity[1], 100 * e.value_sparsity[2], 100 * e.value_sparsity[3],
@@ -565,8 +563,8 @@ std::string summary_text(const Report& r, const std::string& dir) {
   if (risky.size() > 6) o << ", ...";
   o << "\n";
   if (nneg)
-    o << "WARNING: " << nneg << " weights hold -0.0 entries; the executor's sparsity (bitwise zeros) misses them. "
-      << "Canonicalise zeros at compile time (ne::canonicalize_zeros) to run them by their value sparsity.\n";
+    o << "NOTE: " << nneg << " weights hold -0.0 entries (pruning by a 0/1 mask leaves them); the executor counts "
+      << "them as zero; tools that test zeros bitwise do not (ne::canonicalize_zeros at compile time makes them +0.0).\n";
   if (!dir.empty()) o << "Report: " << dir << "/report.html, " << dir << "/report.json\n";
   return o.str();
 }

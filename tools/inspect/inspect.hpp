@@ -38,10 +38,9 @@ struct WeightEntry {
   DType dtype = DType::fp32;
   int K = 0, N = 0;
   SparseDecision decision;   // sparsity figures always; sparse/kernel only for InnerProduct
-  // The executor counts only bitwise zeros (block_sparsity: -0.0 is non-zero). Pruning by
-  // multiplying with a 0/1 mask (gen_bert.py 1x4/4x1, torch.nn.utils.prune) leaves -0.0 where
-  // weights were negative: then the weight looks dense to the executor. These are the figures
-  // with -0.0 counted as zero (= the decision's figures when negative_zeros == 0).
+  // Pruning by multiplying with a 0/1 mask (gen_bert.py 1x4/4x1, torch.nn.utils.prune) leaves
+  // -0.0 where weights were negative; the executor's decision counts them as zero
+  // (sparse::canonical_zeros), so these figures, with -0.0 counted as zero, are the decision's.
   int64_t negative_zeros = 0;
   double value_sparsity[sparse::kNumPatterns] = {0, 0, 0, 0};
   double value_element_sparsity = 0;
