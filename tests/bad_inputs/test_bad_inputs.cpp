@@ -210,14 +210,14 @@ TEST(BadInputs, ControlsLoadAndRun) {
 
 // Regressions of compile/ bugs fixed in d894b01 (also enabled cases in cases.txt), with their own checks.
 #ifdef NE_HAVE_COMPILE
-// compile/onnx_import.cpp onnx_tensor_value(): r.bytes.resize(nbytes) — up to 1 TiB, zero-filled —
+// compile/onnx_read.cpp onnx_tensor_value(): r.bytes.resize(nbytes) — up to 1 TiB, zero-filled —
 // ran before raw_data's size was checked (it could exhaust memory).
 TEST(BadInputs, OnnxInitializerClaims1TiBWith4BytesOfRawData) {
   std::string msg;
   ASSERT_EQ(outcome_of([&] { run_onnx(kDir + "/onnx/claims_1tib_raw.onnx"); }, &msg), Outcome::ne_error) << msg;
   EXPECT_NE(msg.find("raw_data has 4 bytes"), std::string::npos) << msg;
 }
-// compile/onnx_import.cpp: std::stoull/std::stoll on external_data "offset"/"length" threw
+// compile/onnx_read.cpp: std::stoull/std::stoll on external_data "offset"/"length" threw
 // std::invalid_argument / std::out_of_range, which are not ne::Error and named no file.
 TEST(BadInputs, OnnxExternalDataOffsetNotANumber) {
   std::string msg;
@@ -386,7 +386,7 @@ void onnx_variants(bool truncate, bool flip) {
 }
 TEST(BadInputsGenerated, TruncatedOnnx) { onnx_variants(true, false); }
 // Disabled: small.onnx variant 95 (a flip at byte 7 leaves MatMul one input) crashes in
-// compile/onnx_import.cpp Lowerer::lower_node (`m.find(in[1])` with in.size() == 1; ops index
+// compile/onnx_lower_node.cpp Lowerer::lower_node (`m.find(in[1])` with in.size() == 1; ops index
 // in[k]/out[0] without checking the node's arity). Reported; regression case onnx/matmul_one_input.
 TEST(BadInputsGenerated, FlippedOnnx) { onnx_variants(false, true); }
 TEST(BadInputs, OnnxMatMulWithOneInput) {

@@ -2,7 +2,7 @@
 // quantize_scale, quantize_zero_point), driven directly (create_op -> reshape -> forward):
 //  * output 0 is bitwise the 1-output op's output (the fusion changes no fp32 number), and
 //    within the LayerNorm tolerance of a float64 reference written here (1e-5 relative to
-//    |gamma|·(|x-mean|/std + 1), as test_dense_ops.cpp: fp32 two-pass mean / variance);
+//    |gamma|·(|x-mean|/std + 1), as test_row_ops.cpp: fp32 two-pass mean / variance);
 //  * output 1 is exactly ONNX QuantizeLinear of the op's own output 0, with the formula written
 //    here: saturate(round_half_to_even(y / scale) + zero_point), y / scale an fp32 division;
 //  * odd sizes (rows 1, 7, 77; n 5, 768, 1000), u8 and s8, gamma / beta broadcast from one value,

@@ -196,7 +196,7 @@ TEST(BinaryOp, Errors) {
   expect_error("BinaryOp", {{"algorithm", "and"}}, {f32({1}, {1}), f32({1}, {1})}, {"bool"});
 }
 
-// The fast paths named in generic_elementwise.cpp: a test fails if they silently stop running.
+// The fast paths named in generic_binary.cpp: a test fails if they silently stop running.
 TEST(BinaryAdd, FastPathsRunAndMatch) {
   Rng rng(99);
   SCOPED_TRACE("seed 99");
