@@ -90,12 +90,9 @@ int run() {
     model = NE_LOAD_IR(FLAGS_config, FLAGS_weight);
     mapped_path = FLAGS_weight;
   }
-  ne::ExecOptions eo;
+  ne::ExecOptions eo = ne::ExecOptions::from_env();  // NE_SPARSE_THRESHOLD, NE_VERBOSE
   eo.profile = FLAGS_profile || !FLAGS_report_json.empty();
-  double thr = FLAGS_sparse_threshold;
-  if (thr < 0 && std::getenv("NE_SPARSE_THRESHOLD")) thr = std::atof(std::getenv("NE_SPARSE_THRESHOLD"));
-  if (thr >= 0) eo.op.sparse_threshold = float(thr);
-  eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
+  if (FLAGS_sparse_threshold >= 0) eo.op.sparse_threshold = float(FLAGS_sparse_threshold);
   ne::Executor ex(std::move(model), eo);
 
   std::map<std::string, ne::HostTensor> inputs;

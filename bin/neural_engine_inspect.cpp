@@ -9,6 +9,7 @@
 
 #include "common/cli_flags.hpp"
 #include "common/error.hpp"
+#include "executor/executor.hpp"
 #include "tools/inspect/inspect.hpp"
 #ifdef NE_HAVE_COMPILE
 #include "compile/compile.hpp"
@@ -54,9 +55,8 @@ int main(int argc, char** argv) {
     }
     ne::inspect::Options o;
     // The executor's OpConfig as neural_engine builds it: flag, else env, else per-pattern defaults.
-    double thr = FLAGS_threshold;
-    if (thr < 0 && std::getenv("NE_SPARSE_THRESHOLD")) thr = std::atof(std::getenv("NE_SPARSE_THRESHOLD"));
-    if (thr >= 0) o.op.sparse_threshold = float(thr);
+    o.op.sparse_threshold = ne::ExecOptions::from_env().op.sparse_threshold;
+    if (FLAGS_threshold >= 0) o.op.sparse_threshold = float(FLAGS_threshold);
     o.spread_threshold = FLAGS_spread_threshold;
     o.max_image = std::max(16, FLAGS_max_image);
     o.images = FLAGS_images;

@@ -47,6 +47,10 @@ struct ExecOptions {
   size_t max_activation_bytes = 0;  // over it: ne::ResourceError
   // Plans cached by input shapes, least recently used dropped beyond it (0: unbounded).
   size_t max_plans = 8;
+
+  // The defaults a front end starts from: op.sparse_threshold from NE_SPARSE_THRESHOLD, op.verbose
+  // from NE_VERBOSE (executor/env.hpp); a flag the front end was given then beats them.
+  static ExecOptions from_env();
 };
 
 struct OpProfile {

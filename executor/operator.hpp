@@ -26,7 +26,8 @@ namespace ne {
 
 using TensorList = std::vector<Tensor*>;
 
-// Settings the executor passes to every operator (from flags and the environment).
+// Settings the executor passes to every operator (from flags and the environment:
+// ExecOptions::from_env(), executor/env.hpp).
 struct OpConfig {
   // Block sparsity above which a sparse kernel is used. < 0: the per-pattern defaults set from
   // the measured break-even (sparse_dispatch.hpp: 1x4 0.3, 4x1 0.7).

@@ -1,31 +1,22 @@
 #include "executor/sparse_dispatch.hpp"
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
-#include "common/error.hpp"
+#include "executor/env.hpp"
 
 namespace ne {
 
 float sparse_threshold_for(sparse::Pattern p, const OpConfig& cfg) {
   if (cfg.sparse_threshold >= 0) return cfg.sparse_threshold;
-  const char* e = std::getenv("NE_SPARSE_THRESHOLD");
-  if (e && *e) return float(std::atof(e));
+  if (const auto t = env::sparse_threshold()) return *t;
   return p == sparse::Pattern::p4x1 ? kDefaultThreshold4x1 : kDefaultThreshold1x4;
 }
 
 bool measured_dispatch(const OpConfig& cfg) {
   if (cfg.sparse_threshold >= 0 || !cfg.allow_sparse) return false;
-  const char* t = std::getenv("NE_SPARSE_THRESHOLD");
-  if (t && *t) return false;
-  const char* d = std::getenv("NE_DISPATCH");
-  if (d && *d) {
-    const std::string v = d;
-    if (v == "threshold") return false;
-    if (v != "timed") fail("NE_DISPATCH='", v, "': expected 'timed' (default) or 'threshold'");
-  }
-  return true;
+  if (env::sparse_threshold()) return false;
+  return env::dispatch() == env::Dispatch::timed;
 }
 
 SparseDecision decide_sparse(const void* W_in, sparse::DType dt, int K, int N, const OpConfig& cfg) {

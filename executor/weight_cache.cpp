@@ -17,6 +17,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "executor/env.hpp"
 
 namespace ne {
 
@@ -160,19 +161,9 @@ std::string hex64(uint64_t v) {
   return b;
 }
 
-bool weight_sharing_enabled() {
-  const char* e = std::getenv("WEIGHT_SHARING");
-  return e && std::string(e) != "0" && std::string(e) != "";
-}
-
-std::string weight_cache_dir() {
-  const char* e = std::getenv("NE_CACHE_DIR");
-  return e && *e ? e : "/dev/shm/neural_engine";
-}
-
 std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t size,
                                                const std::function<void(uint8_t*)>& build) {
-  if (!weight_sharing_enabled()) {
+  if (!env::weight_sharing()) {
     if (auto live = live_private(key, size)) return live;
     auto b = std::make_shared<PrivateBuffer>(size);
     build(b->mut());
@@ -180,13 +171,11 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
     g_private[key] = b;
     return b;
   }
-  std::string dir = weight_cache_dir();
+  std::string dir = env::cache_dir();
   ::mkdir(dir.c_str(), 0777);
   std::string path = dir + "/" + hex64(hash_bytes(key.data(), key.size())) + ".pack";
   // NE_CACHE_VERIFY=0 skips the checksum pass over a found file (faster start on trusted disks).
-  const char* v = std::getenv("NE_CACHE_VERIFY");
-  bool verify = !(v && std::string(v) == "0");
-  if (auto b = try_map(path, key, size, verify)) {
+  if (auto b = try_map(path, key, size, env::cache_verify())) {
     std::lock_guard<std::mutex> g(g_mu);
     g_paths.insert(path);
     return b;
@@ -216,7 +205,7 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
   uint8_t* payload = static_cast<uint8_t*>(p) + kHeader;
   build(payload);
   // Test hook: die the way a `kill -9` during packing would, temp file written, not published.
-  if (std::getenv("NE_TEST_DIE_WHILE_PACKING")) raise(SIGKILL);
+  if (env::test_die_while_packing()) raise(SIGKILL);
   Header h{};
   h.magic = kMagic;
   h.version = kVersion;
@@ -239,10 +228,9 @@ std::shared_ptr<const PackedBuffer> get_packed(const std::string& key, size_t si
 }
 
 std::shared_ptr<const PackedBuffer> find_packed(const std::string& key) {
-  if (!weight_sharing_enabled()) return live_private(key, SIZE_MAX);
-  std::string path = weight_cache_dir() + "/" + hex64(hash_bytes(key.data(), key.size())) + ".pack";
-  const char* v = std::getenv("NE_CACHE_VERIFY");
-  auto b = try_map(path, key, SIZE_MAX, !(v && std::string(v) == "0"));
+  if (!env::weight_sharing()) return live_private(key, SIZE_MAX);
+  std::string path = env::cache_dir() + "/" + hex64(hash_bytes(key.data(), key.size())) + ".pack";
+  auto b = try_map(path, key, SIZE_MAX, env::cache_verify());
   if (b) {
     std::lock_guard<std::mutex> g(g_mu);
     g_paths.insert(path);

@@ -1,7 +1,7 @@
 // Packed weights (sparse blocks, oneDNN-reordered dense weights) built once and shared.
 //
 // With WEIGHT_SHARING=1 each packed buffer lives in a cache file under NE_CACHE_DIR (default
-// /dev/shm/neural_engine), named by a hash of the source weight and the packing; every process
+// /dev/shm/neural_engine; both read in executor/env.cpp), named by a hash of the source weight and the packing; every process
 // maps it read-only (MAP_SHARED), so N instances hold one physical copy. A builder writes to a
 // private temp file (name carries its pid), then publishes it with an atomic rename: a process
 // killed while packing leaves only a temp file, which later starts ignore and remove. Each file
@@ -35,9 +35,6 @@ class PackedBuffer {
 // 64-bit content hash (for keys).
 uint64_t hash_bytes(const void* p, size_t n, uint64_t seed = 0x9E3779B97F4A7C15ull);
 std::string hex64(uint64_t v);
-
-bool weight_sharing_enabled();  // WEIGHT_SHARING=1
-std::string weight_cache_dir();
 
 // `key` names the packing uniquely (e.g. "ip:<hash of weight bytes>:<format>"); `size` is the
 // payload size; `build(dst)` fills exactly `size` bytes at dst (64-byte aligned).

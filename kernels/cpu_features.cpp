@@ -11,6 +11,8 @@
 #include <unistd.h>
 #endif
 
+#include "kernels/env.hpp"
+
 namespace ne::cpu {
 namespace {
 
@@ -130,7 +132,7 @@ struct Cap {
 Cap& cap_state() {
   static Cap* c = [] {
     auto* c = new Cap;
-    if (const char* e = std::getenv("NE_MAX_ISA")) {
+    if (const char* e = ne::kernels::env::max_isa()) {
       Isa isa;
       c->env_text = e;
       if (parse_isa(e, &isa)) c->env_cap = int(isa);

@@ -2,8 +2,8 @@
 //   CPUID says what the silicon has; XCR0 (xgetbv) says whether the OS saves the
 //   YMM/ZMM/opmask and AMX tile state; arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)
 //   says whether this process may use AMX tiles (Linux >= 5.16).
-// An ISA lattice orders what the kernels need; NE_MAX_ISA (env) or set_isa_cap()
-// caps it so lower paths can be exercised on a bigger CPU.
+// An ISA lattice orders what the kernels need; NE_MAX_ISA (env, read by kernels/env.cpp) or
+// set_isa_cap() caps it so lower paths can be exercised on a bigger CPU.
 // This file is compiled WITHOUT ISA flags.
 #pragma once
 #include <string>

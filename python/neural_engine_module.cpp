@@ -395,15 +395,12 @@ std::unique_ptr<Graph> make_graph(ne::Model m, const ne::ExecOptions& eo, const 
 
 ne::ExecOptions exec_options(py::object sparse_threshold, int threads) {
   if (threads < 0) throw ne::InputError("threads must be >= 0 (0: OMP_NUM_THREADS), got " + std::to_string(threads));
-  ne::ExecOptions eo;
+  ne::ExecOptions eo = ne::ExecOptions::from_env();  // NE_SPARSE_THRESHOLD, NE_VERBOSE
   if (!sparse_threshold.is_none()) {
     double t = sparse_threshold.cast<double>();
     if (!(t >= 0)) throw ne::InputError("sparse_threshold must be >= 0");
     eo.op.sparse_threshold = float(t);
-  } else if (const char* e = std::getenv("NE_SPARSE_THRESHOLD")) {
-    eo.op.sparse_threshold = float(std::atof(e));
   }
-  eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
   return eo;
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/proc_mem.hpp"
+#include "executor/env.hpp"
 #include "executor/weight_cache.hpp"
 #include "report/cpu_report.hpp"
 
@@ -68,7 +69,7 @@ nlohmann::ordered_json run_report(const Executor& ex, int batch, int seq, int it
                  {"packed_resident_bytes", pk.file_rss},
                  {"packed_pss_bytes", pk.file_pss},
                  {"packed_private_bytes", private_packed_bytes()},
-                 {"weight_sharing", weight_sharing_enabled() ? 1 : 0},
+                 {"weight_sharing", env::weight_sharing() ? 1 : 0},
                  {"private_bytes", pm.private_bytes},
                  {"rss_bytes", pm.rss},
                  {"arena_bytes", ms.arena_bytes},

@@ -29,8 +29,9 @@ std::string Server::load_frame() const {
     w.str(m.conf);
     w.str(m.weight);
   }
+  // The flag, else NE_SPARSE_THRESHOLD (< 0: neither; the worker leaves the per-pattern defaults).
   double thr = FLAGS_sparse_threshold;
-  if (thr < 0 && std::getenv("NE_SPARSE_THRESHOLD")) thr = std::atof(std::getenv("NE_SPARSE_THRESHOLD"));
+  if (thr < 0) thr = ExecOptions::from_env().op.sparse_threshold;
   w.f64(thr);
   w.str(FLAGS_warmup);
   w.u64(uint64_t(FLAGS_max_activation_bytes));

@@ -85,9 +85,8 @@ int worker_main(int fd) {
     const auto warm = parse_warmup(rd.str());
     const uint64_t max_act = rd.u64();
     for (uint32_t i = 0; i < n; ++i) {
-      ExecOptions eo;
+      ExecOptions eo = ExecOptions::from_env();  // NE_VERBOSE (the threshold came in the frame)
       if (thr >= 0) eo.op.sparse_threshold = float(thr);
-      eo.op.verbose = std::getenv("NE_VERBOSE") != nullptr;
       eo.max_activation_bytes = size_t(max_act);
       models.push_back(std::make_unique<Executor>(NE_LOAD_IR(confs[i], weights[i]), eo));
       std::mt19937 rng(1);

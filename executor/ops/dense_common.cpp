@@ -1,19 +1,16 @@
 #include "executor/ops/dense_common.hpp"
 
-#include <atomic>
-#include <cstdlib>
-
+#include "executor/env.hpp"
 #include "kernels/cpu_features.hpp"
+#include "kernels/env.hpp"
 
 namespace ne::dense {
 
 // NE_MAX_ISA caps oneDNN too (unless ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA says otherwise), so a
 // capped run exercises the lower dense paths as well. Must happen before oneDNN's first JIT.
 static void cap_onednn_isa() {
-  const char* e = std::getenv("NE_MAX_ISA");
-  if (!e || !*e || std::getenv("ONEDNN_MAX_CPU_ISA") || std::getenv("DNNL_MAX_CPU_ISA")) return;
   cpu::Isa isa;
-  if (!cpu::parse_isa(e, &isa)) return;
+  if (env::onednn_isa_set() || !cpu::parse_isa(ne::kernels::env::max_isa(), &isa)) return;
   dnnl_cpu_isa_t d = dnnl_cpu_isa_all;
   switch (isa) {
     case cpu::Isa::generic: case cpu::Isa::sse41: d = dnnl_cpu_isa_sse41; break;
@@ -39,18 +36,9 @@ dnnl::stream& stream() {
   return s;
 }
 
-static std::atomic<bool> g_force_portable{false};
-
 // ne::cpu checks CPUID and XCR0 once and applies the NE_MAX_ISA / set_isa_cap() ceiling, so a
 // capped run exercises the portable kernels here too.
-static bool detect_avx512() { return cpu::mayiuse(cpu::Isa::avx512_core); }
-
-bool use_avx512() {
-  return !g_force_portable.load(std::memory_order_relaxed) && detect_avx512();
-}
-
-void force_portable(bool on) { g_force_portable.store(on); }
-bool portable_forced() { return g_force_portable.load(std::memory_order_relaxed); }
+bool use_avx512() { return !portable_forced() && cpu::mayiuse(cpu::Isa::avx512_core); }
 
 const char* kernel_isa() { return use_avx512() ? "avx512" : "portable"; }
 

@@ -8,6 +8,7 @@
 
 #include <dnnl.hpp>
 
+#include "executor/ops/portable.hpp"
 #include "kernels/eltwise/eltwise.hpp"
 #include "kernels/layernorm/layernorm.hpp"
 #include "kernels/small_gemm/small_gemm.hpp"
@@ -19,17 +20,15 @@ dnnl::engine& engine();
 dnnl::stream& stream();
 
 // True when the AVX-512 kernels (kernels/eltwise, kernels/layernorm, the small GEMMs) may run: ne::cpu says avx512_core
-// (CPUID + XCR0, under the NE_MAX_ISA / set_isa_cap ceiling) and no test forced the portable path.
+// (CPUID + XCR0, under the NE_MAX_ISA / set_isa_cap ceiling) and no test forced the portable path
+// (force_portable(), executor/ops/portable.hpp: one switch for these and the quantization kernels).
 bool use_avx512();
-// Tests: force the portable kernels (true) or go back to detection (false).
-void force_portable(bool on);
 // "avx512" or "portable" (for kernel() strings).
 const char* kernel_isa();
 
 // The row kernels (kernels/eltwise, kernels/layernorm): the entry of a kernels/ list the operators
 // run now: the first one the CPU can run (ne::cpu, under the NE_MAX_ISA cap), or the generic
 // (last) one when a test forced the portable path.
-bool portable_forced();
 template <class Fn>
 const ne::kernels::Ukernel<Fn>& pick(const ne::kernels::UkernelList<Fn>& list) {
   return list.choose(portable_forced());

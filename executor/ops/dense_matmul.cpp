@@ -23,6 +23,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "executor/env.hpp"
 #include "executor/ops/shape_cache.hpp"
 #include "executor/operator.hpp"
 #include "executor/ops/dense_common.hpp"
@@ -131,8 +132,8 @@ class MatmulOp : public Operator {
   bool bf16_ = false;  // compute_dtype: bf16 (products rounded to bf16, fp32 accumulation)
   bool bf16_runs() const { return bf16_ && ne::cpu::mayiuse(ne::cpu::Isa::avx512_core_bf16); }
   bool small_ok_ = [] {
-    const char* f = std::getenv("NE_DENSE_MATMUL");
-    return !(f && (std::string(f) == "sgemm" || std::string(f) == "onednn"));
+    const std::string f = env::dense_matmul();
+    return !(f == "sgemm" || f == "onednn");
   }();
 
   std::vector<int64_t> check_perm(const std::vector<int64_t>& perm, int rank, const char* what) const {
@@ -273,8 +274,7 @@ class MatmulOp : public Operator {
 
   void try_primitive(Plan& p) {
     const int r = int(p.batch.size()) + 2;
-    const char* f = std::getenv("NE_DENSE_MATMUL");
-    const std::string force = f ? f : "";
+    const std::string force = env::dense_matmul();
     if (force == "sgemm") {
       reason_ = "strided sgemm (NE_DENSE_MATMUL=sgemm)";
       return;

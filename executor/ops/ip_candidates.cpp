@@ -8,15 +8,11 @@
 #include <cstring>
 #include <map>
 
+#include "executor/env.hpp"
 #include "executor/weight_cache.hpp"
 #include "kernels/cpu_features.hpp"
 
 namespace ne {
-
-std::string ip_only_entry() {
-  const char* e = std::getenv("NE_IP_ONLY");
-  return e ? std::string(e) : std::string();
-}
 
 void IpChooser::reset(std::vector<std::string> names, std::vector<std::string> notes,
                       std::vector<std::string> declined, std::string cache_key, bool exclusive,
@@ -137,7 +133,7 @@ int IpChooser::pick(int64_t M, int64_t M_timed, const std::function<double(int)>
     auto it = memo().find(key);
     if (it != memo().end()) r = it->second, found = cached = true;
   }
-  if (!found && weight_sharing_enabled()) {
+  if (!found && env::weight_sharing()) {
     // Beside the packed weights: built (timed) by the first process, mapped by the rest.
     bool built = false;
     auto buf = get_packed(key, sizeof(Record), [&](uint8_t* dst) {

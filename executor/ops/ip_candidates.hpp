@@ -34,12 +34,11 @@
 #include <string>
 #include <vector>
 
+#include "executor/env.hpp"
 #include "executor/operator.hpp"
 
 namespace ne {
 
-// NE_IP_ONLY: "" or one entry name.
-std::string ip_only_entry();
 // Forgets the decisions memoised in this process (tests: the NE_CACHE_DIR copy stays).
 void ip_choice_memo_clear();
 
@@ -87,7 +86,7 @@ class IpList {
   // dispatch); else the first one that accepts is the only one.
   static IpBuilt<S> build(const P& p, const OpConfig& cfg, bool all) {
     IpBuilt<S> b;
-    const std::string only = ip_only_entry();
+    const std::string only = env::ip_only();  // NE_IP_ONLY: "" or one entry name
     const auto list = entries();
     for (int pass = 0; pass < 2 && b.impls.empty(); ++pass) {
       for (const Entry& e : list) {

@@ -4,7 +4,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,8 +13,6 @@
 
 namespace ne::quant {
 namespace {
-
-std::atomic<bool> g_force_portable{false};
 
 // Split [0, n) into per-thread chunks of at least `grain` elements (a multiple of 64).
 template <class F>
@@ -38,15 +35,14 @@ void parallel_chunks(int64_t n, F&& f) {
 
 }  // namespace
 
-void force_portable(bool on) { g_force_portable = on; }
-bool use_avx512() { return !g_force_portable && ne::cpu::mayiuse(ne::cpu::Isa::avx512_core); }
+bool use_avx512() { return !portable_forced() && ne::cpu::mayiuse(ne::cpu::Isa::avx512_core); }
 
 namespace kq = ne::kernels::quant;
-const ne::kernels::Ukernel<kq::minmax_fn>& minmax_kernel() { return kq::minmax_kernels().choose(g_force_portable); }
+const ne::kernels::Ukernel<kq::minmax_fn>& minmax_kernel() { return kq::minmax_kernels().choose(portable_forced()); }
 const ne::kernels::Ukernel<kq::quantize_fn>& quantize_kernel() {
-  return kq::quantize_kernels().choose(g_force_portable);
+  return kq::quantize_kernels().choose(portable_forced());
 }
-const ne::kernels::Ukernel<kq::to_bf16_fn>& to_bf16_kernel() { return kq::to_bf16_kernels().choose(g_force_portable); }
+const ne::kernels::Ukernel<kq::to_bf16_fn>& to_bf16_kernel() { return kq::to_bf16_kernels().choose(portable_forced()); }
 
 void dynamic_qparams(float mn, float mx, bool is_signed, float* scale, int* zero_point) {
   mn = std::min(mn, 0.f);

@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 
+#include "executor/ops/portable.hpp"
 #include "kernels/quant/quant.hpp"
 
 namespace ne::quant {
@@ -36,9 +37,8 @@ void quantize_serial(const float* x, void* q, int64_t n, float scale, int zp, bo
 void to_bf16(const float* x, uint16_t* y, int64_t n);
 void from_bf16(const uint16_t* x, float* y, int64_t n);
 
-// Tests: force the portable (generic) entries (true) or go back to CPU detection (false).
-void force_portable(bool on);
-// True when the kernels chosen are not forced generic and the CPU (under the NE_MAX_ISA cap) has
+// True when the kernels chosen are not forced generic (force_portable(), executor/ops/portable.hpp:
+// one switch for these and the dense row kernels) and the CPU (under the NE_MAX_ISA cap) has
 // avx512_core, i.e. the __avx512 entries run.
 bool use_avx512();
 // The entries the wrappers above run now (kernels/quant/quant.hpp lists, generic when forced),

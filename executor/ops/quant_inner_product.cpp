@@ -39,6 +39,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "executor/env.hpp"
 #include "executor/ops/shape_cache.hpp"
 #include "executor/ops/dense_common.hpp"
 #include "executor/ops/dense_inner_product.hpp"
@@ -385,7 +386,7 @@ constexpr double kKgatherMinZ = 0.3;
 
 const bool g_kgather = QIpList::add("sparse_amx_kgather", 200, [](const QProblem& p, const OpConfig& cfg) {
   QOffer o;
-  const bool forced = ip_only_entry() == "sparse_amx_kgather";
+  const bool forced = env::ip_only() == "sparse_amx_kgather";
   const bool amx = cpu::mayiuse(cpu::Isa::avx512_core_amx);
   if (!amx && !forced) {
     o.note = "needs AMX (" + cpu::why_not(cpu::Isa::avx512_core_amx) + ")";

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/attention/attention.hpp"
+#include "kernels/env.hpp"
 
 namespace ne::attention {
 
@@ -26,17 +27,11 @@ const KernelInfo* find_kernel(const std::string& name) {
   return nullptr;
 }
 
-namespace {
-bool amx_disabled_by_env() {
-  const char* e = std::getenv("NE_ATTENTION_AMX");
-  return e && std::string(e) == "0";
-}
-}  // namespace
-
 std::string why_not(const KernelInfo& k, const Args& a) {
   if (k.compute != a.compute)
     return std::string("compute dtype is ") + compute_name(a.compute) + ", kernel computes in " + compute_name(k.compute);
-  if (k.isa == ne::cpu::Isa::avx512_core_amx && amx_disabled_by_env()) return "disabled by NE_ATTENTION_AMX=0";
+  if (k.isa == ne::cpu::Isa::avx512_core_amx && ne::kernels::env::attention_amx_disabled())
+    return "disabled by NE_ATTENTION_AMX=0";
   std::string isa = ne::cpu::why_not(k.isa);
   if (!isa.empty()) return "ISA: " + isa;
   if (k.fn && (a.Sq < 1 || a.Sk < 1 || a.D < 1 || a.Dv < 1))

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "kernels/avx512_transpose.hpp"
+#include "kernels/env.hpp"
 #include "kernels/sparse_gemm/bsgemm_internal.hpp"
 
 namespace ne::sparse {
@@ -240,10 +241,7 @@ struct Scratch {
 // Measured on Zen 5 (BERT FFN1, 1024 x 3072 fp32 = 12 MiB): the epilogue 1.27 -> 0.90 ms.
 // Threshold: NE_SPARSE_STREAM_BYTES (default 8 MiB; 0 = never).
 inline bool stream_output(const GemmArgs& a, int N) {
-  static const int64_t min_bytes = [] {
-    const char* e = std::getenv("NE_SPARSE_STREAM_BYTES");
-    return e && *e ? std::atoll(e) : int64_t(8) << 20;
-  }();
+  const int64_t min_bytes = ne::kernels::env::sparse_stream_bytes();
   if (min_bytes <= 0 || a.post.dst_dtype != DType::f32) return false;
   return int64_t(a.M) * N * 4 >= min_bytes;
 }

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/env.hpp"
 #include "kernels/sparse_gemm/bsgemm_internal.hpp"
 
 namespace ne::sparse {
@@ -132,11 +133,7 @@ const KernelInfo& gemm(const GemmArgs& a, const PackedWeight& w) {
   validate(a, w);
   KernelChoice c = choose_kernel(a, w);
   if (!c.kernel) throw std::invalid_argument("sparse gemm: no kernel for these arguments");
-  static const bool verbose = [] {
-    const char* e = std::getenv("NE_SPARSE_VERBOSE");
-    return e && *e && *e != '0';
-  }();
-  if (verbose) {
+  if (ne::kernels::env::sparse_verbose()) {
     static std::mutex mu;
     static std::set<std::string> seen;
     std::lock_guard<std::mutex> lock(mu);
