@@ -426,7 +426,6 @@ def group_bad_requests():
         m = bad("deeply nested shape", deep, J, contains="nests deeper than 32")
         check(m is not None and len(m) < 500, "the nesting error is short (%d chars)" % len(m or ""))
         bad("no inputs", b'{"id":"x"}', J)
-        req = json.loads(good_body)
         r = json.loads(good_body); r["inputs"][0]["name"] = "input_idz"
         m = bad("wrong tensor name", json.dumps(r).encode(), J, contains="input_idz")
         r = json.loads(good_body); r["inputs"] = r["inputs"][:2]
@@ -491,28 +490,39 @@ def group_bad_requests():
     check(rc == 0, "SIGTERM -> exit 0")
 
 
-def main():
+def main_for(groups, extra=(), bind=None):
+    """The command line of every server test module: --group NAME --server --cli --compile --data
+    [--workdir] plus `extra` ((flag, argparse kwargs) pairs); runs groups[NAME] and exits 1 when a
+    check failed. `bind(args)` gives the parsed arguments to the calling module."""
     global ARGS
     ap = argparse.ArgumentParser()
-    ap.add_argument("--group", required=True)
+    ap.add_argument("--group", required=True, choices=sorted(groups))
     ap.add_argument("--server", required=True)
     ap.add_argument("--cli", required=True)
     ap.add_argument("--compile", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--workdir", default="")
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
     ARGS = ap.parse_args()
     tmp = None
     if not ARGS.workdir:
         tmp = tempfile.TemporaryDirectory(prefix="ne_server_test_")
         ARGS.workdir = tmp.name
     os.makedirs(ARGS.workdir, exist_ok=True)
+    if bind:
+        bind(ARGS)
     t0 = time.time()
     print("== server test group %s (workdir %s)" % (ARGS.group, ARGS.workdir))
-    {"protocol": group_protocol, "bad_requests": group_bad_requests}[ARGS.group]()
+    groups[ARGS.group]()
     print("== %s: %d failure(s) in %.1f s" % (ARGS.group, len(FAILS), time.time() - t0))
     for f in FAILS:
         print("   FAILED: " + f)
     sys.exit(1 if FAILS else 0)
+
+
+def main():
+    main_for({"protocol": group_protocol, "bad_requests": group_bad_requests})
 
 
 if __name__ == "__main__":

@@ -12,13 +12,10 @@ Run by ctest (tests/server/CMakeLists.txt), one group per test:
       --server build/bin/neural_engine_server --cli build/bin/neural_engine \
       --compile build/bin/neural_engine_compile --data tests/data --workdir DIR
 """
-import argparse
 import os
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 
@@ -251,29 +248,12 @@ def group_drain():
 
 
 def main():
-    global ARGS
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--server", required=True)
-    ap.add_argument("--cli", required=True)
-    ap.add_argument("--compile", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--workdir", default="")
-    ap.add_argument("--connections", type=int, default=1000)
-    ARGS = ap.parse_args()
-    tmp = None
-    if not ARGS.workdir:
-        tmp = tempfile.TemporaryDirectory(prefix="ne_server_test_")
-        ARGS.workdir = tmp.name
-    os.makedirs(ARGS.workdir, exist_ok=True)
-    test_server.ARGS = ARGS
-    t0 = time.time()
-    print("== server test group %s (workdir %s)" % (ARGS.group, ARGS.workdir))
-    {"connections": group_connections, "workers": group_workers, "drain": group_drain}[ARGS.group]()
-    print("== %s: %d failure(s) in %.1f s" % (ARGS.group, len(test_server.FAILS), time.time() - t0))
-    for f in test_server.FAILS:
-        print("   FAILED: " + f)
-    sys.exit(1 if test_server.FAILS else 0)
+    def bind(a):
+        global ARGS
+        ARGS = a
+
+    test_server.main_for({"connections": group_connections, "workers": group_workers, "drain": group_drain},
+                         extra=[("--connections", dict(type=int, default=1000))], bind=bind)
 
 
 if __name__ == "__main__":
