@@ -23,7 +23,7 @@ PKGS="build-essential cmake pkg-config git ca-certificates
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
   numactl python3 python3-numpy python3-torch python3-onnx nodejs npm
   chromium clang libclang-rt-14-dev zlib1g-dev libpng-dev nlohmann-json3-dev
-  pybind11-dev python3-dev python3-pytest libcpp-httplib-dev libssl-dev wrk"
+  pybind11-dev python3-dev python3-pytest libcpp-httplib-dev libssl-dev openssl curl wrk"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
