@@ -54,7 +54,6 @@ class ConnStream : public httplib::Stream {
   ConnStream(int fd, SSL* ssl, const ConnOptions& o, ConnStats& st) : fd_(fd), ssl_(ssl), o_(o), st_(st) {}
 
   void begin_request() {
-    reading_ = true;
     timed_out_ = false;
     deadline_ = Clock::now() + std::chrono::milliseconds(o_.request_timeout_ms);
   }
@@ -108,9 +107,9 @@ class ConnStream : public httplib::Stream {
   // deadline; false when either passes (the deadline: counted, and timed_out()).
   bool wait_read(short events) {
     int ms = o_.io_timeout_ms;
-    if (reading_) ms = std::min(ms, ms_left(deadline_));
+    ms = std::min(ms, ms_left(deadline_));
     if (wait_fd(fd_, events, ms)) return true;
-    if (reading_ && Clock::now() >= deadline_ && !timed_out_) {
+    if (Clock::now() >= deadline_ && !timed_out_) {
       timed_out_ = true;
       st_.deadline++;
     }
@@ -119,7 +118,7 @@ class ConnStream : public httplib::Stream {
 
   ssize_t read_some(char* p, size_t n) {
     for (;;) {
-      if (reading_ && Clock::now() >= deadline_) {
+      if (Clock::now() >= deadline_) {
         if (!timed_out_) st_.deadline++;
         timed_out_ = true;
         return -1;
@@ -163,7 +162,7 @@ class ConnStream : public httplib::Stream {
   SSL* ssl_;
   const ConnOptions& o_;
   ConnStats& st_;
-  bool reading_ = false, timed_out_ = false, close_ = false;
+  bool timed_out_ = false, close_ = false;
   Clock::time_point deadline_;
   char buf_[4096];
   size_t pos_ = 0, len_ = 0;

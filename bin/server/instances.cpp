@@ -21,6 +21,10 @@
 namespace ne {
 namespace server {
 
+int64_t worker_timeout_ms(int64_t tokens) {
+  return FLAGS_worker_timeout_ms > 0 ? FLAGS_worker_timeout_ms : 60000 + tokens / 20;
+}
+
 std::string Server::load_frame() const {
   FrameWriter w;
   w.u32(uint32_t(models_.size()));
@@ -179,7 +183,7 @@ void Server::run_batch(Instance& in, std::vector<JobPtr>& batch, bool* worker_lo
   // killed; its batch is answered 503 and the worker restarted, as if it had died.
   int64_t tokens = 0;
   if (!head->inputs.empty()) tokens = int64_t(rows) * std::max<int64_t>(1, head->inputs[0].numel() / std::max<int64_t>(1, head->rows));
-  const int64_t timeout_ms = FLAGS_worker_timeout_ms > 0 ? FLAGS_worker_timeout_ms : 60000 + tokens / 20;
+  const int64_t timeout_ms = worker_timeout_ms(tokens);
   const Clock::time_point deadline = t_send + std::chrono::milliseconds(timeout_ms);
   FrameType type;
   std::string payload;

@@ -105,7 +105,7 @@ void Server::infer(const std::string& name, const httplib::Request& req, httplib
   // Bounded: the watchdog answers a batch within the worker timeout, so a request is answered by
   // the time every batch queued ahead of it (on the fewest instances) could have timed out; past
   // that something is wrong (workers that cannot start): answer 503 rather than wait for ever.
-  const int64_t worker_ms = FLAGS_worker_timeout_ms > 0 ? FLAGS_worker_timeout_ms : 60000 + 512 * FLAGS_max_batch_size / 20;
+  const int64_t worker_ms = worker_timeout_ms(int64_t(512) * FLAGS_max_batch_size);
   const int64_t bound_ms = worker_ms * (2 + FLAGS_max_queue_size / std::max<int64_t>(1, int64_t(instances_.size())));
   if (!job->wait_until(job->arrival + std::chrono::milliseconds(bound_ms)))
     job->complete(503, str_cat("not answered within ", bound_ms, " ms (no worker could run it: see the server log)"));

@@ -111,6 +111,10 @@ class Server {
   std::mutex meta_mu_;
 };
 
+// The watchdog's deadline for a batch of `tokens` tokens (rows x sequence): --worker_timeout_ms,
+// or 60 s plus 50 us per token.
+int64_t worker_timeout_ms(int64_t tokens);
+
 void json_reply(httplib::Response& res, int status, const std::string& body);
 void error_reply(httplib::Response& res, int status, const std::string& msg);
 
